@@ -1,0 +1,55 @@
+import type { TranscriptMessage, UserMessage, ToolResultMessage } from '../transcript.js'
+
+/** A function tool offered to the agent (OpenResponses `tools[]` entries of type `function`). */
+export interface FunctionTool {
+  type: 'function'
+  name: string
+  description?: string | null
+  parameters?: Record<string, unknown> | null
+  strict?: boolean | null
+}
+
+export type ToolChoice =
+  | 'auto'
+  | 'none'
+  | 'required'
+  | { type: 'function', name: string }
+
+/** What the agent is asked to do on one turn. */
+export interface AgentRequest {
+  sessionKey: string
+  sessionId: string
+  agentId: string
+  runId: string
+  /** This turn's new rows: user messages and tool results, already in the transcript. */
+  input: Array<UserMessage | ToolResultMessage>
+  /** The transcript before this turn, oldest first; loaded only if the agent asks. */
+  history (limit?: number): Promise<TranscriptMessage[]>
+  /** The tools the agent may call on this turn (already narrowed by `allowed_tools`). */
+  tools: FunctionTool[]
+  toolChoice: ToolChoice
+  /** A model name the client asked for that is not an agent selector (say `gpt-4o-mini`). */
+  model?: string
+  instructions?: string
+  maxOutputTokens?: number
+  metadata: Record<string, string>
+  /** Aborted when the run is cancelled, times out or the gateway closes. */
+  signal: AbortSignal
+}
+
+/** What an agent yields while it answers. */
+export type AgentOutput =
+  | { type: 'text', delta: string }
+  | { type: 'function_call', name: string, arguments: string | Record<string, unknown>, callId?: string }
+  | { type: 'usage', inputTokens: number, outputTokens: number }
+  /** The answer stopped early because it reached `maxOutputTokens`. */
+  | { type: 'incomplete', reason: 'max_output_tokens' }
+
+/**
+ * Generates the answers. The hub owns everything else (ordering, persistence,
+ * fan-out, abort): an agent only turns a request into a stream of outputs.
+ * Throwing, or an iterator that fails, ends the run with state `error`.
+ */
+export interface Agent {
+  respond (request: AgentRequest): AsyncIterable<AgentOutput>
+}

@@ -1,0 +1,70 @@
+import createError from '@fastify/error'
+
+// Every refusal the gateway makes is one of these. Each carries a stable `code`
+// (what programs match on) and an HTTP `statusCode`; transports translate them to
+// their own wire shape (OpenResponses error body, gateway `res` error, close code).
+
+export const InvalidSessionKeyError = createError<'FSG_INVALID_SESSION_KEY', 400, [string]>(
+  'FSG_INVALID_SESSION_KEY', 'Invalid session key: %s', 400)
+
+export const MissingSessionKeyError = createError<'FSG_MISSING_SESSION_KEY', 400, []>(
+  'FSG_MISSING_SESSION_KEY', 'A session key is required', 400)
+
+export const ReservedSessionKeyError = createError<'FSG_RESERVED_SESSION_KEY', 400, [string]>(
+  'FSG_RESERVED_SESSION_KEY', 'Session key uses the reserved namespace "%s:"', 400)
+
+export const InvalidAgentIdError = createError<'FSG_INVALID_AGENT_ID', 400, [string]>(
+  'FSG_INVALID_AGENT_ID', 'Invalid agent id: %s', 400)
+
+export const AgentMismatchError = createError<'FSG_AGENT_MISMATCH', 400, [string, string]>(
+  'FSG_AGENT_MISMATCH', 'Agent "%s" contradicts the session key, which belongs to agent "%s"', 400)
+
+export const UnknownAgentError = createError<'FSG_UNKNOWN_AGENT', 404, [string]>(
+  'FSG_UNKNOWN_AGENT', 'Unknown agent "%s"', 404)
+
+export const UnauthenticatedError = createError<'FSG_UNAUTHENTICATED', 401, []>(
+  'FSG_UNAUTHENTICATED', 'Missing or invalid credentials', 401)
+
+export const ForbiddenError = createError<'FSG_FORBIDDEN', 403, [string, string]>(
+  'FSG_FORBIDDEN', 'Not allowed to %s session "%s"', 403)
+
+export const SessionNotFoundError = createError<'FSG_SESSION_NOT_FOUND', 404, [string]>(
+  'FSG_SESSION_NOT_FOUND', 'Session "%s" not found', 404)
+
+export const RunNotFoundError = createError<'FSG_RUN_NOT_FOUND', 404, [string]>(
+  'FSG_RUN_NOT_FOUND', 'Run "%s" not found', 404)
+
+export const InvalidCursorError = createError<'FSG_INVALID_CURSOR', 400, [string]>(
+  'FSG_INVALID_CURSOR', 'Invalid cursor "%s"', 400)
+
+export const InvalidInputError = createError<'FSG_INVALID_INPUT', 400, [string]>(
+  'FSG_INVALID_INPUT', 'Invalid input: %s', 400)
+
+export const RunAbortedError = createError<'FSG_RUN_ABORTED', 409, [string]>(
+  'FSG_RUN_ABORTED', 'A turn waiting on session "%s" was aborted before it started', 409)
+
+/** Raised by a send under `busy: 'reject'`; carries what a caller needs to attach instead. */
+export const SessionBusyError = createError<'FSG_SESSION_BUSY', 409, [string, string]>(
+  'FSG_SESSION_BUSY', 'Session "%s" is busy with run "%s"', 409)
+
+export const GatewayClosedError = createError<'FSG_GATEWAY_CLOSED', 503, []>(
+  'FSG_GATEWAY_CLOSED', 'The session gateway is shutting down', 503)
+
+export const InvalidOptionError = createError<'FSG_INVALID_OPTION', 500, [string, string]>(
+  'FSG_INVALID_OPTION', 'Invalid session gateway option "%s": %s', 500)
+
+export type SessionBusy = InstanceType<typeof SessionBusyError> & {
+  sessionKey: string
+  runId: string
+  cursor: string
+}
+
+export function sessionBusy (sessionKey: string, runId: string, cursor: string): SessionBusy {
+  return Object.assign(new SessionBusyError(sessionKey, runId), { sessionKey, runId, cursor })
+}
+
+/** True for errors the gateway raised on purpose (as opposed to bugs or agent failures). */
+export function isGatewayError (err: unknown): err is Error & { code: string, statusCode: number } {
+  const code = (err as { code?: unknown } | null)?.code
+  return err instanceof Error && typeof code === 'string' && code.startsWith('FSG_')
+}

@@ -1,0 +1,123 @@
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { createAuthenticator, type Authenticator, type Credentials, type Principal } from './auth.js'
+import {
+  SessionHub, type HistoryQuery, type OpenResult, type RunTicket, type SendRequest,
+  type SessionListener, type SubscribeOptions, type Subscription, type RunningSnapshot
+} from './hub/hub.js'
+import type { ResolvedOptions } from './options.js'
+import { createResolver, type Resolver, type SessionAction } from './resolver.js'
+import type { ListPage, ListQuery, ReadPage, SessionRow, SessionStore } from './stores/store.js'
+
+export interface ListOptions extends Partial<ListQuery> {
+  /** When given, only the sessions this principal may read are listed. */
+  principal?: Principal
+}
+
+const MAX_LIST_LIMIT = 1000
+// Bounds the store pages one filtered listing may scan, so a principal who may read
+// almost nothing cannot make one call walk an entire database.
+const MAX_LIST_SCAN_PAGES = 20
+
+/**
+ * `app.sessionGateway`: the machinery every transport uses, for application code
+ * and tests. Keys given to its methods must be canonical (from `resolve`).
+ */
+export class SessionGateway {
+  readonly resolve: Resolver
+  readonly store: SessionStore
+  readonly #hub: SessionHub
+  readonly #authenticate: Authenticator
+  readonly #options: ResolvedOptions
+
+  constructor (options: ResolvedOptions, logger: FastifyBaseLogger) {
+    this.#options = options
+    this.store = options.store
+    this.resolve = createResolver({
+      defaultAgentId: options.defaultAgentId,
+      mainKey: options.mainKey,
+      ...(options.agents === undefined ? {} : { agents: options.agents }),
+      ...(options.authorize === undefined ? {} : { authorize: options.authorize })
+    })
+    this.#authenticate = createAuthenticator(options.auth)
+    this.#hub = new SessionHub({
+      store: options.store,
+      agent: options.agent,
+      busy: options.busy,
+      replay: options.replay,
+      runTimeoutMs: options.runTimeoutMs,
+      maxQueue: options.maxQueue,
+      maxIdleSessions: options.maxIdleSessions,
+      idempotencyTtlMs: 5 * 60_000,
+      logger
+    })
+  }
+
+  /** The principal behind these credentials; throws `FSG_UNAUTHENTICATED` (401). */
+  async authenticate (request: FastifyRequest, credentials: Credentials): Promise<Principal> {
+    return await this.#authenticate(request, credentials)
+  }
+
+  /** Starts a turn; resolves once the input is durable. See `SessionHub.send`. */
+  async send (request: SendRequest): Promise<RunTicket> {
+    return await this.#hub.send(request)
+  }
+
+  async history (sessionKey: string, query: HistoryQuery): Promise<ReadPage & { sessionId: string, cursor: string }> {
+    return await this.#hub.history(sessionKey, query)
+  }
+
+  async subscribe (sessionKey: string, options: SubscribeOptions, listener: SessionListener): Promise<Subscription> {
+    return await this.#hub.subscribe(sessionKey, options, listener)
+  }
+
+  async open (sessionKey: string, options: SubscribeOptions & { limit: number }, listener: SessionListener): Promise<OpenResult> {
+    return await this.#hub.open(sessionKey, options, listener)
+  }
+
+  async abort (sessionKey: string, runId?: string): Promise<{ aborted: boolean, runIds: string[] }> {
+    return await this.#hub.abort(sessionKey, runId)
+  }
+
+  async get (sessionKey: string): Promise<(SessionRow & { cursor: string, running?: RunningSnapshot }) | undefined> {
+    return await this.#hub.get(sessionKey)
+  }
+
+  async patch (sessionKey: string, patch: { label?: string }): Promise<SessionRow> {
+    return await this.#hub.patch(sessionKey, patch)
+  }
+
+  async reset (sessionKey: string): Promise<SessionRow> {
+    return await this.#hub.reset(sessionKey)
+  }
+
+  async delete (sessionKey: string): Promise<boolean> {
+    return await this.#hub.delete(sessionKey)
+  }
+
+  /** Sessions newest first; with a `principal`, only those it may read. */
+  async list (options: ListOptions = {}): Promise<ListPage> {
+    const { principal, ...rest } = options
+    const limit = Math.min(Math.max(1, rest.limit ?? 50), MAX_LIST_LIMIT)
+    const query: ListQuery = { ...rest, limit }
+    const authorize = this.#options.authorize
+    if (principal === undefined || authorize === undefined) return await this.#hub.list(query)
+
+    const rows: SessionRow[] = []
+    let cursor = query.cursor
+    for (let pages = 0; pages < MAX_LIST_SCAN_PAGES; pages++) {
+      const page = await this.#hub.list({ ...query, limit: limit - rows.length, ...(cursor === undefined ? {} : { cursor }) })
+      for (const row of page.rows) {
+        if (await authorize({ principal, sessionKey: row.key, agentId: row.agentId, action: 'read' as SessionAction })) rows.push(row)
+      }
+      cursor = page.cursor
+      if (cursor === undefined || rows.length >= limit) break
+    }
+    return cursor === undefined ? { rows } : { rows, cursor }
+  }
+
+  /** Stops every running turn (recorded as aborted) and refuses new ones. */
+  async close (): Promise<void> {
+    await this.#hub.close()
+    await this.store.close?.()
+  }
+}

@@ -1,0 +1,78 @@
+import type { RunState, ToolCallPart, AssistantMessage, TranscriptEntry } from '../transcript.js'
+
+/** Why a run ended before its agent finished. */
+export type StopCause =
+  | { kind: 'abort' }
+  | { kind: 'timeout', ms: number }
+  | { kind: 'shutdown' }
+  | { kind: 'reset' }
+
+export interface RunResult {
+  runId: string
+  sessionKey: string
+  state: RunState
+  /** The assistant's row as committed (also for aborted and failed runs, with what was produced). */
+  entry: TranscriptEntry & { message: AssistantMessage }
+  message: AssistantMessage
+  text: string
+  toolCalls: ToolCallPart[]
+  error?: { code: string, message: string }
+  usage?: { inputTokens: number, outputTokens: number }
+  /** The cursor just after the run's last event. */
+  cursor: string
+}
+
+/** A running turn: what it has produced so far, and how to stop it. */
+export class Run {
+  readonly controller = new AbortController()
+  text = ''
+  readonly toolCalls: ToolCallPart[] = []
+  usage: { inputTokens: number, outputTokens: number } | undefined
+  incomplete = false
+  cause: StopCause | undefined
+  finished = false
+  readonly result: Promise<RunResult>
+  settle!: (result: RunResult) => void
+
+  constructor (readonly runId: string, readonly sessionKey: string) {
+    this.result = new Promise(resolve => { this.settle = resolve })
+  }
+
+  abort (cause: StopCause): void {
+    if (this.cause !== undefined || this.finished) return
+    this.cause = cause
+    this.controller.abort(cause)
+  }
+}
+
+const ABORTED = Symbol('aborted')
+
+/**
+ * Yields what `iterable` yields until it ends or `signal` aborts, whichever comes
+ * first: an agent that ignores its signal cannot keep a run (or its lane) alive.
+ */
+export async function * untilAborted<T> (iterable: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
+  const iterator = iterable[Symbol.asyncIterator]()
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<typeof ABORTED>(resolve => {
+    onAbort = () => resolve(ABORTED)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  let done = false
+  try {
+    while (!signal.aborted) {
+      const next = iterator.next()
+      next.catch(() => {}) // a rejection after abort must not become an unhandled rejection
+      const step = await Promise.race([next, aborted])
+      if (step === ABORTED || step.done === true) {
+        done = step !== ABORTED
+        return
+      }
+      yield step.value
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort as () => void)
+    // Tell the agent to stop, without waiting on it: it may be stuck.
+    if (!done) iterator.return?.()?.catch(() => {})
+  }
+}

@@ -1,0 +1,34 @@
+import { sessionGateway } from './plugin.js'
+
+export default sessionGateway
+export { sessionGateway, requestHints, type GatewayRouteConfig } from './plugin.js'
+export { SessionGateway, type ListOptions } from './gateway.js'
+export type { SessionGatewayOptions } from './options.js'
+export {
+  createAuthenticator, requestCredentials, ANONYMOUS_PRINCIPAL, TOKEN_PRINCIPAL,
+  type AuthOption, type Credentials, type Principal, type VerifyFunction
+} from './auth.js'
+export {
+  createResolver, type AuthorizeContext, type AuthorizeFunction, type ResolvedSession,
+  type Resolver, type ResolverOptions, type SessionAction, type SessionHints, type WhenMissing
+} from './resolver.js'
+export {
+  canonicalizeSessionKey, freshSessionKey, normalizeAgentId, userSessionKey, agentOfKey,
+  AGENT_ID_PATTERN, MAX_SESSION_KEY_LENGTH, RESERVED_NAMESPACES, type CanonicalKey
+} from './session-key.js'
+export * as errors from './errors.js'
+export { isGatewayError } from './errors.js'
+export { formatCursor, parseCursor, eventCursor, type Cursor, type SessionEvent } from './events.js'
+export type * from './events.js'
+export {
+  SessionHub, type HubOptions, type OpenResult, type Replay, type RunningSnapshot, type RunResult,
+  type RunTicket, type SendRequest, type SessionListener, type SubscribeOptions, type Subscription, type HistoryQuery
+} from './hub/hub.js'
+export type { Agent, AgentOutput, AgentRequest, FunctionTool, ToolChoice } from './agents/agent.js'
+export { echoAgent, type EchoAgentOptions } from './agents/echo.js'
+export { MemoryStore } from './stores/memory.js'
+export { listRows } from './stores/list-rows.js'
+export { previewOf, PREVIEW_LENGTH, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './stores/store.js'
+export type * from './transcript.js'
+export { entryId, isMessageEntry, messageText } from './transcript.js'
+export { redactUrl, serializeRequest, logSerializers } from './logging.js'

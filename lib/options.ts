@@ -1,0 +1,105 @@
+import { Kind, Type, TypeRegistry, type Static, type TSchema } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import type { FastifyInstance } from 'fastify'
+import type { Agent } from './agents/agent.js'
+import { echoAgent } from './agents/echo.js'
+import type { AuthOption } from './auth.js'
+import { InvalidOptionError } from './errors.js'
+import type { AuthorizeFunction } from './resolver.js'
+import { AGENT_ID_PATTERN } from './session-key.js'
+import { MemoryStore } from './stores/memory.js'
+import type { SessionStore } from './stores/store.js'
+
+export interface SessionGatewayOptions {
+  /** Where sessions and transcripts live. Default: a new `MemoryStore`. */
+  store?: SessionStore
+  /** What generates the answers. Default: `echoAgent()`. */
+  agent?: Agent
+  /** Required: `{ token }`, `{ verify }`, or `false` to run without authentication. */
+  auth: AuthOption
+  /** Who may read or write which session. Default: every authenticated principal may do everything. */
+  authorize?: AuthorizeFunction
+  /** The agent a request lands on when it names none. Default `main`. */
+  defaultAgentId?: string
+  /** When set, only these agent ids are accepted. */
+  agents?: string[]
+  /** The key that means "the agent's main session". Default `main`. */
+  mainKey?: string
+  /** What a send to a session with a running turn does: wait its turn, or fail with the running run's id. Default `queue`. */
+  busy?: 'queue' | 'reject'
+  /** Recent events kept in memory per session for exact replay. Default 512. */
+  replay?: number
+  /** Longest a turn may run, in ms. Default 600000 (10 minutes). */
+  runTimeoutMs?: number
+  /** Most sends waiting behind a running turn, per session, under `busy: 'queue'`. Default 16. */
+  maxQueue?: number
+  /** Idle sessions whose replay buffer stays in memory. Default 10000. */
+  maxIdleSessions?: number
+  /** Register your own routes behind the gateway's authentication and session resolution. */
+  routes?: (scope: FastifyInstance) => void | Promise<void>
+}
+
+// An object (or class instance) with these methods: the schema checks the shape, TypeScript the signatures.
+TypeRegistry.Set<{ methods: string[] }>('FsgMethods', (schema, value) =>
+  typeof value === 'object' && value !== null &&
+  schema.methods.every(name => typeof (value as Record<string, unknown>)[name] === 'function'))
+const methods = (names: string[], expected: string): TSchema =>
+  Type.Unsafe({ [Kind]: 'FsgMethods', methods: names, expected })
+
+const OptionsSchema = Type.Object({
+  store: Type.Optional(methods(['get', 'findBySessionId', 'ensure', 'list', 'patch', 'reset', 'delete', 'append', 'read'], 'a SessionStore (get, findBySessionId, ensure, list, patch, reset, delete, append, read)')),
+  agent: Type.Optional(methods(['respond'], 'an Agent (an object with a respond(request) method)')),
+  auth: Type.Union([
+    Type.Literal(false),
+    Type.Object({ token: Type.String({ minLength: 1 }) }),
+    Type.Object({ verify: Type.Function([], Type.Unknown()) })
+  ], { expected: '{ token: "<non-empty string>" }, { verify(request, credentials) }, or false to run without authentication' }),
+  authorize: Type.Optional(Type.Function([], Type.Unknown(), { expected: 'a function ({ principal, sessionKey, agentId, action }) => boolean' })),
+  defaultAgentId: Type.Optional(Type.String({ pattern: AGENT_ID_PATTERN.source, expected: `an agent id matching ${AGENT_ID_PATTERN.source}` })),
+  agents: Type.Optional(Type.Array(Type.String({ pattern: AGENT_ID_PATTERN.source }), { minItems: 1, expected: `a non-empty array of agent ids matching ${AGENT_ID_PATTERN.source}` })),
+  mainKey: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,63}$', expected: 'a lower-case key such as "main"' })),
+  busy: Type.Optional(Type.Union([Type.Literal('queue'), Type.Literal('reject')], { expected: '"queue" or "reject"' })),
+  replay: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, expected: 'an integer from 0 to 1000000' })),
+  runTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, expected: 'a positive integer (milliseconds)' })),
+  maxQueue: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000, expected: 'an integer from 0 to 100000' })),
+  maxIdleSessions: Type.Optional(Type.Integer({ minimum: 0, expected: 'a non-negative integer' })),
+  routes: Type.Optional(Type.Function([], Type.Unknown(), { expected: 'a function (scope) => void' }))
+}, { additionalProperties: false })
+
+const checkOptions = TypeCompiler.Compile(OptionsSchema)
+
+export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes'>> &
+  Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes'>
+
+/** Checks the options against the schema and fills in the defaults; throws `FSG_INVALID_OPTION` naming the option. */
+export function resolveOptions (options: unknown): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('(options)', 'an object')
+  if (!('auth' in options) || options.auth === undefined) {
+    throw new InvalidOptionError('auth', 'it is required: pass { token } or { verify(request, credentials) } to authenticate, or auth: false to run open on purpose')
+  }
+  const first = checkOptions.Errors(options).First()
+  if (first !== undefined) {
+    const name = topLevel(first.path)
+    const property = (OptionsSchema.properties as Record<string, TSchema>)[name]
+    const expected = property === undefined ? 'no such option' : String((property as { expected?: string }).expected ?? first.message)
+    throw new InvalidOptionError(first.path.slice(1).replaceAll('/', '.') || name, expected)
+  }
+  const given = options as Static<typeof OptionsSchema> & SessionGatewayOptions
+  return {
+    ...given,
+    store: given.store ?? new MemoryStore(),
+    agent: given.agent ?? echoAgent(),
+    auth: given.auth,
+    defaultAgentId: given.defaultAgentId ?? 'main',
+    mainKey: given.mainKey ?? 'main',
+    busy: given.busy ?? 'queue',
+    replay: given.replay ?? 512,
+    runTimeoutMs: given.runTimeoutMs ?? 600_000,
+    maxQueue: given.maxQueue ?? 16,
+    maxIdleSessions: given.maxIdleSessions ?? 10_000
+  }
+}
+
+function topLevel (path: string): string {
+  return path.split('/')[1] ?? ''
+}

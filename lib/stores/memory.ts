@@ -1,0 +1,93 @@
+import { randomUUID } from 'node:crypto'
+import { InvalidCursorError, SessionNotFoundError } from '../errors.js'
+import type { TranscriptEntry } from '../transcript.js'
+import { listRows } from './list-rows.js'
+import { previewOf, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './store.js'
+
+/**
+ * Keeps everything in this process. For tests and demos: a restart loses every
+ * session (and so every session gets a new `sessionId`, hence a new event epoch).
+ */
+export class MemoryStore implements SessionStore {
+  readonly #rows = new Map<string, SessionRow>()
+  /** sessionId → the key that owns it and its entries, for every generation of a live key. */
+  readonly #transcripts = new Map<string, { key: string, entries: TranscriptEntry[] }>()
+
+  async get (key: string): Promise<SessionRow | undefined> {
+    const row = this.#rows.get(key)
+    return row === undefined ? undefined : { ...row }
+  }
+
+  async findBySessionId (sessionId: string): Promise<SessionRow | undefined> {
+    for (const row of this.#rows.values()) if (row.sessionId === sessionId) return { ...row }
+    return undefined
+  }
+
+  async ensure (key: string, agentId: string): Promise<SessionRow> {
+    let row = this.#rows.get(key)
+    if (row === undefined) {
+      const now = Date.now()
+      row = { key, sessionId: randomUUID(), agentId, createdAt: now, updatedAt: now }
+      this.#rows.set(key, row)
+      this.#transcripts.set(row.sessionId, { key, entries: [] })
+    }
+    return { ...row }
+  }
+
+  async list (query: ListQuery): Promise<ListPage> {
+    const page = listRows(this.#rows.values(), query)
+    return { ...page, rows: page.rows.map(row => ({ ...row })) }
+  }
+
+  async patch (key: string, patch: RowPatch): Promise<SessionRow | undefined> {
+    const row = this.#rows.get(key)
+    if (row === undefined) return undefined
+    Object.assign(row, patch, { updatedAt: Date.now() })
+    return { ...row }
+  }
+
+  async reset (key: string): Promise<SessionRow | undefined> {
+    const row = this.#rows.get(key)
+    if (row === undefined) return undefined
+    row.sessionId = randomUUID()
+    row.updatedAt = Date.now()
+    delete row.epoch
+    delete row.preview
+    this.#transcripts.set(row.sessionId, { key, entries: [] })
+    return { ...row }
+  }
+
+  async delete (key: string): Promise<boolean> {
+    for (const [sessionId, transcript] of this.#transcripts) {
+      if (transcript.key === key) this.#transcripts.delete(sessionId)
+    }
+    return this.#rows.delete(key)
+  }
+
+  async append (key: string, entries: TranscriptEntry[]): Promise<void> {
+    const row = this.#rows.get(key)
+    if (row === undefined) throw new SessionNotFoundError(key)
+    const transcript = this.#transcripts.get(row.sessionId)?.entries as TranscriptEntry[]
+    for (const entry of entries) transcript.push(structuredClone(entry))
+    row.updatedAt = Date.now()
+    row.preview = previewOf(entries) ?? row.preview
+  }
+
+  async read (key: string, query: ReadQuery): Promise<ReadPage> {
+    const row = this.#rows.get(key)
+    if (row === undefined) throw new SessionNotFoundError(key)
+    const generation = this.#transcripts.get(query.sessionId ?? row.sessionId)
+    if (generation === undefined || generation.key !== key) throw new SessionNotFoundError(`${key} (generation ${query.sessionId})`)
+    const transcript = generation.entries
+    const end = query.before === undefined ? transcript.length : Math.min(beforeIndex(query.before), transcript.length)
+    const start = Math.max(0, end - query.limit)
+    const entries = transcript.slice(start, end).map(entry => structuredClone(entry))
+    return start > 0 ? { entries, before: String(start) } : { entries }
+  }
+}
+
+function beforeIndex (before: string): number {
+  const index = Number(before)
+  if (!Number.isSafeInteger(index) || index < 0) throw new InvalidCursorError(before.slice(0, 80))
+  return index
+}

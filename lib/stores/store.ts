@@ -1,0 +1,107 @@
+import type { TranscriptEntry } from '../transcript.js'
+
+/**
+ * A session row: the stable routing bucket `key` and the transcript generation
+ * (`sessionId`) it currently points at. A reset points the key at a new generation;
+ * older generations stay readable by their `sessionId`.
+ */
+export interface SessionRow {
+  /** Canonical session key, lower-case (`agent:<agentId>:<rest>` or `global`). */
+  key: string
+  /** Current transcript generation, a UUID. */
+  sessionId: string
+  agentId: string
+  label?: string
+  /** Milliseconds since the epoch. */
+  createdAt: number
+  updatedAt: number
+  /** The start of the last message's text, for lists. */
+  preview?: string
+  /**
+   * Names this life of the session's event log (see the hub). Absent means "same as
+   * `sessionId`"; the hub sets a new one when the log's past can no longer be trusted.
+   */
+  epoch?: string
+}
+
+export interface ListQuery {
+  agentId?: string
+  /** Exact label match. */
+  label?: string
+  /** Case-insensitive substring of key, label or preview. */
+  search?: string
+  /** Page size, 1..1000. */
+  limit: number
+  /** Opaque: the `cursor` of the previous page. */
+  cursor?: string
+}
+
+export interface ListPage {
+  /** Newest `updatedAt` first. */
+  rows: SessionRow[]
+  /** Present when more rows follow. */
+  cursor?: string
+}
+
+export interface ReadQuery {
+  /** How many entries, counted from the newest. */
+  limit: number
+  /** Opaque: the `before` of a previous page, to read older entries. */
+  before?: string
+  /** Read an older generation instead of the current one. */
+  sessionId?: string
+}
+
+export interface ReadPage {
+  /** Oldest first. */
+  entries: TranscriptEntry[]
+  /** Present when older entries exist. */
+  before?: string
+}
+
+export type RowPatch = Partial<Pick<SessionRow, 'label' | 'epoch'>>
+
+/**
+ * Persistence behind the hub. Implement this to keep sessions in your own database;
+ * `fastify-session-gateway/testing` exports the contract suite every adapter must pass.
+ *
+ * Rules every adapter keeps:
+ * - keys arrive canonical; compare them as given;
+ * - `append` resolves only once the entries are durable (the hub acknowledges
+ *   a send on that promise), and entries keep every field they were given;
+ * - `read` returns the newest entries without loading the whole transcript where the
+ *   backend allows it.
+ */
+export interface SessionStore {
+  get (key: string): Promise<SessionRow | undefined>
+  /** The row whose current generation is `sessionId`. */
+  findBySessionId (sessionId: string): Promise<SessionRow | undefined>
+  /** Returns the existing row, or creates it (with a new `sessionId`) if absent. */
+  ensure (key: string, agentId: string): Promise<SessionRow>
+  list (query: ListQuery): Promise<ListPage>
+  /** Undefined when the key does not exist. */
+  patch (key: string, patch: RowPatch): Promise<SessionRow | undefined>
+  /** Points the key at a new, empty generation. Undefined when the key does not exist. */
+  reset (key: string): Promise<SessionRow | undefined>
+  /** Removes the row; false when it did not exist. */
+  delete (key: string): Promise<boolean>
+  /** Appends to the current generation and bumps `updatedAt` and `preview`. Throws `FSG_SESSION_NOT_FOUND` when the key does not exist. */
+  append (key: string, entries: TranscriptEntry[]): Promise<void>
+  /** Throws `FSG_SESSION_NOT_FOUND` when the key (or the requested generation) does not exist. */
+  read (key: string, query: ReadQuery): Promise<ReadPage>
+  close? (): Promise<void>
+}
+
+export const PREVIEW_LENGTH = 120
+
+/** The preview a row shows for its newest message entry (undefined when none has text). */
+export function previewOf (entries: readonly TranscriptEntry[]): string | undefined {
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const message = entries[i]?.message
+    if (message === undefined) continue
+    let text = ''
+    for (const part of message.content) if (part.type === 'text') text += part.text
+    if (text !== '') return text.length > PREVIEW_LENGTH ? text.slice(0, PREVIEW_LENGTH - 1) + '…' : text
+  }
+  return undefined
+}
