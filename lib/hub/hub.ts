@@ -163,6 +163,8 @@ class SessionState {
   row: SessionRow | undefined
   epoch = UNBORN_EPOCH
   head = 0
+  /** The newest transcript entry's id: the next entry's `parentId`, as OpenClaw chains them. */
+  lastEntryId: string | null = null
   readonly watchers = new Set<Watcher>()
   running: Run | undefined
   laneHeld = false
@@ -354,7 +356,7 @@ export class SessionHub {
       committed = false
       runState = 'error'
       error = { code: 'FSG_STORE_FAILED', message: 'the answer could not be recorded' }
-      entry = this.#entry({ message: { ...message, stopReason: 'error', errorMessage: error.message }, runId: run.runId, runState }, state.head + 1)
+      entry = this.#entry({ message: { ...message, stopReason: 'error', errorMessage: error.message }, runId: run.runId, runState }, state.head + 1, state.lastEntryId)
     }
     const finished = entry as TranscriptEntry & { message: AssistantMessage }
     const errorField = error === undefined ? {} : { error }
@@ -411,9 +413,15 @@ export class SessionHub {
     rows: Array<{ message: TranscriptMessage, runId: string, runState?: RunState }>,
     announce = true
   ): Promise<TranscriptEntry[]> {
-    const entries = rows.map((row, i) => this.#entry(row, state.head + 1 + i))
+    let parentId = state.lastEntryId
+    const entries = rows.map((row, i) => {
+      const entry = this.#entry(row, state.head + 1 + i, parentId)
+      parentId = entry.id
+      return entry
+    })
     await this.#store.append(state.key, entries)
     state.head += entries.length
+    state.lastEntryId = parentId
     if (announce) {
       for (const entry of entries) {
         this.#emit(state, { type: 'message', entry, ...(entry.runId === undefined ? {} : { runId: entry.runId }) }, entry.seq)
@@ -422,11 +430,11 @@ export class SessionHub {
     return entries
   }
 
-  #entry (row: { message: TranscriptMessage, runId: string, runState?: RunState }, seq: number): TranscriptEntry {
+  #entry (row: { message: TranscriptMessage, runId: string, runState?: RunState }, seq: number, parentId: string | null): TranscriptEntry {
     return {
       type: 'message',
       id: entryId(),
-      parentId: null,
+      parentId,
       timestamp: new Date(row.message.timestamp).toISOString(),
       message: row.message,
       seq,
@@ -446,6 +454,7 @@ export class SessionHub {
   #restart (state: SessionState, row: SessionRow | undefined): void {
     state.adopt(row)
     state.head = 0
+    state.lastEntryId = null
     const event: SessionEvent = {
       type: 'session.reset',
       sessionKey: state.key,
@@ -652,6 +661,7 @@ export class SessionHub {
     state.adopt(row)
     if (row === undefined) return
     const { entries } = await this.#store.read(state.key, { limit: 16 })
+    state.lastEntryId = entries.at(-1)?.id ?? null
     const newest = entries.findLast(entry => typeof entry.seq === 'number')
     state.head = newest?.seq ?? 0
     if (newest?.runId === undefined || newest.runState !== undefined) return

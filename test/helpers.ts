@@ -1,0 +1,84 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import sessionGateway, {
+  type SessionEvent, type SessionGatewayOptions, type UserMessage, type ToolResultMessage, type Agent, type AgentOutput
+} from '../lib/index.js'
+
+export const TOKEN = 'test-token-0123456789'
+
+/** A gateway app with token auth and the given options; closed by the test's teardown. */
+export async function buildApp (
+  t: { teardown: (fn: () => unknown) => void },
+  options: Partial<SessionGatewayOptions> = {},
+  fastifyOptions: Parameters<typeof Fastify>[0] = {}
+): Promise<FastifyInstance> {
+  const app = Fastify(fastifyOptions)
+  await app.register(sessionGateway, { auth: { token: TOKEN }, ...options })
+  await app.ready()
+  t.teardown(() => app.close())
+  return app
+}
+
+export function user (text: string): UserMessage {
+  return { role: 'user', content: [{ type: 'text', text }], timestamp: Date.now() }
+}
+
+export function toolResult (toolCallId: string, toolName: string, text: string): ToolResultMessage {
+  return { role: 'toolResult', toolCallId, toolName, content: [{ type: 'text', text }], isError: false, timestamp: Date.now() }
+}
+
+/** Records events and lets a test wait for one that matches. */
+export class EventLog {
+  readonly events: SessionEvent[] = []
+  #waiters: Array<{ match: (e: SessionEvent) => boolean, resolve: (e: SessionEvent) => void }> = []
+
+  readonly listener = (event: SessionEvent): void => {
+    this.events.push(event)
+    this.#waiters = this.#waiters.filter(waiter => {
+      if (!waiter.match(event)) return true
+      waiter.resolve(event)
+      return false
+    })
+  }
+
+  async waitFor (match: (e: SessionEvent) => boolean): Promise<SessionEvent> {
+    const seen = this.events.find(match)
+    if (seen !== undefined) return seen
+    return await new Promise(resolve => this.#waiters.push({ match, resolve }))
+  }
+
+  get seqs (): number[] {
+    return this.events.map(event => event.seq)
+  }
+
+  get types (): string[] {
+    return this.events.map(event => event.type)
+  }
+}
+
+/**
+ * An agent a test drives by hand: each run waits on `release()` before it answers,
+ * and then yields the given outputs.
+ */
+export function gatedAgent (outputs: (text: string) => AgentOutput[] = text => [{ type: 'text', delta: text }]): Agent & {
+  started: string[]
+  release: () => void
+  waitStarted: (n: number) => Promise<void>
+} {
+  const gates: Array<() => void> = []
+  const started: string[] = []
+  let onStart: (() => void) | undefined
+  return {
+    started,
+    release () { gates.shift()?.() },
+    async waitStarted (n: number) {
+      while (started.length < n) await new Promise<void>(resolve => { onStart = resolve })
+    },
+    async * respond (request) {
+      const text = request.input.map(m => m.content.map(p => p.type === 'text' ? p.text : '').join('')).join(' ')
+      started.push(text)
+      onStart?.()
+      await new Promise<void>(resolve => gates.push(resolve))
+      yield * outputs(text)
+    }
+  }
+}

@@ -1,0 +1,562 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { MemoryStore, echoAgent, parseCursor, type Agent, type SessionEvent } from '../lib/index.js'
+import { buildApp, EventLog, gatedAgent, user } from './helpers.js'
+
+const KEY = 'agent:main:hub'
+
+function runOf (events: SessionEvent[], runId: string): SessionEvent[] {
+  return events.filter(event => 'runId' in event && event.runId === runId)
+}
+
+t.test('a turn: input durable before the ack, then deltas and a final answer', async t => {
+  const store = new MemoryStore()
+  const app = await buildApp(t, { store })
+  const gw = app.sessionGateway
+  const log = new EventLog()
+  const sub = await gw.subscribe(KEY, {}, log.listener)
+  sub.start()
+  t.equal(sub.cursor, 'new:0', 'a session that does not exist yet')
+
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('hello big world')], idempotencyKey: 'run-1' })
+  t.equal(ticket.runId, 'run-1', 'the run id is the idempotency key')
+  t.equal(ticket.status, 'started')
+  t.equal(ticket.cursor, `${ticket.sessionId}:0`)
+  const stored = await store.read(KEY, { limit: 10 })
+  t.equal(stored.entries.length, 1, 'the user message is in the store when send resolves')
+  t.match(stored.entries[0], { type: 'message', seq: 1, runId: 'run-1', message: { role: 'user', content: [{ type: 'text', text: 'hello big world' }] } })
+
+  const result = await ticket.result
+  t.equal(result.state, 'final')
+  t.equal(result.text, 'hello big world')
+  t.equal(result.message.stopReason, 'stop')
+  t.same(result.message.content, [{ type: 'text', text: 'hello big world' }])
+  t.same(log.types, ['message', 'run.started', 'run.delta', 'run.delta', 'run.delta', 'run.finished'])
+  t.same(log.seqs, [1, 2, 3, 4, 5, 6], 'every event of the run gets the next cursor value')
+  t.same(log.events.filter(e => e.type === 'run.delta').map(e => e.type === 'run.delta' && [e.delta, e.text]), [
+    ['hello', 'hello'], [' big', 'hello big'], [' world', 'hello big world']
+  ])
+  t.equal(result.cursor, `${ticket.sessionId}:6`)
+
+  const history = await gw.history(KEY, { limit: 10 })
+  t.same(history.entries.map(e => [e.seq, e.message?.role, e.runState]), [[1, 'user', undefined], [6, 'assistant', 'final']])
+  t.equal(history.entries[1]?.parentId, history.entries[0]?.id, 'entries chain by parentId, as OpenClaw writes them')
+  t.equal(history.cursor, result.cursor)
+})
+
+t.test('the cursor only grows, across turns', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  const first = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('one two')] })
+  await first.result
+  const second = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('three')] })
+  t.equal(second.cursor, (await first.result).cursor, 'the second run starts where the first ended')
+  const end = await second.result
+  t.ok(parseCursor(end.cursor).seq > parseCursor(second.cursor).seq)
+  t.equal(parseCursor(end.cursor).epoch, parseCursor(first.cursor).epoch)
+})
+
+t.test('busy: queue runs turns one after the other, in order, never interleaved', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const log = new EventLog()
+  ;(await gw.subscribe(KEY, {}, log.listener)).start()
+
+  const a = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('a')], runId: 'a' })
+  const bPending = gw.send({ sessionKey: KEY, agentId: 'main', input: [user('b')], runId: 'b' })
+  const cPending = gw.send({ sessionKey: KEY, agentId: 'main', input: [user('c')], runId: 'c' })
+  await agent.waitStarted(1)
+  await sleep(20)
+  t.same(agent.started, ['a'], 'b and c wait')
+  agent.release()
+  await a.result
+  const b = await bPending
+  await agent.waitStarted(2)
+  agent.release()
+  await b.result
+  const c = await cPending
+  await agent.waitStarted(3)
+  agent.release()
+  await c.result
+  t.same(agent.started, ['a', 'b', 'c'])
+  const order = log.events.map(e => 'runId' in e ? e.runId : '?')
+  t.same(order, [...'aaaa', ...'bbbb', ...'cccc'], 'each run is contiguous in the log')
+  const history = await gw.history(KEY, { limit: 10 })
+  t.same(history.entries.map(e => e.message?.role), ['user', 'assistant', 'user', 'assistant', 'user', 'assistant'])
+})
+
+t.test('busy: reject refuses with the running run and the cursor', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent, busy: 'reject' })
+  const gw = app.sessionGateway
+  const a = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('a')], runId: 'run-a' })
+  await t.rejects(gw.send({ sessionKey: KEY, agentId: 'main', input: [user('b')] }), {
+    code: 'FSG_SESSION_BUSY', statusCode: 409, runId: 'run-a', sessionKey: KEY, cursor: `${a.sessionId}:2`
+  })
+  t.ok(await gw.send({ sessionKey: 'agent:main:other', agentId: 'main', input: [user('x')] }), 'other sessions are not held up')
+  agent.release()
+  agent.release()
+  await a.result
+  const b = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('b')] })
+  agent.release()
+  t.equal((await b.result).state, 'final', 'free again once the run ends')
+})
+
+t.test('the queue is bounded', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent, maxQueue: 1 })
+  const gw = app.sessionGateway
+  const a = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('a')] })
+  const b = gw.send({ sessionKey: KEY, agentId: 'main', input: [user('b')] })
+  await t.rejects(gw.send({ sessionKey: KEY, agentId: 'main', input: [user('c')] }), { code: 'FSG_SESSION_BUSY', runId: a.runId })
+  agent.release()
+  const bTicket = await b
+  await agent.waitStarted(2)
+  agent.release()
+  t.equal((await bTicket.result).state, 'final')
+})
+
+t.test('fan-out: every watcher sees the same events', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  const logs = [new EventLog(), new EventLog(), new EventLog()]
+  for (const log of logs) (await gw.subscribe(KEY, {}, log.listener)).start()
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('one two three')] })
+  await ticket.result
+  t.equal(logs[0]?.events.length, 6)
+  t.same(logs[1]?.events, logs[0]?.events)
+  t.same(logs[2]?.events, logs[0]?.events)
+  const other = new EventLog()
+  ;(await gw.subscribe('agent:main:elsewhere', {}, other.listener)).start()
+  await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('more')] })).result
+  t.same(other.events, [], 'watchers of another session see nothing')
+})
+
+t.test('a listener that throws does not break the run or other watchers', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  ;(await gw.subscribe(KEY, {}, () => { throw new Error('bad listener') })).start()
+  const log = new EventLog()
+  ;(await gw.subscribe(KEY, {}, log.listener)).start()
+  const result = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('still fine')] })).result
+  t.equal(result.state, 'final')
+  t.equal(log.events.length, 5)
+})
+
+t.test('joining with a cursor: the missed events from memory, then live, no gap, no duplicate', async t => {
+  const agent = gatedAgent(text => text.split(' ').map((w, i) => ({ type: 'text' as const, delta: i === 0 ? w : ' ' + w })))
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const early = new EventLog()
+  ;(await gw.subscribe(KEY, {}, early.listener)).start()
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('a b c d')] })
+  await early.waitFor(e => e.type === 'run.started')
+  const late = new EventLog()
+  const sub = await gw.subscribe(KEY, { since: ticket.cursor }, late.listener)
+  t.equal(sub.replay.kind, 'replay')
+  const replayed = sub.replay.kind === 'replay' ? sub.replay.events : []
+  t.same(replayed.map(e => e.type), ['message', 'run.started'])
+  agent.release()
+  await early.waitFor(e => e.type === 'run.delta')
+  t.same(late.events, [], 'live events wait for start()')
+  sub.start()
+  await ticket.result
+  t.same([...replayed, ...late.events], early.events, 'replay + live = everything, once')
+
+  const again = await gw.subscribe(KEY, { since: (await ticket.result).cursor }, () => {})
+  t.same(again.replay, { kind: 'live' }, 'an up-to-date cursor has nothing to replay')
+  again.unsubscribe()
+})
+
+t.test('when memory no longer covers the gap, the durable transcript does (catch-up)', async t => {
+  const agent = gatedAgent(text => text.split(' ').map((w, i) => ({ type: 'text' as const, delta: i === 0 ? w : ' ' + w })))
+  const app = await buildApp(t, { agent, replay: 2 })
+  const gw = app.sessionGateway
+  const first = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('one two three four')] })
+  agent.release()
+  const firstEnd = await first.result
+  const second = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('five six')] })
+  await agent.waitStarted(2)
+
+  const sub = await gw.subscribe(KEY, { since: first.cursor }, () => {})
+  t.equal(sub.replay.kind, 'catchup')
+  if (sub.replay.kind !== 'catchup') return
+  t.same(sub.replay.entries.map(e => [e.message?.role, e.runState]), [['user', undefined], ['assistant', 'final'], ['user', undefined]],
+    'every row committed after the cursor')
+  t.same(sub.replay.running, { runId: second.runId, text: '', toolCalls: [] }, 'and the run in progress')
+  sub.unsubscribe()
+
+  const fromMiddle = await gw.subscribe(KEY, { since: firstEnd.cursor }, () => {})
+  t.same(fromMiddle.replay.kind === 'replay' && fromMiddle.replay.events.map(e => e.type), ['message', 'run.started'],
+    'a gap the ring still holds is replayed exactly')
+  fromMiddle.unsubscribe()
+  agent.release()
+  await second.result
+})
+
+t.test('a cursor from another epoch, or from the future, is answered with a reset', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('hi')] })
+  const end = await ticket.result
+  const { epoch, seq } = parseCursor(end.cursor)
+  for (const since of [`other-epoch:1`, `${epoch}:${seq + 5}`, 'new:0']) {
+    const sub = await gw.subscribe(KEY, { since }, () => {})
+    t.equal(sub.replay.kind, 'reset', since)
+    t.same(sub.replay.kind === 'reset' && sub.replay.entries.map(e => e.seq), [1, 4], 'with fresh history')
+    sub.unsubscribe()
+  }
+  await t.rejects(gw.subscribe(KEY, { since: 'garbage' }, () => {}), { code: 'FSG_INVALID_CURSOR' })
+  await t.rejects(gw.subscribe(KEY, { since: 'e:1.5' }, () => {}), { code: 'FSG_INVALID_CURSOR' })
+})
+
+t.test('open: history and cursor from one instant, running run included', async t => {
+  const agent = gatedAgent(() => [{ type: 'text', delta: 'part' }, { type: 'text', delta: 'ial' }])
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const first = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('q1')] })
+  agent.release()
+  await first.result
+  await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('q2')] })
+  await agent.waitStarted(2)
+
+  const log = new EventLog()
+  const opened = await gw.open(KEY, { limit: 10 }, log.listener)
+  t.same(opened.entries.map(e => e.message?.role), ['user', 'assistant', 'user'])
+  t.equal(opened.running?.text, '')
+  t.equal(opened.cursor, `${opened.row?.sessionId}:7`)
+  t.equal(opened.row?.key, KEY)
+  opened.subscription.start()
+  agent.release()
+  const fin = await log.waitFor(e => e.type === 'run.finished')
+  t.same(log.types, ['run.delta', 'run.delta', 'run.finished'])
+  t.equal(fin.seq, 10)
+
+  const small = await gw.open(KEY, { limit: 2 }, () => {})
+  t.equal(small.entries.length, 2)
+  t.type(small.before, 'string', 'a page of older rows exists')
+  small.subscription.unsubscribe()
+
+  const resumed = await gw.open(KEY, { limit: 10, since: opened.cursor }, () => {})
+  t.same(resumed.entries, [], 'with since, no history: the replay carries the gap')
+  t.equal(resumed.subscription.replay.kind, 'replay')
+  resumed.subscription.unsubscribe()
+
+  const unborn = await gw.open('agent:main:nobody', { limit: 10 }, () => {})
+  t.same(unborn.entries, [])
+  t.equal(unborn.row, undefined)
+  t.equal(unborn.cursor, 'new:0')
+  unborn.subscription.unsubscribe()
+})
+
+t.test('idempotency: a repeated key attaches to the same run, never a second one', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const request = { sessionKey: KEY, agentId: 'main', input: [user('once')], idempotencyKey: 'idem-1' }
+  const first = await gw.send(request)
+  const again = await gw.send(request)
+  t.equal(again.status, 'in_flight')
+  t.equal(again.runId, first.runId)
+  t.equal(again.cursor, first.cursor)
+  agent.release()
+  await first.result
+  const later = await gw.send(request)
+  t.equal(later.status, 'done')
+  t.equal((await later.result).text, 'once')
+  t.same(agent.started, ['once'], 'the agent ran once')
+  t.equal((await gw.history(KEY, { limit: 10 })).entries.length, 2, 'one user row, one answer')
+
+  const elsewhere = await gw.send({ ...request, sessionKey: 'agent:main:other' })
+  t.equal(elsewhere.status, 'started', 'the same key on another session is another run')
+  agent.release()
+  await elsewhere.result
+})
+
+t.test('idempotency keys expire after the TTL', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  const request = { sessionKey: KEY, agentId: 'main', input: [user('x')], idempotencyKey: 'k' }
+  await (await gw.send(request)).result
+  const realNow = Date.now
+  t.teardown(() => { Date.now = realNow })
+  Date.now = () => realNow() + 5 * 60_000 + 1
+  const after = await gw.send(request)
+  t.equal(after.status, 'started', 'a new run once five minutes have passed')
+  await after.result
+})
+
+t.test('a send that fails before its run starts leaves its idempotency key free', async t => {
+  const store = new MemoryStore()
+  const append = store.append.bind(store)
+  let fail = true
+  store.append = async (key, entries) => {
+    if (fail) { fail = false; throw new Error('disk full') }
+    await append(key, entries)
+  }
+  const app = await buildApp(t, { store })
+  const gw = app.sessionGateway
+  const request = { sessionKey: KEY, agentId: 'main', input: [user('x')], idempotencyKey: 'k' }
+  await t.rejects(gw.send(request), { message: 'disk full' })
+  const retry = await gw.send(request)
+  t.equal(retry.status, 'started')
+  t.equal((await retry.result).state, 'final')
+})
+
+t.test('abort by run id, or by session; queued turns are dropped', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const log = new EventLog()
+  ;(await gw.subscribe(KEY, {}, log.listener)).start()
+  const a = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('a')], runId: 'a' })
+  t.same(await gw.abort(KEY, 'not-running'), { aborted: false, runIds: [] }, 'another run id aborts nothing')
+  t.same(await gw.abort(KEY, 'a'), { aborted: true, runIds: ['a'] })
+  const aEnd = await a.result
+  t.equal(aEnd.state, 'aborted')
+  t.equal(aEnd.message.stopReason, 'aborted')
+  t.match(log.events.at(-1), { type: 'run.finished', state: 'aborted', runId: 'a' })
+
+  const b = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('b')], runId: 'b' })
+  const queued = gw.send({ sessionKey: KEY, agentId: 'main', input: [user('c')], runId: 'c' })
+  await agent.waitStarted(2)
+  t.same(await gw.abort(KEY), { aborted: true, runIds: ['b'] })
+  await t.rejects(queued, { code: 'FSG_RUN_ABORTED' })
+  t.equal((await b.result).state, 'aborted')
+  t.same(await gw.abort(KEY), { aborted: false, runIds: [] }, 'nothing left to abort')
+  const rows = (await gw.history(KEY, { limit: 10 })).entries.map(e => [e.message?.role, e.runState])
+  t.same(rows, [['user', undefined], ['assistant', 'aborted'], ['user', undefined], ['assistant', 'aborted']], 'c never reached the transcript')
+})
+
+t.test('an agent that ignores its abort signal cannot hold the lane', async t => {
+  const stubborn: Agent = {
+    async * respond () {
+      yield { type: 'text', delta: 'start' }
+      await new Promise(() => {}) // never resolves, never looks at the signal
+    }
+  }
+  const app = await buildApp(t, { agent: stubborn, runTimeoutMs: 50 })
+  const gw = app.sessionGateway
+  const first = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })
+  const result = await first.result
+  t.equal(result.state, 'error')
+  t.same(result.error, { code: 'FSG_RUN_TIMEOUT', message: 'the run took longer than 50 ms' })
+  t.equal(result.text, 'start', 'what was produced is kept')
+  t.equal(result.message.stopReason, 'error')
+  const second = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('y')], timeoutMs: 10 })
+  t.equal((await second.result).error?.code, 'FSG_RUN_TIMEOUT', 'a per-send timeout')
+})
+
+t.test('an agent that throws, or yields nonsense, ends in an error event, not a crash', async t => {
+  const agents: Record<string, Agent> = {
+    throws: { async * respond () { yield { type: 'text', delta: 'a' }; throw new Error('model exploded') } },
+    sync: { respond () { throw new Error('no stream at all') } },
+    unknown: { async * respond () { yield { type: 'weird' } as never } },
+    badDelta: { async * respond () { yield { type: 'text', delta: 42 } as never } },
+    undef: { async * respond () { yield undefined as never } },
+    notOffered: { async * respond () { yield { type: 'function_call', name: 'rm_rf', arguments: {} } } },
+    badArgs: { async * respond () { yield { type: 'function_call', name: 'f', arguments: '{nope' } } },
+    arrayArgs: { async * respond () { yield { type: 'function_call', name: 'f', arguments: '[1]' } } }
+  }
+  const tools = [{ type: 'function' as const, name: 'f' }]
+  for (const [name, agent] of Object.entries(agents)) {
+    const app = await buildApp(t, { agent })
+    const gw = app.sessionGateway
+    const log = new EventLog()
+    ;(await gw.subscribe(KEY, {}, log.listener)).start()
+    const result = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')], tools })).result
+    t.equal(result.state, 'error', name)
+    t.match(result.error?.code, /^FSG_AGENT_(FAILED|PROTOCOL)$/, name)
+    t.match(log.events.at(-1), { type: 'run.finished', state: 'error' }, name)
+    t.equal(result.entry.message.errorMessage, result.error?.message)
+    const next = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('y')] })
+    t.equal(next.status, 'started', `${name}: the lane is free`)
+    await next.result
+  }
+})
+
+t.test('tools: calls are checked, recorded and announced', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  const log = new EventLog()
+  ;(await gw.subscribe(KEY, {}, log.listener)).start()
+  const tools = [{ type: 'function' as const, name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } }]
+  const result = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('Paris')], tools })).result
+  t.equal(result.state, 'final')
+  t.equal(result.message.stopReason, 'toolUse')
+  t.match(result.toolCalls, [{ type: 'toolCall', name: 'get_weather', arguments: { city: 'Paris' }, id: /^call_/ }])
+  t.ok(log.events.some(e => e.type === 'run.tool_call'))
+
+  await t.rejects(gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')], tools, toolChoice: { type: 'function', name: 'nope' } }),
+    { code: 'FSG_INVALID_INPUT', statusCode: 400 })
+  await t.rejects(gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')], toolChoice: 'required' }), { code: 'FSG_INVALID_INPUT' })
+  await t.rejects(gw.send({ sessionKey: KEY, agentId: 'main', input: [] }), { code: 'FSG_INVALID_INPUT' })
+})
+
+t.test('a store that cannot record the answer turns the run into an error', async t => {
+  const store = new MemoryStore()
+  const append = store.append.bind(store)
+  store.append = async (key, entries) => {
+    if (entries[0]?.message?.role === 'assistant') throw new Error('disk full')
+    await append(key, entries)
+  }
+  const app = await buildApp(t, { store })
+  const gw = app.sessionGateway
+  const log = new EventLog()
+  ;(await gw.subscribe(KEY, {}, log.listener)).start()
+  const result = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x y')] })).result
+  t.equal(result.state, 'error')
+  t.same(result.error, { code: 'FSG_STORE_FAILED', message: 'the answer could not be recorded' })
+  t.same(log.seqs, [1, 2, 3, 4, 5], 'positions stay contiguous')
+  const next = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('z')] })
+  t.equal(next.cursor.split(':')[1], '5', 'and keep growing')
+  await next.result
+})
+
+t.test('reset and delete start a new epoch and tell the watchers', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  const first = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('before')] })).result
+  const oldRow = await gw.get(KEY)
+  const log = new EventLog()
+  ;(await gw.subscribe(KEY, {}, log.listener)).start()
+
+  const row = await gw.reset(KEY)
+  t.not(row.sessionId, oldRow?.sessionId)
+  t.match(log.events.at(-1), { type: 'session.reset', seq: 0, deleted: false, sessionId: row.sessionId, epoch: row.sessionId })
+  t.same((await gw.history(KEY, { limit: 10 })).entries, [], 'the new generation is empty')
+  t.equal((await gw.history(KEY, { limit: 10, sessionId: oldRow?.sessionId })).entries.length, 2, 'the old one stays readable')
+  const since = await gw.subscribe(KEY, { since: first.cursor }, () => {})
+  t.equal(since.replay.kind, 'reset', 'a cursor from before the reset')
+  since.unsubscribe()
+
+  const after = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('after')] })).result
+  t.equal(after.entry.seq, 4, 'positions start over in the new epoch')
+  t.same(log.seqs.slice(-4), [1, 2, 3, 4], 'and the watcher follows them')
+
+  t.equal(await gw.delete(KEY), true)
+  t.match(log.events.at(-1), { type: 'session.reset', deleted: true, epoch: 'new' })
+  t.equal(await gw.get(KEY), undefined)
+  t.equal(await gw.delete(KEY), false)
+  await t.rejects(gw.reset(KEY), { code: 'FSG_SESSION_NOT_FOUND' })
+  await t.rejects(gw.history(KEY, { limit: 1 }), { code: 'FSG_SESSION_NOT_FOUND' })
+  await t.rejects(gw.patch(KEY, { label: 'x' }), { code: 'FSG_SESSION_NOT_FOUND' })
+})
+
+t.test('reset aborts a running turn first', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })
+  await gw.reset(KEY)
+  const result = await ticket.result
+  t.equal(result.state, 'aborted')
+  t.equal(result.error?.code, 'FSG_SESSION_RESET')
+})
+
+t.test('list: newest first, paged, filtered, and only what the principal may read', async t => {
+  const app = await buildApp(t, {
+    authorize: ({ principal, sessionKey }) => principal.id === 'admin' || sessionKey.includes(`:${principal.id}-`)
+  })
+  const gw = app.sessionGateway
+  for (const name of ['alice-1', 'bob-1', 'alice-2', 'bob-2', 'alice-3']) {
+    await (await gw.send({ sessionKey: `agent:main:${name}`, agentId: 'main', input: [user(`text of ${name}`)] })).result
+    await sleep(2)
+  }
+  await gw.patch('agent:main:alice-2', { label: 'Trip' })
+  const all = await gw.list({})
+  t.same(all.rows.map(r => r.key), ['agent:main:alice-2', 'agent:main:alice-3', 'agent:main:bob-2', 'agent:main:bob-1', 'agent:main:alice-1'])
+  t.equal(all.rows[1]?.preview, 'text of alice-3')
+
+  const page1 = await gw.list({ limit: 2 })
+  const page2 = await gw.list({ limit: 2, cursor: page1.cursor as string })
+  const page3 = await gw.list({ limit: 2, cursor: page2.cursor as string })
+  t.same([...page1.rows, ...page2.rows, ...page3.rows].map(r => r.key), all.rows.map(r => r.key), 'pages cover everything once')
+  t.equal(page3.cursor, undefined)
+
+  const alice = await gw.list({ principal: { id: 'alice' }, limit: 2 })
+  t.same(alice.rows.map(r => r.key), ['agent:main:alice-2', 'agent:main:alice-3'])
+  const aliceMore = await gw.list({ principal: { id: 'alice' }, limit: 2, cursor: alice.cursor as string })
+  t.same(aliceMore.rows.map(r => r.key), ['agent:main:alice-1'])
+  t.same((await gw.list({ principal: { id: 'mallory' } })).rows, [])
+
+  t.same((await gw.list({ label: 'Trip' })).rows.map(r => r.key), ['agent:main:alice-2'])
+  t.same((await gw.list({ search: 'BOB-2' })).rows.map(r => r.key), ['agent:main:bob-2'])
+  t.same((await gw.list({ search: 'trip' })).rows.map(r => r.key), ['agent:main:alice-2'], 'search looks at labels')
+  t.same((await gw.list({ agentId: 'other' })).rows, [])
+  await t.rejects(gw.list({ cursor: 'not-a-cursor' }), { code: 'FSG_INVALID_CURSOR' })
+})
+
+t.test('a restart mid-turn: the interrupted run is recorded as aborted, under a new epoch', async t => {
+  const store = new MemoryStore()
+  const agent = gatedAgent()
+  const first = await buildApp(t, { store, agent })
+  const ticket = await first.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('lost?')] })
+  // The process "dies": a second gateway opens the same store while the run never ended.
+  const second = await buildApp(t, { store })
+  const row = await second.sessionGateway.get(KEY)
+  t.not(row?.epoch, undefined)
+  t.not(row?.cursor.split(':')[0], ticket.sessionId, 'a new epoch')
+  const history = await second.sessionGateway.history(KEY, { limit: 10 })
+  t.same(history.entries.map(e => [e.message?.role, e.runState, e.runId]), [['user', undefined, ticket.runId], ['assistant', 'aborted', ticket.runId]])
+  const sub = await second.sessionGateway.subscribe(KEY, { since: ticket.cursor }, () => {})
+  t.equal(sub.replay.kind, 'reset', 'cursors from before the crash start over')
+  sub.unsubscribe()
+  const next = await (await second.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('again')] })).result
+  t.equal(next.state, 'final')
+  agent.release()
+})
+
+t.test('a clean restart keeps the epoch and the cursor', async t => {
+  const store = new MemoryStore()
+  const first = await buildApp(t, { store })
+  const end = await (await first.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('kept')] })).result
+  await first.close()
+  const second = await buildApp(t, { store })
+  t.equal((await second.sessionGateway.get(KEY))?.cursor, end.cursor)
+  const sub = await second.sessionGateway.subscribe(KEY, { since: `${end.cursor.split(':')[0]}:1` }, () => {})
+  t.equal(sub.replay.kind, 'catchup', 'rebuilt from the transcript')
+  t.same(sub.replay.kind === 'catchup' && sub.replay.entries.map(e => e.seq), [4])
+  sub.unsubscribe()
+})
+
+t.test('closing the gateway aborts running turns and refuses new ones', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })
+  const queued = gw.send({ sessionKey: KEY, agentId: 'main', input: [user('y')] })
+  await app.close()
+  const result = await ticket.result
+  t.equal(result.state, 'aborted')
+  t.equal(result.error?.code, 'FSG_GATEWAY_CLOSED')
+  await t.rejects(queued, { code: 'FSG_RUN_ABORTED' })
+  await t.rejects(gw.send({ sessionKey: KEY, agentId: 'main', input: [user('z')] }), { code: 'FSG_GATEWAY_CLOSED', statusCode: 503 })
+})
+
+t.test('idle sessions are forgotten from memory, not from the store', async t => {
+  const app = await buildApp(t, { maxIdleSessions: 1 })
+  const gw = app.sessionGateway
+  const a = await (await gw.send({ sessionKey: 'agent:main:a', agentId: 'main', input: [user('a')] })).result
+  await (await gw.send({ sessionKey: 'agent:main:b', agentId: 'main', input: [user('b')] })).result
+  const sub = await gw.subscribe('agent:main:a', { since: `${a.cursor.split(':')[0]}:1` }, () => {})
+  t.equal(sub.replay.kind, 'catchup', 'the replay ring went with the memory; the transcript remains')
+  t.equal((await gw.get('agent:main:a'))?.cursor, a.cursor)
+  sub.unsubscribe()
+})
+
+t.test('the history an agent sees is the transcript before this turn', async t => {
+  const seen: string[][] = []
+  const agent: Agent = {
+    async * respond (request) {
+      seen.push((await request.history()).map(m => m.role))
+      yield * echoAgent().respond(request)
+    }
+  }
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('one')] })).result
+  await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('two')] })).result
+  t.same(seen, [[], ['user', 'assistant']])
+})
