@@ -46,8 +46,10 @@ TypeRegistry.Set<{ methods: string[] }>('FsgMethods', (schema, value) =>
 const methods = (names: string[], expected: string): TSchema =>
   Type.Unsafe({ [Kind]: 'FsgMethods', methods: names, expected })
 
+const STORE_METHODS = ['get', 'findBySessionId', 'ensure', 'list', 'patch', 'reset', 'delete', 'append', 'read', 'putRecord', 'getRecord']
+
 const OptionsSchema = Type.Object({
-  store: Type.Optional(methods(['get', 'findBySessionId', 'ensure', 'list', 'patch', 'reset', 'delete', 'append', 'read'], 'a SessionStore (get, findBySessionId, ensure, list, patch, reset, delete, append, read)')),
+  store: Type.Optional(methods(STORE_METHODS, `a SessionStore (${STORE_METHODS.join(', ')})`)),
   agent: Type.Optional(methods(['respond'], 'an Agent (an object with a respond(request) method)')),
   auth: Type.Union([
     Type.Literal(false),

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import sessionGateway, {
   type SessionEvent, type SessionGatewayOptions, type UserMessage, type ToolResultMessage, type Agent, type AgentOutput
 } from '../lib/index.js'
@@ -9,7 +9,7 @@ export const TOKEN = 'test-token-0123456789'
 export async function buildApp (
   t: { teardown: (fn: () => unknown) => void },
   options: Partial<SessionGatewayOptions> = {},
-  fastifyOptions: Parameters<typeof Fastify>[0] = {}
+  fastifyOptions: FastifyServerOptions = {}
 ): Promise<FastifyInstance> {
   const app = Fastify(fastifyOptions)
   await app.register(sessionGateway, { auth: { token: TOKEN }, ...options })

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import { InvalidCursorError, SessionNotFoundError } from '../errors.js'
+import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { listRows } from './list-rows.js'
-import { previewOf, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './store.js'
+import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './store.js'
 
 /**
  * Keeps everything in this process. For tests and demos: a restart loses every
@@ -12,6 +12,7 @@ export class MemoryStore implements SessionStore {
   readonly #rows = new Map<string, SessionRow>()
   /** sessionId → the key that owns it and its entries, for every generation of a live key. */
   readonly #transcripts = new Map<string, { key: string, entries: TranscriptEntry[] }>()
+  readonly #records = new Map<string, string>()
 
   async get (key: string): Promise<SessionRow | undefined> {
     const row = this.#rows.get(key)
@@ -84,6 +85,20 @@ export class MemoryStore implements SessionStore {
     const entries = transcript.slice(start, end).map(entry => structuredClone(entry))
     return start > 0 ? { entries, before: String(start) } : { entries }
   }
+
+  async putRecord (kind: string, id: string, value: unknown): Promise<void> {
+    this.#records.set(recordKey(kind, id), JSON.stringify(value))
+  }
+
+  async getRecord (kind: string, id: string): Promise<unknown> {
+    const json = this.#records.get(recordKey(kind, id))
+    return json === undefined ? undefined : JSON.parse(json)
+  }
+}
+
+function recordKey (kind: string, id: string): string {
+  if (!RECORD_ID_PATTERN.test(kind) || !RECORD_ID_PATTERN.test(id)) throw new InvalidInputError('a record kind or id has unsafe characters')
+  return `${kind}/${id}`
 }
 
 function beforeIndex (before: string): number {

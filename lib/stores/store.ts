@@ -89,8 +89,19 @@ export interface SessionStore {
   append (key: string, entries: TranscriptEntry[]): Promise<void>
   /** Throws `FSG_SESSION_NOT_FOUND` when the key (or the requested generation) does not exist. */
   read (key: string, query: ReadQuery): Promise<ReadPage>
+  /**
+   * Small JSON documents that transports keep beside the sessions (an OpenResponses
+   * response by its id, say), so they survive a restart. `kind` and `id` match
+   * `RECORD_ID_PATTERN`; a put replaces. Durable when the promise resolves.
+   */
+  putRecord (kind: string, id: string, value: unknown): Promise<void>
+  /** Undefined when absent. */
+  getRecord (kind: string, id: string): Promise<unknown>
   close? (): Promise<void>
 }
+
+/** What a record kind or id may look like: safe as a file name, a Redis key or a SQL value. */
+export const RECORD_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/
 
 export const PREVIEW_LENGTH = 120
 
