@@ -17,7 +17,8 @@ interface EventBase {
 /** A transcript row was committed (the user's message, a tool result). */
 export interface MessageEvent extends EventBase {
   type: 'message'
-  runId?: string
+  /** The run whose turn committed the row. */
+  runId: string
   entry: TranscriptEntry
 }
 

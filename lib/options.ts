@@ -1,4 +1,4 @@
-import { Kind, Type, TypeRegistry, type Static, type TSchema } from '@sinclair/typebox'
+import { Kind, Type, TypeRegistry, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance } from 'fastify'
 import type { Agent } from './agents/agent.js'
@@ -74,19 +74,17 @@ export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' |
   Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes'>
 
 /** Checks the options against the schema and fills in the defaults; throws `FSG_INVALID_OPTION` naming the option. */
-export function resolveOptions (options: unknown): ResolvedOptions {
-  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('(options)', 'an object')
-  if (!('auth' in options) || options.auth === undefined) {
+export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions {
+  if (options.auth === undefined) {
     throw new InvalidOptionError('auth', 'it is required: pass { token } or { verify(request, credentials) } to authenticate, or auth: false to run open on purpose')
   }
   const first = checkOptions.Errors(options).First()
   if (first !== undefined) {
-    const name = topLevel(first.path)
-    const property = (OptionsSchema.properties as Record<string, TSchema>)[name]
-    const expected = property === undefined ? 'no such option' : String((property as { expected?: string }).expected ?? first.message)
-    throw new InvalidOptionError(first.path.slice(1).replaceAll('/', '.') || name, expected)
+    // Every option's schema says what it expects, in words; an unknown option has no schema.
+    const property = (OptionsSchema.properties as unknown as Record<string, { expected: string }>)[first.path.split('/')[1] as string]
+    throw new InvalidOptionError(first.path.slice(1).replaceAll('/', '.'), property?.expected ?? 'no such option')
   }
-  const given = options as Static<typeof OptionsSchema> & SessionGatewayOptions
+  const given = options
   return {
     ...given,
     store: given.store ?? new MemoryStore(),
@@ -100,8 +98,4 @@ export function resolveOptions (options: unknown): ResolvedOptions {
     maxQueue: given.maxQueue ?? 16,
     maxIdleSessions: given.maxIdleSessions ?? 10_000
   }
-}
-
-function topLevel (path: string): string {
-  return path.split('/')[1] ?? ''
 }

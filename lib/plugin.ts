@@ -69,7 +69,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
 
 /** Headers win over the query string; `user` and `model` come from a JSON body. */
 export function requestHints (request: FastifyRequest): SessionHints {
-  const query = (request.query ?? {}) as Record<string, unknown>
+  const query = request.query as Record<string, unknown>
   const body = (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<string, unknown>
   return {
     sessionKey: header(request, 'x-openclaw-session-key') ?? text(query.sessionKey),

@@ -81,13 +81,6 @@ export function freshSessionKey (agentId: string): CanonicalKey {
   return { sessionKey: `agent:${agentId}:openresponses:${randomUUID()}`, agentId }
 }
 
-/** The agent id inside a canonical key (`global` belongs to no agent in particular). */
-export function agentOfKey (sessionKey: string): string | undefined {
-  if (!sessionKey.startsWith('agent:')) return undefined
-  const end = sessionKey.indexOf(':', 6)
-  return end === -1 ? undefined : sessionKey.slice(6, end)
-}
-
 function finish (sessionKey: string, agentId: string): CanonicalKey {
   if (sessionKey.length > MAX_SESSION_KEY_LENGTH) {
     throw new InvalidSessionKeyError(`longer than ${MAX_SESSION_KEY_LENGTH} characters`)

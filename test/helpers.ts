@@ -82,3 +82,12 @@ export function gatedAgent (outputs: (text: string) => AgentOutput[] = text => [
     }
   }
 }
+
+/**
+ * The environment for a child Node process started by a test. Coverage is measured in
+ * the test's own process: a child running the same sources through another loader
+ * would report them with other line numbers.
+ */
+export function childEnv (env: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', ...env }
+}

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { MemoryStore, echoAgent, parseCursor, type Agent, type SessionEvent } from '../lib/index.js'
+import { MemoryStore, echoAgent, eventCursor, isGatewayError, parseCursor, type Agent, type SessionEvent } from '../lib/index.js'
 import { buildApp, EventLog, gatedAgent, user } from './helpers.js'
 
 const KEY = 'agent:main:hub'
@@ -37,6 +37,7 @@ t.test('a turn: input durable before the ack, then deltas and a final answer', a
     ['hello', 'hello'], [' big', 'hello big'], [' world', 'hello big world']
   ])
   t.equal(result.cursor, `${ticket.sessionId}:6`)
+  t.equal(eventCursor(log.events[5] as SessionEvent), result.cursor, 'an event names its own position')
 
   const history = await gw.history(KEY, { limit: 10 })
   t.same(history.entries.map(e => [e.seq, e.message?.role, e.runState]), [[1, 'user', undefined], [6, 'assistant', 'final']])
@@ -209,6 +210,15 @@ t.test('a cursor from another epoch, or from the future, is answered with a rese
   }
   await t.rejects(gw.subscribe(KEY, { since: 'garbage' }, () => {}), { code: 'FSG_INVALID_CURSOR' })
   await t.rejects(gw.subscribe(KEY, { since: 'e:1.5' }, () => {}), { code: 'FSG_INVALID_CURSOR' })
+  try {
+    parseCursor(':3')
+    t.fail('an empty epoch is no cursor')
+  } catch (err) {
+    t.ok(isGatewayError(err))
+  }
+  t.notOk(isGatewayError(new Error('plain')))
+  t.notOk(isGatewayError(null))
+  t.notOk(isGatewayError(Object.assign(new Error('x'), { code: 'ECONNRESET' })))
 })
 
 t.test('open: history and cursor from one instant, running run included', async t => {
@@ -449,7 +459,8 @@ t.test('reset aborts a running turn first', async t => {
   const app = await buildApp(t, { agent })
   const gw = app.sessionGateway
   const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })
-  await gw.reset(KEY)
+  // Two stops at once: the first cause is the one recorded.
+  await Promise.all([gw.reset(KEY), gw.abort(KEY)])
   const result = await ticket.result
   t.equal(result.state, 'aborted')
   t.equal(result.error?.code, 'FSG_SESSION_RESET')
@@ -486,6 +497,28 @@ t.test('list: newest first, paged, filtered, and only what the principal may rea
   t.same((await gw.list({ search: 'trip' })).rows.map(r => r.key), ['agent:main:alice-2'], 'search looks at labels')
   t.same((await gw.list({ agentId: 'other' })).rows, [])
   await t.rejects(gw.list({ cursor: 'not-a-cursor' }), { code: 'FSG_INVALID_CURSOR' })
+  await t.rejects(gw.list({ cursor: Buffer.from('[1]').toString('base64url') }), { code: 'FSG_INVALID_CURSOR' })
+
+  await app.sessionGateway.store.ensure('agent:main:empty', 'main')
+  t.same((await gw.list({ search: 'empty' })).rows.map(r => [r.key, r.preview]), [['agent:main:empty', undefined]], 'no preview yet')
+  t.same((await gw.list({ search: 'nowhere' })).rows, [], 'a search that matches nothing')
+
+  // Rows updated in the same millisecond are ordered by key, so paging stays exact.
+  const realNow = Date.now
+  Date.now = () => 1_000
+  try {
+    for (const key of ['agent:main:tie-b', 'agent:main:tie-a', 'agent:main:tie-c']) await app.sessionGateway.store.ensure(key, 'main')
+  } finally {
+    Date.now = realNow
+  }
+  const tied = await gw.list({ search: 'tie-', limit: 2 })
+  const tiedMore = await gw.list({ search: 'tie-', limit: 2, cursor: tied.cursor as string })
+  t.same([...tied.rows, ...tiedMore.rows].map(r => r.key), ['agent:main:tie-a', 'agent:main:tie-b', 'agent:main:tie-c'])
+  const long = 'word '.repeat(60)
+  await (await gw.send({ sessionKey: 'agent:main:long', agentId: 'main', input: [user(long)] })).result
+  const preview = (await gw.get('agent:main:long'))?.preview as string
+  t.equal(preview.length, 120)
+  t.ok(preview.endsWith('…'))
 })
 
 t.test('a restart mid-turn: the interrupted run is recorded as aborted, under a new epoch', async t => {
@@ -559,4 +592,167 @@ t.test('the history an agent sees is the transcript before this turn', async t =
   await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('one')] })).result
   await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('two')] })).result
   t.same(seen, [[], ['user', 'assistant']])
+})
+
+t.test('a model name reaches the agent and the run.started event; empty deltas are skipped', async t => {
+  const seen: Array<string | undefined> = []
+  const agent: Agent = {
+    async * respond (request) {
+      seen.push(request.model)
+      yield { type: 'text', delta: '' }
+      yield { type: 'text', delta: 'ok' }
+    }
+  }
+  const app = await buildApp(t, { agent })
+  const log = new EventLog()
+  ;(await app.sessionGateway.subscribe(KEY, {}, log.listener)).start()
+  await (await app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('x')], model: 'gpt-4o-mini', instructions: 'be brief' })).result
+  t.same(seen, ['gpt-4o-mini'])
+  t.match(log.events[1], { type: 'run.started', model: 'gpt-4o-mini' })
+  t.same(log.types, ['message', 'run.started', 'run.delta', 'run.finished'])
+})
+
+t.test('an answer cut by maxOutputTokens stops with reason length', async t => {
+  const app = await buildApp(t)
+  const result = await (await app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('a b c d')], maxOutputTokens: 2 })).result
+  t.equal(result.state, 'final')
+  t.equal(result.message.stopReason, 'length')
+  t.equal(result.text, 'a b')
+  t.same(result.usage, { inputTokens: 4, outputTokens: 2 })
+  t.same(result.message.usage, { input: 4, output: 2, totalTokens: 6 })
+})
+
+t.test('an agent that throws something that is not an Error', async t => {
+  const app = await buildApp(t, { agent: { async * respond () { yield * []; throw 'a string' } } }) // eslint-disable-line no-throw-literal
+  const result = await (await app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })).result
+  t.same(result.error, { code: 'FSG_AGENT_FAILED', message: 'a string' })
+})
+
+t.test('tool_choice naming a tool when no tools are offered', async t => {
+  const app = await buildApp(t)
+  await t.rejects(app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('x')], toolChoice: { type: 'function', name: 'f' } }),
+    { code: 'FSG_INVALID_INPUT' })
+})
+
+t.test('get shows the run in progress; a reset cursor mid-run carries it too', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  t.equal(await gw.get(KEY), undefined)
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')], runId: 'r1' })
+  t.match(await gw.get(KEY), { key: KEY, cursor: `${ticket.sessionId}:2`, running: { runId: 'r1', text: '' } })
+  const sub = await gw.subscribe(KEY, { since: 'elsewhere:3' }, () => {})
+  t.match(sub.replay, { kind: 'reset', running: { runId: 'r1' } })
+  t.match(sub.running, { runId: 'r1' })
+  sub.unsubscribe()
+  const opened = await gw.open(KEY, { limit: 5, since: 'elsewhere:3' }, () => {})
+  t.same(opened.entries.map(e => e.message?.role), ['user'], 'open answers a reset with fresh history')
+  t.equal(opened.subscription.replay.kind, 'reset')
+  opened.subscription.unsubscribe()
+  agent.release()
+  await ticket.result
+  t.equal((await gw.get(KEY))?.running, undefined)
+})
+
+t.test('start() twice delivers once; events during a reset before start() are kept in order', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })).result
+  const log = new EventLog()
+  const sub = await gw.subscribe(KEY, {}, log.listener)
+  await gw.reset(KEY)
+  sub.start()
+  sub.start()
+  t.same(log.types, ['session.reset'])
+})
+
+t.test('store failures while watching or opening are reported, and the watcher is gone', async t => {
+  const store = new MemoryStore()
+  const app = await buildApp(t, { store, replay: 0 })
+  const gw = app.sessionGateway
+  const first = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })).result
+  await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('y')] })).result
+  store.read = async () => { throw new Error('store down') }
+  await t.rejects(gw.subscribe(KEY, { since: first.cursor }, () => {}), { message: 'store down' })
+  await t.rejects(gw.open(KEY, { limit: 5 }, () => {}), { message: 'store down' })
+  delete (store as { read?: unknown }).read // back to the class method
+  const log = new EventLog()
+  ;(await gw.subscribe(KEY, {}, log.listener)).start()
+  await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('z')] })).result
+  t.equal(log.events.length, 4, 'only the healthy watcher hears the next turn')
+})
+
+t.test('a session that cannot be loaded is retried on the next call', async t => {
+  const store = new MemoryStore()
+  const app = await buildApp(t, { store })
+  const gw = app.sessionGateway
+  const get = store.get.bind(store)
+  let failures = 1
+  store.get = async key => {
+    if (failures-- > 0) throw new Error('flaky')
+    return await get(key)
+  }
+  await t.rejects(gw.get(KEY), { message: 'flaky' })
+  t.equal(await gw.get(KEY), undefined, 'loaded on the second try')
+})
+
+t.test('closing while a send waits for its session to load', async t => {
+  const store = new MemoryStore()
+  let releaseGet: () => void = () => {}
+  const get = store.get.bind(store)
+  store.get = async key => {
+    await new Promise<void>(resolve => { releaseGet = resolve })
+    return await get(key)
+  }
+  const app = await buildApp(t, { store })
+  const pending = app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })
+  await sleep(5)
+  await app.close()
+  releaseGet()
+  await t.rejects(pending, { code: 'FSG_GATEWAY_CLOSED' })
+})
+
+t.test('sessions with watchers or turns stay in memory whatever the limit', async t => {
+  const app = await buildApp(t, { maxIdleSessions: 0, replay: 10 })
+  const gw = app.sessionGateway
+  const log = new EventLog()
+  const sub = await gw.subscribe(KEY, {}, log.listener)
+  sub.start()
+  const end = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })).result
+  await (await gw.send({ sessionKey: 'agent:main:other', agentId: 'main', input: [user('y')] })).result
+  const again = await gw.subscribe(KEY, { since: `${end.cursor.split(':')[0]}:1` }, () => {})
+  t.equal(again.replay.kind, 'replay', 'the watched session kept its ring')
+  again.unsubscribe()
+  sub.unsubscribe()
+})
+
+t.test('catch-up reads back as many pages as the gap needs', async t => {
+  const app = await buildApp(t, { replay: 0 })
+  const gw = app.sessionGateway
+  const first = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('start')] })).result
+  for (let i = 0; i < 70; i++) await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user(`turn ${i}`)] })).result
+  const sub = await gw.subscribe(KEY, { since: first.cursor }, () => {})
+  t.equal(sub.replay.kind === 'catchup' && sub.replay.entries.length, 140)
+  sub.unsubscribe()
+})
+
+t.test('rows written by OpenClaw itself (no seq) count as before any cursor', async t => {
+  const store = new MemoryStore()
+  await store.ensure(KEY, 'main')
+  await store.append(KEY, [
+    { type: 'message', id: 'aaaa0001', parentId: null, timestamp: new Date().toISOString(), message: user('from openclaw') },
+    { type: 'model_change', id: 'aaaa0002', parentId: 'aaaa0001', timestamp: new Date().toISOString(), provider: 'x' }
+  ])
+  const app = await buildApp(t, { store, replay: 0 })
+  const gw = app.sessionGateway
+  const row = await gw.get(KEY)
+  t.equal(row?.cursor, `${row?.sessionId}:0`)
+  const result = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('from us')] })).result
+  const history = await gw.history(KEY, { limit: 10 })
+  t.same(history.entries.map(e => e.seq), [undefined, undefined, 1, 5])
+  t.equal(history.entries[2]?.parentId, 'aaaa0002', 'our first row chains onto the last OpenClaw row')
+  const sub = await gw.subscribe(KEY, { since: `${row?.sessionId}:0` }, () => {})
+  t.same(sub.replay.kind === 'catchup' && sub.replay.entries.map(e => e.seq), [1, 5])
+  sub.unsubscribe()
+  t.equal(result.state, 'final')
 })

@@ -165,3 +165,10 @@ t.test('the resolver hook gives routes in the gateway scope their session', asyn
   res = await app.inject({ url: '/open', headers: { ...auth, 'x-openclaw-session-key': 'secret' } })
   t.same(res.json(), { session: null }, 'session: none skips the resolver')
 })
+
+t.test('the key functions, called directly, refuse empty input', async t => {
+  const { canonicalizeSessionKey, userSessionKey, normalizeAgentId } = await import('../lib/index.js')
+  t.throws(() => canonicalizeSessionKey('  ', { agentId: 'main', explicitAgent: false, mainKey: 'main' }), { code: 'FSG_MISSING_SESSION_KEY' })
+  t.throws(() => userSessionKey(' ', 'main'), { code: 'FSG_INVALID_SESSION_KEY' })
+  t.equal(normalizeAgentId(' Ops '), 'ops')
+})

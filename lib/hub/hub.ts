@@ -126,17 +126,16 @@ interface Waiter {
   reject: (err: Error) => void
 }
 
+/** One listener on one session. Live events are held until `start()`. */
 class Watcher {
-  held: SessionEvent[] | undefined = []
-  constructor (readonly listener: SessionListener, public after: number, readonly logger: FastifyBaseLogger) {}
+  #held: SessionEvent[] | undefined = []
+  constructor (readonly listener: SessionListener, readonly logger: FastifyBaseLogger) {}
 
   deliver (event: SessionEvent): void {
-    if (event.seq <= this.after) return
-    if (this.held !== undefined) {
-      this.held.push(event)
+    if (this.#held !== undefined) {
+      this.#held.push(event)
       return
     }
-    this.after = event.seq
     try {
       this.listener(event)
     } catch (err) {
@@ -144,17 +143,10 @@ class Watcher {
     }
   }
 
-  /** A new epoch begins: positions start over, and the watcher is told. */
-  restart (event: SessionEvent): void {
-    if (this.held !== undefined) this.held = []
-    this.after = -1
-    this.deliver(event)
-  }
-
   start (): void {
-    const held = this.held
+    const held = this.#held
     if (held === undefined) return
-    this.held = undefined
+    this.#held = undefined
     for (const event of held) this.deliver(event)
   }
 }
@@ -213,10 +205,6 @@ export class SessionHub {
     this.#options = options
     this.#store = options.store
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs)
-  }
-
-  get store (): SessionStore {
-    return this.#store
   }
 
   // ── sending ────────────────────────────────────────────────────────────────
@@ -386,7 +374,8 @@ export class SessionHub {
       return
     }
     if (this.#options.busy === 'reject' || state.queue.length >= this.#options.maxQueue) {
-      throw sessionBusy(state.key, state.running?.runId ?? '', state.cursor())
+      // While the lane is held, `running` is set: #startRun sets it right after taking the lane.
+      throw sessionBusy(state.key, (state.running as Run).runId, state.cursor())
     }
     // #releaseLane hands the lane over directly, so no other send can slip in between.
     await new Promise<void>((resolve, reject) => state.queue.push({ resolve, reject }))
@@ -424,7 +413,7 @@ export class SessionHub {
     state.lastEntryId = parentId
     if (announce) {
       for (const entry of entries) {
-        this.#emit(state, { type: 'message', entry, ...(entry.runId === undefined ? {} : { runId: entry.runId }) }, entry.seq)
+        this.#emit(state, { type: 'message', entry, runId: entry.runId as string }, entry.seq)
       }
     }
     return entries
@@ -464,7 +453,7 @@ export class SessionHub {
       deleted: row === undefined,
       ...(row === undefined ? {} : { sessionId: row.sessionId })
     }
-    for (const watcher of state.watchers) watcher.restart(event)
+    for (const watcher of state.watchers) watcher.deliver(event)
   }
 
   // ── watching ───────────────────────────────────────────────────────────────
@@ -479,7 +468,7 @@ export class SessionHub {
     return await this.#use(sessionKey, async state => {
       // Everything up to the first await happens at one instant of the log: `head`.
       const { head, epoch } = state
-      const watcher = new Watcher(listener, head, this.#options.logger)
+      const watcher = new Watcher(listener, this.#options.logger)
       state.watchers.add(watcher)
       const running = snapshot(state.running)
       const subscription = (replay: Replay): Subscription => ({
@@ -543,9 +532,11 @@ export class SessionHub {
   /** The row with its cursor and the run in progress; undefined when the session does not exist. */
   async get (sessionKey: string): Promise<(SessionRow & { cursor: string, running?: RunningSnapshot }) | undefined> {
     return await this.#use(sessionKey, async state => {
-      if (state.row === undefined) return undefined
+      const cursor = state.cursor()
       const running = snapshot(state.running)
-      return { ...state.row, cursor: state.cursor(), ...(running === undefined ? {} : { running }) }
+      // The store has the live row (updatedAt, preview); the hub only the log's position.
+      const row = await this.#store.get(sessionKey)
+      return row === undefined ? undefined : { ...row, cursor, ...(running === undefined ? {} : { running }) }
     })
   }
 
@@ -665,7 +656,9 @@ export class SessionHub {
     const newest = entries.findLast(entry => typeof entry.seq === 'number')
     state.head = newest?.seq ?? 0
     if (newest?.runId === undefined || newest.runState !== undefined) return
-    state.adopt(await this.#store.patch(state.key, { epoch: randomUUID() }) ?? row)
+    const epoch = randomUUID()
+    await this.#store.patch(state.key, { epoch })
+    state.adopt({ ...row, epoch })
     const message: AssistantMessage = {
       role: 'assistant', content: [], stopReason: 'aborted', errorMessage: 'interrupted: the gateway stopped during this run', timestamp: Date.now()
     }

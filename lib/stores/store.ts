@@ -1,4 +1,4 @@
-import type { TranscriptEntry } from '../transcript.js'
+import { messageText, type TranscriptEntry } from '../transcript.js'
 
 /**
  * A session row: the stable routing bucket `key` and the transcript generation
@@ -110,8 +110,7 @@ export function previewOf (entries: readonly TranscriptEntry[]): string | undefi
   for (let i = entries.length - 1; i >= 0; i--) {
     const message = entries[i]?.message
     if (message === undefined) continue
-    let text = ''
-    for (const part of message.content) if (part.type === 'text') text += part.text
+    const text = messageText(message)
     if (text !== '') return text.length > PREVIEW_LENGTH ? text.slice(0, PREVIEW_LENGTH - 1) + '…' : text
   }
   return undefined
