@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { createAuthenticator, type Authenticator, type Credentials, type Principal } from './auth.js'
 import {
-  SessionHub, type HistoryQuery, type OpenResult, type RunTicket, type SendRequest,
+  SessionHub, type ChangeListener, type HistoryQuery, type OpenResult, type RunTicket, type SendRequest,
   type SessionListener, type SubscribeOptions, type Subscription, type RunningSnapshot
 } from './hub/hub.js'
 import type { ResolvedOptions } from './options.js'
@@ -84,6 +84,16 @@ export class SessionGateway {
 
   async patch (sessionKey: string, patch: { label?: string }): Promise<SessionRow> {
     return await this.#hub.patch(sessionKey, patch)
+  }
+
+  /** Creates the session if it does not exist (a first send does the same). */
+  async create (sessionKey: string, agentId: string): Promise<SessionRow> {
+    return await this.#hub.create(sessionKey, agentId)
+  }
+
+  /** Hears about rows created, updated, reset or deleted; returns the function that stops it. */
+  onChange (listener: ChangeListener): () => void {
+    return this.#hub.onChange(listener)
   }
 
   async reset (sessionKey: string): Promise<SessionRow> {

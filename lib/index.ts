@@ -1,7 +1,8 @@
 import { sessionGateway } from './plugin.js'
 
 export default sessionGateway
-export { sessionGateway, requestHints, type GatewayRouteConfig } from './plugin.js'
+export { sessionGateway, type GatewayRouteConfig } from './plugin.js'
+export { requestHints } from './request-hints.js'
 export { SessionGateway, type ListOptions } from './gateway.js'
 export type { SessionGatewayOptions } from './options.js'
 export {
@@ -21,7 +22,7 @@ export { isGatewayError } from './errors.js'
 export { formatCursor, parseCursor, eventCursor, type Cursor, type SessionEvent } from './events.js'
 export type * from './events.js'
 export {
-  SessionHub, type HubOptions, type OpenResult, type Replay, type RunningSnapshot, type RunResult,
+  SessionHub, type ChangeListener, type SessionChange, type HubOptions, type OpenResult, type Replay, type RunningSnapshot, type RunResult,
   type RunTicket, type SendRequest, type SessionListener, type SubscribeOptions, type Subscription, type HistoryQuery
 } from './hub/hub.js'
 export type { Agent, AgentOutput, AgentRequest, FunctionTool, ToolChoice } from './agents/agent.js'

@@ -37,6 +37,21 @@ export interface SessionGatewayOptions {
   maxIdleSessions?: number
   /** Register your own routes behind the gateway's authentication and session resolution. */
   routes?: (scope: FastifyInstance) => void | Promise<void>
+  /** OpenClaw's gateway protocol v4 over WebSocket; `false` turns it off. */
+  gateway?: false | GatewayProtocolOptions
+  /** Largest WebSocket frame accepted, in bytes (a bigger one closes the socket with 1009). Default 4 MiB. */
+  maxPayload?: number
+}
+
+export interface GatewayProtocolOptions {
+  /** Default `/gateway`. */
+  path?: string
+  /** How often `tick` events (and pings that find dead peers) go out. Default 30000. */
+  tickIntervalMs?: number
+  /** Past this many unsent bytes a connection's deltas are merged; past four times this it is closed (1008). Default 1 MiB. */
+  maxBufferedBytes?: number
+  /** How long a new connection has to complete `connect`. Default 10000. */
+  handshakeTimeoutMs?: number
 }
 
 // An object (or class instance) with these methods: the schema checks the shape, TypeScript the signatures.
@@ -65,13 +80,24 @@ const OptionsSchema = Type.Object({
   runTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, expected: 'a positive integer (milliseconds)' })),
   maxQueue: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000, expected: 'an integer from 0 to 100000' })),
   maxIdleSessions: Type.Optional(Type.Integer({ minimum: 0, expected: 'a non-negative integer' })),
-  routes: Type.Optional(Type.Function([], Type.Unknown(), { expected: 'a function (scope) => void' }))
+  routes: Type.Optional(Type.Function([], Type.Unknown(), { expected: 'a function (scope) => void' })),
+  gateway: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    path: Type.Optional(Type.String({ pattern: '^/' })),
+    tickIntervalMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000 })),
+    maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    handshakeTimeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 600_000 }))
+  }, { additionalProperties: false })], {
+    expected: 'false, or { path: "/…", tickIntervalMs: 10…3600000, maxBufferedBytes: ≥1024, handshakeTimeoutMs: 10…600000 }'
+  })),
+  maxPayload: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_073_741_824, expected: 'an integer from 1024 to 1073741824 (bytes)' }))
 }, { additionalProperties: false })
 
 const checkOptions = TypeCompiler.Compile(OptionsSchema)
 
-export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes'>> &
-  Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes'>
+export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway'>> &
+  Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes'> & {
+    gateway: false | Required<GatewayProtocolOptions>
+  }
 
 /** Checks the options against the schema and fills in the defaults; throws `FSG_INVALID_OPTION` naming the option. */
 export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions {
@@ -96,6 +122,15 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
     replay: given.replay ?? 512,
     runTimeoutMs: given.runTimeoutMs ?? 600_000,
     maxQueue: given.maxQueue ?? 16,
-    maxIdleSessions: given.maxIdleSessions ?? 10_000
+    maxIdleSessions: given.maxIdleSessions ?? 10_000,
+    maxPayload: given.maxPayload ?? 4 * 1024 * 1024,
+    gateway: given.gateway === false
+      ? false
+      : {
+          path: given.gateway?.path ?? '/gateway',
+          tickIntervalMs: given.gateway?.tickIntervalMs ?? 30_000,
+          maxBufferedBytes: given.gateway?.maxBufferedBytes ?? 1024 * 1024,
+          handshakeTimeoutMs: given.gateway?.handshakeTimeoutMs ?? 10_000
+        }
   }
 }

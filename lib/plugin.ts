@@ -1,10 +1,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import websocket from '@fastify/websocket'
 import fp from 'fastify-plugin'
 import { requestCredentials, type Principal } from './auth.js'
 import { SessionGateway } from './gateway.js'
 import { logSerializers } from './logging.js'
 import { resolveOptions, type SessionGatewayOptions } from './options.js'
-import type { ResolvedSession, SessionAction, SessionHints, WhenMissing } from './resolver.js'
+import { requestHints } from './request-hints.js'
+import { CloseCode } from './transports/gateway/protocol.js'
+import { gatewayRoute } from './transports/gateway/route.js'
+import { LiveSockets } from './transports/live-sockets.js'
+import { VERSION } from './version.js'
+import type { ResolvedSession, SessionAction, WhenMissing } from './resolver.js'
 
 /**
  * Per-route settings, under `config.sessionGateway`, for routes inside the gateway's scope.
@@ -43,6 +49,15 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
   app.decorateRequest('gatewaySession', null)
   app.addHook('onClose', async () => { await gateway.close() })
 
+  // Shutdown closes every WebSocket with 1012 (service restart), so clients know to come
+  // back; added before @fastify/websocket's own hook, which would close them without a code.
+  const sockets = new LiveSockets()
+  app.addHook('preClose', function closeSockets (done) {
+    sockets.closeAll(CloseCode.restart, 'server restart')
+    done()
+  })
+  if (!app.hasPlugin('@fastify/websocket')) await app.register(websocket, { options: { maxPayload: options.maxPayload } })
+
   // One encapsulated scope holds every transport route, behind one authentication
   // hook and one resolver hook. Its request logs never show a query-string token.
   await app.register(async function sessionGatewayScope (scope) {
@@ -63,28 +78,19 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
       request.gatewaySession = await gateway.resolve(hints, request.gatewayPrincipal, action, mode === 'optional' ? 'error' : mode)
     })
 
+    if (options.gateway !== false) {
+      await scope.register(gatewayRoute, {
+        ...options.gateway,
+        gateway,
+        sockets,
+        maxPayload: options.maxPayload,
+        serverVersion: VERSION,
+        defaultAgentId: options.defaultAgentId,
+        mainKey: options.mainKey
+      })
+    }
     if (options.routes !== undefined) await options.routes(scope)
   }, { logSerializers })
-}
-
-/** Headers win over the query string; `user` and `model` come from a JSON body. */
-export function requestHints (request: FastifyRequest): SessionHints {
-  const query = request.query as Record<string, unknown>
-  const body = (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<string, unknown>
-  return {
-    sessionKey: header(request, 'x-openclaw-session-key') ?? text(query.sessionKey),
-    agentId: header(request, 'x-openclaw-agent-id') ?? text(query.agentId),
-    user: text(body.user),
-    model: text(body.model)
-  }
-}
-
-function header (request: FastifyRequest, name: string): string | undefined {
-  return text(request.headers[name])
-}
-
-function text (value: unknown): string | undefined {
-  return typeof value === 'string' && value.trim() !== '' ? value : undefined
 }
 
 export const sessionGateway = fp(sessionGatewayPlugin, { name: 'fastify-session-gateway', fastify: '5.x' })

@@ -112,6 +112,15 @@ export interface OpenResult {
   subscription: Subscription
 }
 
+/** A session row changed: for lists that stay current without polling. */
+export interface SessionChange {
+  kind: 'created' | 'updated' | 'reset' | 'deleted'
+  sessionKey: string
+  agentId: string
+}
+
+export type ChangeListener = (change: SessionChange) => void
+
 export interface HistoryQuery {
   limit: number
   before?: string
@@ -199,6 +208,7 @@ export class SessionHub {
   // Insertion order doubles as recency: a used state is re-inserted at the end.
   readonly #states = new Map<string, SessionState>()
   readonly #idempotency: IdempotencyCache<Promise<{ ticket: RunTicket, run: Run }>>
+  readonly #changeListeners = new Set<ChangeListener>()
   #closed = false
 
   constructor (options: HubOptions) {
@@ -241,7 +251,7 @@ export class SessionHub {
       try {
         if (this.#closed) throw new GatewayClosedError()
         // The first send creates the session (or finds that another process just did).
-        if (state.row === undefined) await this.#adoptStored(state, await this.#store.ensure(state.key, request.agentId))
+        if (state.row === undefined) await this.#create(state, request.agentId)
         cursor = state.cursor()
         await this.#commit(state, request.input.map(message => ({ message, runId })))
       } catch (err) {
@@ -349,6 +359,7 @@ export class SessionHub {
     const finished = entry as TranscriptEntry & { message: AssistantMessage }
     const errorField = error === undefined ? {} : { error }
     this.#emit(state, { type: 'run.finished', runId: run.runId, state: runState, entry: finished, ...errorField }, committed ? finished.seq : undefined)
+    this.#changed('updated', state)
     run.finished = true
     state.running = undefined
     run.settle({
@@ -558,6 +569,7 @@ export class SessionHub {
       const row = await this.#store.patch(sessionKey, patch)
       if (row === undefined) throw new SessionNotFoundError(sessionKey)
       state.row = row
+      this.#changed('updated', state)
       return { ...row }
     })
   }
@@ -582,6 +594,7 @@ export class SessionHub {
       const row = await this.#store.reset(sessionKey)
       if (row === undefined) throw new SessionNotFoundError(sessionKey)
       this.#restart(state, row)
+      this.#changed('reset', state)
       return { ...row }
     })
   }
@@ -589,10 +602,28 @@ export class SessionHub {
   async delete (sessionKey: string): Promise<boolean> {
     return await this.#use(sessionKey, async state => {
       await this.#stop(state, { kind: 'reset' })
+      const agentId = state.row?.agentId
       const deleted = await this.#store.delete(sessionKey)
-      if (deleted) this.#restart(state, undefined)
+      if (deleted) {
+        this.#restart(state, undefined)
+        this.#changed('deleted', state, agentId)
+      }
       return deleted
     })
+  }
+
+  /** Creates the session if it does not exist yet (a first send does the same). */
+  async create (sessionKey: string, agentId: string): Promise<SessionRow> {
+    return await this.#use(sessionKey, async state => {
+      if (state.row === undefined) await this.#create(state, agentId)
+      return { ...state.row as SessionRow }
+    })
+  }
+
+  /** Hears about every row that is created, updated (a turn ended, a label changed), reset or deleted. */
+  onChange (listener: ChangeListener): () => void {
+    this.#changeListeners.add(listener)
+    return () => { this.#changeListeners.delete(listener) }
   }
 
   /** Stops every run (recorded as aborted) and refuses new sends. */
@@ -644,6 +675,23 @@ export class SessionHub {
    * recorded as aborted, and the log gets a new epoch, since the events handed out
    * after its last durable row can no longer be accounted for.
    */
+  async #create (state: SessionState, agentId: string): Promise<void> {
+    // `ensure` may find that another process created the row meanwhile: adopt it as stored.
+    await this.#adoptStored(state, await this.#store.ensure(state.key, agentId))
+    this.#changed('created', state)
+  }
+
+  #changed (kind: SessionChange['kind'], state: SessionState, agentId = (state.row as SessionRow).agentId): void {
+    const change = { kind, sessionKey: state.key, agentId }
+    for (const listener of this.#changeListeners) {
+      try {
+        listener(change)
+      } catch (err) {
+        this.#options.logger.error({ err }, 'session gateway: a change listener threw')
+      }
+    }
+  }
+
   async #load (state: SessionState): Promise<void> {
     await this.#adoptStored(state, await this.#store.get(state.key))
   }

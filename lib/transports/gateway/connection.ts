@@ -1,0 +1,361 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Credentials, Principal } from '../../auth.js'
+import type { SessionGateway } from '../../gateway.js'
+import type { SessionEvent } from '../../events.js'
+import type { Subscription } from '../../hub/hub.js'
+import type { ResolvedSession, SessionAction, SessionHints } from '../../resolver.js'
+import { invalidRequest, toErrorShape } from './errors.js'
+import { callMethod } from './methods.js'
+import {
+  CloseCode, CURSOR_CAPABILITY, EVENTS, MAX_HANDSHAKE_BYTES, METHODS, PROTOCOL_VERSION,
+  checkConnect, checkParams, describeInvalid, isMethod, type ErrorShape
+} from './protocol.js'
+import { encodeSessionEvent, mergeDeltas, type OutgoingEvent } from './session-events.js'
+
+/** All the protocol core needs from a socket; adapters provide it (see route.ts). */
+export interface GatewaySocket {
+  send (data: string): void
+  close (code: number, reason: string): void
+  /** Bytes written but not yet handed to the network. */
+  readonly bufferedAmount: number
+}
+
+export interface GatewayConnectionOptions {
+  tickIntervalMs: number
+  maxPayload: number
+  /** Past this, deltas are merged; past four times this, the connection is closed (1008). */
+  maxBufferedBytes: number
+  handshakeTimeoutMs: number
+  serverVersion: string
+  defaultAgentId: string
+  mainKey: string
+}
+
+export interface GatewayConnectionContext {
+  gateway: SessionGateway
+  /** Authenticated at the upgrade, or null when the credentials come in `connect`. */
+  principal: Principal | null
+  authenticate (credentials: Credentials): Promise<Principal>
+  /** The connection's default session, from the upgrade's header or query. */
+  defaultHints: SessionHints
+  options: GatewayConnectionOptions
+  logger: FastifyBaseLogger
+}
+
+const DRAIN_CHECK_MS = 20
+
+/**
+ * One client of OpenClaw's gateway protocol v4: the handshake, request dispatch, the
+ * sessions this connection watches, and backpressure. It knows no socket library:
+ * feed it `receive()` and it writes through `GatewaySocket`.
+ */
+export class GatewayConnection {
+  readonly connId = randomUUID()
+  readonly #socket: GatewaySocket
+  readonly #context: GatewayConnectionContext
+  #phase: 'handshake' | 'connecting' | 'ready' | 'closed' = 'handshake'
+  #principal: Principal | null
+  #withCursor = false
+  #seq = 0
+  readonly #runSeq = new Map<string, number>()
+  readonly #watches = new Map<string, Subscription>()
+  #stopWatchingList: (() => void) | undefined
+  #pendingDelta = new Map<string, OutgoingEvent>()
+  #timers: NodeJS.Timeout[] = []
+  #drainTimer: NodeJS.Timeout | undefined
+
+  constructor (socket: GatewaySocket, context: GatewayConnectionContext) {
+    this.#socket = socket
+    this.#context = context
+    this.#principal = context.principal
+  }
+
+  get gateway (): SessionGateway {
+    return this.#context.gateway
+  }
+
+  get principal (): Principal {
+    return this.#principal as Principal
+  }
+
+  get logger (): FastifyBaseLogger {
+    return this.#context.logger
+  }
+
+  /** Sends the challenge the official client waits for, and starts the handshake clock. */
+  open (): void {
+    this.#write({ type: 'event', event: 'connect.challenge', payload: { nonce: randomUUID(), ts: Date.now() } })
+    const timer = setTimeout(() => {
+      if (this.#phase === 'handshake' || this.#phase === 'connecting') this.close(CloseCode.policy, 'handshake timeout')
+    }, this.#context.options.handshakeTimeoutMs)
+    this.#timers.push(timer)
+  }
+
+  /** Takes one frame from the socket. Never throws: every failure becomes an answer or a close. */
+  receive (data: Buffer | string, isBinary: boolean): void {
+    if (this.#phase === 'closed') return
+    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length
+    if (this.#phase !== 'ready') {
+      if (size > MAX_HANDSHAKE_BYTES) return this.close(CloseCode.tooBig, 'handshake frame too large')
+      if (isBinary) return this.close(CloseCode.policy, 'the first frame must be a connect request')
+    }
+    if (isBinary) return this.#event('error', invalidRequest('binary frames are not part of the protocol'))
+    let frame: unknown
+    try {
+      frame = JSON.parse(String(data))
+    } catch {
+      if (this.#phase === 'handshake') return this.close(CloseCode.policy, 'the first frame must be a connect request')
+      return this.#event('error', invalidRequest('the frame is not JSON'))
+    }
+    const request = asRequest(frame)
+    if (this.#phase === 'handshake') {
+      if (typeof request === 'string' || request.method !== 'connect') return this.close(CloseCode.policy, 'the first frame must be a connect request')
+      this.#phase = 'connecting'
+      this.#connect(request.id, request.params).catch(err => this.#fail(err))
+      return
+    }
+    if (this.#phase === 'connecting') {
+      const id = idOf(frame)
+      if (id !== undefined) this.#respond(id, invalidRequest('wait for hello-ok before sending requests'))
+      return
+    }
+    if (typeof request === 'string') {
+      const id = idOf(frame)
+      return id === undefined ? this.#event('error', invalidRequest(request)) : this.#respond(id, invalidRequest(request))
+    }
+    this.#dispatch(request.id, request.method, request.params).catch(err => this.#fail(err))
+  }
+
+  /** Ends the connection from our side. */
+  close (code: number, reason: string): void {
+    if (this.#phase === 'closed') return
+    this.dispose()
+    this.#socket.close(code, reason)
+  }
+
+  /** The socket is gone: stop every timer and subscription. */
+  dispose (): void {
+    this.#phase = 'closed'
+    for (const timer of this.#timers) clearTimeout(timer)
+    clearInterval(this.#drainTimer)
+    for (const subscription of this.#watches.values()) subscription.unsubscribe()
+    this.#watches.clear()
+    this.#stopWatchingList?.()
+  }
+
+  // ── the handshake ──────────────────────────────────────────────────────────
+
+  async #connect (id: string, params: unknown): Promise<void> {
+    if (!checkConnect.Check(params)) {
+      this.#respond(id, invalidRequest(describeInvalid(checkConnect, params, 'params')))
+      return this.close(CloseCode.policy, 'invalid connect params')
+    }
+    if (params.minProtocol > PROTOCOL_VERSION || params.maxProtocol < PROTOCOL_VERSION) {
+      this.#respond(id, { code: 'INVALID_REQUEST', message: `protocol mismatch: this gateway speaks ${PROTOCOL_VERSION}`, details: { expectedProtocol: PROTOCOL_VERSION } })
+      return this.close(CloseCode.protocolMismatch, 'protocol mismatch')
+    }
+    try {
+      if (this.#principal === null) {
+        const auth = params.auth ?? {}
+        this.#principal = await this.#context.authenticate({
+          ...(auth.token === undefined ? {} : { token: auth.token }),
+          ...(auth.password === undefined ? {} : { password: auth.password })
+        })
+      }
+      // A default session named at the upgrade must pass the resolver like any other.
+      if (this.#context.defaultHints.sessionKey !== undefined) await this.resolve({}, 'read')
+    } catch (err) {
+      this.#respond(id, toErrorShape(err, this.logger))
+      return this.close(CloseCode.policy, 'unauthorized')
+    }
+    if (this.#phase === 'closed') return
+    this.#phase = 'ready'
+    this.#withCursor = params.caps?.includes(CURSOR_CAPABILITY) ?? false
+    const { options } = this.#context
+    this.#respond(id, undefined, {
+      type: 'hello-ok',
+      protocol: PROTOCOL_VERSION,
+      server: { version: options.serverVersion, connId: this.connId },
+      features: { methods: METHODS, events: [...EVENTS] },
+      snapshot: {
+        presence: [],
+        health: {},
+        stateVersion: { presence: 0, health: 0 },
+        uptimeMs: Math.round(process.uptime() * 1000),
+        sessionDefaults: {
+          defaultAgentId: options.defaultAgentId,
+          mainKey: options.mainKey,
+          mainSessionKey: `agent:${options.defaultAgentId}:${options.mainKey}`
+        }
+      },
+      auth: { role: params.role ?? 'operator', scopes: params.scopes ?? [] },
+      policy: { maxPayload: options.maxPayload, maxBufferedBytes: options.maxBufferedBytes, tickIntervalMs: options.tickIntervalMs }
+    })
+  }
+
+  /** The heartbeat the official client expects every `tickIntervalMs` (the adapter's timer calls it). */
+  tick (): void {
+    this.#event('tick', { ts: Date.now() })
+  }
+
+  // ── requests ───────────────────────────────────────────────────────────────
+
+  async #dispatch (id: string, method: string, params: unknown): Promise<void> {
+    if (method === 'connect') return this.#respond(id, invalidRequest('already connected'))
+    if (!isMethod(method)) return this.#respond(id, invalidRequest(`unknown method "${method}"`))
+    const given = params ?? {}
+    const check = checkParams[method]
+    if (!check.Check(given)) return this.#respond(id, invalidRequest(describeInvalid(check, given, 'params')))
+    try {
+      const { payload, after } = await callMethod(this, method, given)
+      this.#respond(id, undefined, payload)
+      after?.()
+    } catch (err) {
+      this.#respond(id, toErrorShape(err, this.logger))
+    }
+  }
+
+  /**
+   * The session a frame means: its own `sessionKey`/`key` (and `agentId`), else the
+   * connection's default from the upgrade. Always through the one resolver.
+   */
+  async resolve (hints: SessionHints, action: SessionAction): Promise<ResolvedSession> {
+    const given = hints.sessionKey !== undefined
+    const defaults = this.#context.defaultHints
+    return await this.gateway.resolve(given ? hints : { ...defaults, agentId: hints.agentId ?? defaults.agentId }, this.principal, action)
+  }
+
+  // ── watching sessions ──────────────────────────────────────────────────────
+
+  isWatching (sessionKey: string): boolean {
+    return this.#watches.has(sessionKey)
+  }
+
+  /** Makes `subscription` this connection's watch on the session, replacing any earlier one. */
+  adopt (sessionKey: string, subscription: Subscription): void {
+    if (this.#phase === 'closed') return subscription.unsubscribe()
+    this.#watches.get(sessionKey)?.unsubscribe()
+    this.#watches.set(sessionKey, subscription)
+  }
+
+  unwatch (sessionKey: string): boolean {
+    const subscription = this.#watches.get(sessionKey)
+    subscription?.unsubscribe()
+    return this.#watches.delete(sessionKey)
+  }
+
+  /** `sessions.changed` for every session this principal may read. */
+  watchList (): void {
+    if (this.#stopWatchingList !== undefined) return
+    this.#stopWatchingList = this.gateway.onChange(change => {
+      this.gateway.resolve({ sessionKey: change.sessionKey }, this.principal, 'read').then(
+        () => this.#event('sessions.changed', { sessionKey: change.sessionKey, agentId: change.agentId, reason: change.kind, ts: Date.now() }),
+        () => {} // not this principal's to see
+      )
+    })
+  }
+
+  unwatchList (): boolean {
+    const was = this.#stopWatchingList !== undefined
+    this.#stopWatchingList?.()
+    this.#stopWatchingList = undefined
+    return was
+  }
+
+  get withCursor (): boolean {
+    return this.#withCursor
+  }
+
+  /** The listener every session subscription of this connection delivers to. */
+  readonly sessionEvent = (event: SessionEvent): void => {
+    for (const outgoing of encodeSessionEvent(event, this.#withCursor)) this.send(outgoing)
+  }
+
+  // ── writing ────────────────────────────────────────────────────────────────
+
+  /**
+   * Sends an event frame. A consumer that does not keep up gets its deltas merged
+   * (finals always arrive, in order); one that falls far behind is closed with 1008
+   * and can come back with a cursor.
+   */
+  send (outgoing: OutgoingEvent): void {
+    if (this.#phase !== 'ready') return
+    const limit = this.#context.options.maxBufferedBytes
+    const buffered = this.#socket.bufferedAmount
+    if (buffered > 4 * limit) return this.close(CloseCode.policy, 'slow consumer')
+    const runId = outgoing.runId
+    if (runId !== undefined) {
+      const pending = this.#pendingDelta.get(runId)
+      if (outgoing.delta === true && buffered > limit) {
+        this.#pendingDelta.set(runId, pending === undefined ? outgoing : mergeDeltas(pending, outgoing))
+        this.#drainTimer ??= setInterval(() => this.#flushDeltas(), DRAIN_CHECK_MS)
+        return
+      }
+      if (pending !== undefined) {
+        this.#pendingDelta.delete(runId)
+        this.#sendChat(outgoing.delta === true ? mergeDeltas(pending, outgoing) : pending)
+        if (outgoing.delta === true) return
+      }
+      return this.#sendChat(outgoing)
+    }
+    this.#event(outgoing.event, outgoing.payload)
+  }
+
+  #flushDeltas (): void {
+    if (this.#socket.bufferedAmount > this.#context.options.maxBufferedBytes && this.#phase === 'ready') return
+    clearInterval(this.#drainTimer)
+    this.#drainTimer = undefined
+    const pending = [...this.#pendingDelta.values()]
+    this.#pendingDelta.clear()
+    for (const delta of pending) this.#sendChat(delta)
+  }
+
+  #sendChat (outgoing: OutgoingEvent): void {
+    const runId = outgoing.runId as string
+    const seq = (this.#runSeq.get(runId) ?? 0) + 1
+    if (outgoing.payload.state === 'delta') this.#runSeq.set(runId, seq)
+    else this.#runSeq.delete(runId) // the run is over; its counter is not needed any more
+    this.#event('chat', { ...outgoing.payload, seq })
+  }
+
+  #event (event: string, payload: unknown): void {
+    if (this.#phase !== 'ready') return
+    this.#write({ type: 'event', event, payload, seq: ++this.#seq })
+  }
+
+  #respond (id: string, error: ErrorShape | undefined, payload?: unknown): void {
+    this.#write(error === undefined
+      ? { type: 'res', id, ok: true, ...(payload === undefined ? {} : { payload }) }
+      : { type: 'res', id, ok: false, error })
+  }
+
+  #write (frame: unknown): void {
+    if (this.#phase === 'closed') return
+    try {
+      this.#socket.send(JSON.stringify(frame))
+    } catch (err) {
+      this.logger.warn({ err, connId: this.connId }, 'session gateway: a frame could not be sent')
+      this.close(CloseCode.serverError, 'send failed')
+    }
+  }
+
+  #fail (err: unknown): void {
+    this.logger.error({ err, connId: this.connId }, 'session gateway: connection failed')
+    this.close(CloseCode.serverError, 'internal error')
+  }
+}
+
+function asRequest (frame: unknown): { id: string, method: string, params?: unknown } | string {
+  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return 'a frame must be a JSON object'
+  const { type, id, method } = frame as Record<string, unknown>
+  if (type !== 'req') return 'only "req" frames may be sent to the gateway'
+  if (typeof id !== 'string' || id === '') return 'a request needs a non-empty string "id"'
+  if (typeof method !== 'string' || method === '') return 'a request needs a non-empty string "method"'
+  return frame as { id: string, method: string, params?: unknown }
+}
+
+function idOf (frame: unknown): string | undefined {
+  const id = (frame as { id?: unknown } | null)?.id
+  return typeof id === 'string' && id !== '' ? id : undefined
+}

@@ -1,0 +1,72 @@
+import type { FastifyInstance } from 'fastify'
+import type {} from '@fastify/websocket'
+import type { WebSocket } from 'ws'
+import type { SessionGateway } from '../../gateway.js'
+import { requestHints } from '../../request-hints.js'
+import type { LiveSockets } from '../live-sockets.js'
+import { GatewayConnection, type GatewayConnectionOptions } from './connection.js'
+
+export interface GatewayRouteOptions extends Omit<GatewayConnectionOptions, 'defaultAgentId' | 'mainKey'> {
+  gateway: SessionGateway
+  sockets: LiveSockets
+  path: string
+  defaultAgentId: string
+  mainKey: string
+}
+
+/**
+ * The thin adapter between `@fastify/websocket` and the protocol core: it attaches the
+ * socket's listeners before anything else can happen, and runs one timer for all of
+ * its connections (ticks, and pings that find dead peers).
+ */
+export async function gatewayRoute (scope: FastifyInstance, options: GatewayRouteOptions): Promise<void> {
+  const { gateway, sockets, path, ...connectionOptions } = options
+  const live = new Map<WebSocket, { connection: GatewayConnection, alive: boolean }>()
+
+  const heartbeat = setInterval(() => {
+    for (const [socket, peer] of live) {
+      // No pong since the last ping: the peer is gone, whatever TCP thinks.
+      if (!peer.alive) {
+        socket.terminate()
+        continue
+      }
+      peer.alive = false
+      socket.ping()
+      peer.connection.tick()
+    }
+  }, connectionOptions.tickIntervalMs)
+  heartbeat.unref()
+  scope.addHook('onClose', async () => clearInterval(heartbeat))
+
+  scope.get(path, {
+    websocket: true,
+    // Credentials and a default session may come at the upgrade (refused there when wrong) or later, in `connect`.
+    config: { sessionGateway: { auth: 'deferred', session: 'optional', action: 'read' } }
+  }, (socket, request) => {
+    const connection = new GatewayConnection({
+      send: data => socket.send(data),
+      close: (code, reason) => socket.close(code, reason),
+      get bufferedAmount () { return socket.bufferedAmount }
+    }, {
+      gateway,
+      principal: request.gatewayPrincipal,
+      authenticate: async credentials => await gateway.authenticate(request, credentials),
+      defaultHints: requestHints(request),
+      options: connectionOptions,
+      logger: request.log
+    })
+    const peer = { connection, alive: true }
+    // Listeners first, synchronously: a listener added later would miss the first frames.
+    socket.on('message', (data: Buffer, isBinary: boolean) => connection.receive(data, isBinary))
+    socket.on('pong', () => { peer.alive = true })
+    socket.on('error', err => request.log.warn({ err, connId: connection.connId }, 'session gateway: socket error'))
+    socket.on('close', () => {
+      live.delete(socket)
+      sockets.delete(connection)
+      connection.dispose()
+    })
+    live.set(socket, peer)
+    sockets.add(connection)
+    connection.open()
+  })
+}

@@ -1,0 +1,135 @@
+import { eventCursor, formatCursor, parseCursor, type SessionEvent } from '../../events.js'
+import type { RunningSnapshot } from '../../hub/hub.js'
+import type { AssistantMessage, TranscriptEntry } from '../../transcript.js'
+
+/**
+ * One event frame to send: `chat` frames of a run get their per-run `seq` when they
+ * are actually sent, and deltas may be merged with the next one for a slow consumer.
+ */
+export interface OutgoingEvent {
+  event: string
+  payload: Record<string, unknown>
+  /** Set on `chat` frames: the run whose per-run `seq` the frame takes. */
+  runId?: string
+  /** A delta that may be merged into the next delta of the same run. */
+  delta?: boolean
+}
+
+/**
+ * Translates the hub's session events into gateway event frames:
+ * `run.delta` → `chat` delta (with the cumulative message), `run.finished` →
+ * `session.message` for the answer, then `chat` final/aborted/error; `message` →
+ * `session.message`; `session.reset` → `session.reset`. `run.started` and
+ * `run.tool_call` have no frame of their own: the final message carries tool calls.
+ */
+export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): OutgoingEvent[] {
+  const cursor = withCursor ? { cursor: eventCursor(event) } : {}
+  switch (event.type) {
+    case 'message':
+      return [sessionMessage(event.sessionKey, event.entry, eventCursor(event))]
+    case 'run.delta':
+      return [{
+        event: 'chat',
+        runId: event.runId,
+        delta: true,
+        payload: {
+          runId: event.runId,
+          sessionKey: event.sessionKey,
+          state: 'delta',
+          deltaText: event.delta,
+          message: assistantSoFar(event.text, event.at),
+          ...cursor
+        }
+      }]
+    case 'run.finished': {
+      const message = event.entry.message
+      return [
+        sessionMessage(event.sessionKey, event.entry, eventCursor(event)),
+        {
+          event: 'chat',
+          runId: event.runId,
+          payload: {
+            runId: event.runId,
+            sessionKey: event.sessionKey,
+            state: event.state,
+            message,
+            stopReason: message.stopReason,
+            ...(event.error === undefined ? {} : { errorMessage: event.error.message }),
+            ...(event.state === 'final' && message.usage !== undefined ? { usage: message.usage } : {}),
+            ...cursor
+          }
+        }
+      ]
+    }
+    case 'session.reset':
+      return [{
+        event: 'session.reset',
+        payload: {
+          sessionKey: event.sessionKey,
+          deleted: event.deleted,
+          ...(event.sessionId === undefined ? {} : { sessionId: event.sessionId }),
+          cursor: eventCursor(event)
+        }
+      }]
+    case 'run.started':
+    case 'run.tool_call':
+      return []
+  }
+}
+
+/** A row committed to the transcript, the user's own messages included. */
+export function sessionMessage (sessionKey: string, entry: TranscriptEntry, cursor: string): OutgoingEvent {
+  return {
+    event: 'session.message',
+    payload: {
+      sessionKey,
+      messageId: entry.id,
+      message: entry.message,
+      ...(entry.runId === undefined ? {} : { runId: entry.runId }),
+      ...(entry.seq === undefined ? {} : { messageSeq: entry.seq }),
+      cursor
+    }
+  }
+}
+
+/**
+ * The running turn's text so far, for a watcher that joins mid-turn: a delta that
+ * replaces whatever the client had for the run.
+ */
+export function runningSnapshot (sessionKey: string, running: RunningSnapshot, cursor: string, withCursor: boolean): OutgoingEvent {
+  return {
+    event: 'chat',
+    runId: running.runId,
+    payload: {
+      runId: running.runId,
+      sessionKey,
+      state: 'delta',
+      deltaText: running.text,
+      replace: true,
+      message: assistantSoFar(running.text, Date.now()),
+      ...(withCursor ? { cursor } : {})
+    }
+  }
+}
+
+/** Merges a delta into the one waiting before it (for a slow consumer): texts join, the rest is the newer's. */
+export function mergeDeltas (older: OutgoingEvent, newer: OutgoingEvent): OutgoingEvent {
+  return {
+    ...newer,
+    payload: {
+      ...newer.payload,
+      deltaText: String(older.payload.deltaText) + String(newer.payload.deltaText),
+      // A snapshot that replaced the client's text still does, with more text.
+      ...(older.payload.replace === true ? { replace: true } : {})
+    }
+  }
+}
+
+function assistantSoFar (text: string, timestamp: number): Pick<AssistantMessage, 'role' | 'content' | 'timestamp'> {
+  return { role: 'assistant', content: [{ type: 'text', text }], timestamp }
+}
+
+/** The cursor of the row at `seq` in the epoch of `cursor`. */
+export function cursorAt (cursor: string, seq: number | undefined): string {
+  return formatCursor(parseCursor(cursor).epoch, seq ?? 0)
+}
