@@ -1,0 +1,34 @@
+// The plugin as a benchmark server: `listening <url>` on stdout, token `bench`.
+//   STORE=memory|file   DATA_DIR (for file)   AGENT=echo|burst   DELTAS (burst: deltas per turn)
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Fastify from 'fastify'
+import sessionGateway, { echoAgent, type Agent, type SessionStore } from '../../lib/index.js'
+
+const deltas = Number(process.env.DELTAS ?? 1000)
+const burst: Agent = {
+  async * respond () {
+    for (let i = 0; i < deltas; i++) yield { type: 'text', delta: `w${i} ` }
+  }
+}
+
+async function store (): Promise<SessionStore | undefined> {
+  if (process.env.STORE !== 'file') return undefined
+  const lib = await import('../../lib/index.js') as Record<string, unknown>
+  const FileStore = lib.FileStore as new (options: { dir: string }) => SessionStore
+  return new FileStore({ dir: process.env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'fsg-bench-')) })
+}
+
+const app = Fastify({ logger: false })
+const chosen = await store()
+await app.register(sessionGateway, {
+  auth: { token: 'bench' },
+  agent: process.env.AGENT === 'burst' ? burst : echoAgent(),
+  replay: 4096,
+  ...(chosen === undefined ? {} : { store: chosen }),
+  gateway: { maxBufferedBytes: 64 * 1024 * 1024 }
+})
+const url = await app.listen({ port: 0, host: '127.0.0.1' })
+process.stdout.write(`listening ${url}\n`)
+process.once('SIGTERM', () => { app.close().then(() => process.exit(0), () => process.exit(1)) })
