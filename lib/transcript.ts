@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 
 // Transcript rows use OpenClaw's transcript line shape, so a file store can share
 // a directory with OpenClaw itself: `{type:"message", id, parentId, timestamp, message}`.
@@ -62,9 +62,9 @@ export interface MessageEntry extends TranscriptEntry {
   message: TranscriptMessage
 }
 
-/** OpenClaw's entry ids are 8 hex characters. */
+/** OpenClaw's entry ids are 8 hex characters (from randomUUID, whose entropy is batched: cheap per call). */
 export function entryId (): string {
-  return randomBytes(4).toString('hex')
+  return randomUUID().slice(0, 8)
 }
 
 export function isMessageEntry (entry: TranscriptEntry): entry is MessageEntry {

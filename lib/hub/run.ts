@@ -50,28 +50,31 @@ const ABORTED = Symbol('aborted')
 /**
  * Yields what `iterable` yields until it ends or `signal` aborts, whichever comes
  * first: an agent that ignores its signal cannot keep a run (or its lane) alive.
+ * (One promise per step, settled by whichever comes first; `Promise.race` against one
+ * long-lived abort promise would pile a reaction onto it per step.)
  */
 export async function * untilAborted<T> (iterable: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
   const iterator = iterable[Symbol.asyncIterator]()
-  let onAbort: (() => void) | undefined
-  const aborted = new Promise<typeof ABORTED>(resolve => {
-    onAbort = () => resolve(ABORTED)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
+  let stop: ((value: typeof ABORTED) => void) | undefined
+  const onAbort = (): void => stop?.(ABORTED)
+  signal.addEventListener('abort', onAbort, { once: true })
   let done = false
   try {
     while (!signal.aborted) {
-      const next = iterator.next()
-      next.catch(() => {}) // a rejection after abort must not become an unhandled rejection
-      const step = await Promise.race([next, aborted])
-      if (step === ABORTED || step.done === true) {
-        done = step !== ABORTED
+      const step = await new Promise<IteratorResult<T> | typeof ABORTED>((resolve, reject) => {
+        stop = resolve
+        iterator.next().then(resolve, reject)
+      })
+      if (step === ABORTED) return
+      if (step.done === true) {
+        done = true
         return
       }
       yield step.value
     }
   } finally {
-    signal.removeEventListener('abort', onAbort as () => void)
+    stop = undefined
+    signal.removeEventListener('abort', onAbort)
     // Tell the agent to stop, without waiting on it: it may be stuck.
     if (!done) iterator.return?.()?.catch(() => {})
   }

@@ -4,7 +4,7 @@ import type { WebSocket } from 'ws'
 import type { SessionGateway } from '../../gateway.js'
 import { requestHints } from '../../request-hints.js'
 import type { LiveSockets } from '../live-sockets.js'
-import { GatewayConnection, type GatewayConnectionOptions } from './connection.js'
+import { GatewayConnection, type GatewayConnectionOptions, type GatewaySocket } from './connection.js'
 
 export interface GatewayRouteOptions extends Omit<GatewayConnectionOptions, 'defaultAgentId' | 'mainKey'> {
   gateway: SessionGateway
@@ -43,11 +43,7 @@ export async function gatewayRoute (scope: FastifyInstance, options: GatewayRout
     // Credentials and a default session may come at the upgrade (refused there when wrong) or later, in `connect`.
     config: { sessionGateway: { auth: 'deferred', session: 'optional', action: 'read' } }
   }, (socket, request) => {
-    const connection = new GatewayConnection({
-      send: data => socket.send(data),
-      close: (code, reason) => socket.close(code, reason),
-      get bufferedAmount () { return socket.bufferedAmount }
-    }, {
+    const connection = new GatewayConnection(batchedSocket(socket), {
       gateway,
       principal: request.gatewayPrincipal,
       authenticate: async credentials => await gateway.authenticate(request, credentials),
@@ -69,4 +65,33 @@ export async function gatewayRoute (scope: FastifyInstance, options: GatewayRout
     sockets.add(connection)
     connection.open()
   })
+}
+
+/**
+ * Frames produced in one turn of the event loop (a whole short answer often is) leave
+ * together: the first write goes out at once and the rest coalesce into one writev,
+ * instead of a system call per frame.
+ */
+function batchedSocket (socket: WebSocket): GatewaySocket {
+  let queue: string[] = []
+  let queuedBytes = 0
+  const flush = (): void => {
+    const frames = queue
+    queue = []
+    queuedBytes = 0
+    if (socket.readyState !== socket.OPEN) return
+    for (const frame of frames) socket.send(frame)
+  }
+  return {
+    send (data) {
+      if (queue.length === 0) setImmediate(flush)
+      queue.push(data)
+      queuedBytes += data.length
+    },
+    close (code, reason) {
+      flush()
+      socket.close(code, reason)
+    },
+    get bufferedAmount () { return socket.bufferedAmount + queuedBytes }
+  }
 }
