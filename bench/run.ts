@@ -20,6 +20,17 @@ async function roundTrip (server: string, env: Record<string, string>, connectio
   }
 }
 
+interface Streaming { watchers: number, deltas: number, ok: boolean, eventsPerSec: number, bytes: number }
+
+async function streaming (server: string, env: Record<string, string>, watchers: number, baseline: boolean): Promise<Streaming> {
+  const started = await start(server, env)
+  try {
+    return await run<Streaming>('bench/clients/streaming.ts', { URL: started.line, WATCHERS: String(watchers), DELTAS: env.DELTAS as string, BASELINE: baseline ? '1' : '0' })
+  } finally {
+    await started.stop()
+  }
+}
+
 const sections: Record<string, () => Promise<void>> = {
   async roundtrip () {
     for (const connections of [1, 16, 256]) {
@@ -33,6 +44,23 @@ const sections: Record<string, () => Promise<void>> = {
         ratio: `p50 ×${round(ratio)}, turns/s ×${round(ours.turnsPerSec / bare.turnsPerSec)}`,
         goal: 'p50 within 2x of bare',
         met: ratio <= 2
+      })
+    }
+  },
+
+  async streaming () {
+    const deltas = process.env.DELTAS ?? '1000'
+    for (const watchers of [1, 100]) {
+      const bare = await streaming('bench/servers/bare-ws.ts', { DELTAS: deltas }, watchers, true)
+      const ours = await streaming('bench/servers/gateway.ts', { AGENT: 'burst', DELTAS: deltas }, watchers, false)
+      const ratio = ours.eventsPerSec / bare.eventsPerSec
+      rows.push({
+        what: `deltas to ${watchers} watcher(s) of one session (${deltas} deltas)`,
+        ours: `${Math.round(ours.eventsPerSec)} events/s`,
+        baseline: `${Math.round(bare.eventsPerSec)} events/s (bare ws broadcast, same bytes)`,
+        ratio: `×${round(ratio)}`,
+        goal: 'at least half of bare',
+        met: ratio >= 0.5
       })
     }
   }

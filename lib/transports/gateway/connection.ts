@@ -11,7 +11,7 @@ import {
   CloseCode, CURSOR_CAPABILITY, EVENTS, MAX_HANDSHAKE_BYTES, METHODS, PROTOCOL_VERSION,
   checkConnect, checkParams, describeInvalid, isMethod, type ErrorShape
 } from './protocol.js'
-import { encodeSessionEvent, mergeDeltas, type OutgoingEvent } from './session-events.js'
+import { mergeDeltas, payloadJson, sessionEventFrames, type OutgoingEvent } from './session-events.js'
 
 /** All the protocol core needs from a socket; adapters provide it (see route.ts). */
 export interface GatewaySocket {
@@ -269,7 +269,7 @@ export class GatewayConnection {
 
   /** The listener every session subscription of this connection delivers to. */
   readonly sessionEvent = (event: SessionEvent): void => {
-    for (const outgoing of encodeSessionEvent(event, this.#withCursor)) this.send(outgoing)
+    for (const outgoing of sessionEventFrames(event, this.#withCursor)) this.send(outgoing)
   }
 
   // ── writing ────────────────────────────────────────────────────────────────
@@ -299,7 +299,7 @@ export class GatewayConnection {
       }
       return this.#sendChat(outgoing)
     }
-    this.#event(outgoing.event, outgoing.payload)
+    this.#writeEvent(outgoing.event, payloadJson(outgoing))
   }
 
   #flushDeltas (): void {
@@ -316,12 +316,18 @@ export class GatewayConnection {
     const seq = (this.#runSeq.get(runId) ?? 0) + 1
     if (outgoing.payload.state === 'delta') this.#runSeq.set(runId, seq)
     else this.#runSeq.delete(runId) // the run is over; its counter is not needed any more
-    this.#event('chat', { ...outgoing.payload, seq })
+    // The shared payload JSON with this connection's per-run seq spliced in front.
+    this.#writeEvent('chat', `{"seq":${seq},${payloadJson(outgoing).slice(1)}`)
   }
 
   #event (event: string, payload: unknown): void {
+    this.#writeEvent(event, JSON.stringify(payload))
+  }
+
+  /** An event frame around an already-serialized payload, with this connection's next seq. */
+  #writeEvent (event: string, payloadJson: string): void {
     if (this.#phase !== 'ready') return
-    this.#write({ type: 'event', event, payload, seq: ++this.#seq })
+    this.#writeRaw(`{"type":"event","event":${JSON.stringify(event)},"payload":${payloadJson},"seq":${++this.#seq}}`)
   }
 
   #respond (id: string, error: ErrorShape | undefined, payload?: unknown): void {
@@ -331,9 +337,13 @@ export class GatewayConnection {
   }
 
   #write (frame: unknown): void {
+    this.#writeRaw(JSON.stringify(frame))
+  }
+
+  #writeRaw (text: string): void {
     if (this.#phase === 'closed') return
     try {
-      this.#socket.send(JSON.stringify(frame))
+      this.#socket.send(text)
     } catch (err) {
       this.logger.warn({ err, connId: this.connId }, 'session gateway: a frame could not be sent')
       this.close(CloseCode.serverError, 'send failed')

@@ -4,7 +4,7 @@ import type { SessionRow } from '../../stores/store.js'
 import type { UserMessage } from '../../transcript.js'
 import type { GatewayConnection } from './connection.js'
 import type { MethodName, MethodParams } from './protocol.js'
-import { cursorAt, encodeSessionEvent, runningSnapshot, sessionMessage } from './session-events.js'
+import { cursorAt, runningSnapshot, sessionEventFrames, sessionMessage } from './session-events.js'
 
 export interface MethodResult {
   payload: unknown
@@ -203,7 +203,7 @@ function deliver (connection: GatewayConnection, sessionKey: string, subscriptio
   const withCursor = connection.withCursor
   switch (replay.kind) {
     case 'replay':
-      for (const event of replay.events) for (const outgoing of encodeSessionEvent(event, withCursor)) connection.send(outgoing)
+      for (const event of replay.events) for (const outgoing of sessionEventFrames(event, withCursor)) connection.send(outgoing)
       break
     case 'catchup':
       for (const entry of replay.entries) connection.send(sessionMessage(sessionKey, entry, cursorAt(cursor, entry.seq)))

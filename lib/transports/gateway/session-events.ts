@@ -13,6 +13,28 @@ export interface OutgoingEvent {
   runId?: string
   /** A delta that may be merged into the next delta of the same run. */
   delta?: boolean
+  /** `payload` as JSON, made once however many connections send it. */
+  json?: string
+}
+
+/** The payload as JSON, serialized on first use and shared by every connection after that. */
+export function payloadJson (outgoing: OutgoingEvent): string {
+  outgoing.json ??= JSON.stringify(outgoing.payload)
+  return outgoing.json
+}
+
+// One hub event fans out to every watcher: encode it once per flavour, not once per connection.
+const encoded = new WeakMap<SessionEvent, { plain?: OutgoingEvent[], withCursor?: OutgoingEvent[] }>()
+
+/** `encodeSessionEvent`, remembered per event, so a hundred watchers share one encoding. */
+export function sessionEventFrames (event: SessionEvent, withCursor: boolean): OutgoingEvent[] {
+  let cache = encoded.get(event)
+  if (cache === undefined) {
+    cache = {}
+    encoded.set(event, cache)
+  }
+  const flavour = withCursor ? 'withCursor' : 'plain'
+  return (cache[flavour] ??= encodeSessionEvent(event, withCursor))
 }
 
 /**
@@ -115,7 +137,10 @@ export function runningSnapshot (sessionKey: string, running: RunningSnapshot, c
 /** Merges a delta into the one waiting before it (for a slow consumer): texts join, the rest is the newer's. */
 export function mergeDeltas (older: OutgoingEvent, newer: OutgoingEvent): OutgoingEvent {
   return {
-    ...newer,
+    // Not `json`: the merged payload is a new one.
+    event: newer.event,
+    ...(newer.runId === undefined ? {} : { runId: newer.runId }),
+    delta: true,
     payload: {
       ...newer.payload,
       deltaText: String(older.payload.deltaText) + String(newer.payload.deltaText),
