@@ -1,7 +1,11 @@
 // `npm run bench`: every benchmark, each against a baseline measured in the same run,
 // on 127.0.0.1, servers and load generators in separate processes, all bounded in time.
 // Prints one table. ONLY=roundtrip,streaming,… runs a subset.
-import { round } from './lib/stats.js'
+import { readFileSync } from 'node:fs'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { ProtocolClient } from './clients/protocol-client.js'
+import { percentile, round } from './lib/stats.js'
 import { run, start } from './lib/processes.js'
 
 interface Row { what: string, ours: string, baseline: string, ratio: string, goal: string, met: boolean | undefined }
@@ -31,6 +35,30 @@ async function streaming (server: string, env: Record<string, string>, watchers:
   }
 }
 
+/** Resident memory of a process, in bytes, from /proc (Linux). */
+function rss (pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) * 1024
+}
+
+async function idleMemory (server: string, baseline: boolean, connections: number): Promise<number> {
+  const started = await start(server, {})
+  try {
+    started.child.kill('SIGUSR2')
+    await sleep(500)
+    const before = rss(started.child.pid as number)
+    const clients = await start('bench/clients/idle.ts', { URL: started.line, CONNECTIONS: String(connections), BASELINE: baseline ? '1' : '0' }, 'ready ', 120_000)
+    await sleep(1000) // let buffers settle, then collect what the handshakes left behind
+    started.child.kill('SIGUSR2')
+    await sleep(1000)
+    const after = rss(started.child.pid as number)
+    await clients.stop()
+    return (after - before) / connections
+  } finally {
+    await started.stop()
+  }
+}
+
 const sections: Record<string, () => Promise<void>> = {
   async roundtrip () {
     for (const connections of [1, 16, 256]) {
@@ -46,6 +74,53 @@ const sections: Record<string, () => Promise<void>> = {
         met: ratio <= 2
       })
     }
+  },
+
+  async idle () {
+    const connections = Number(process.env.IDLE_CONNECTIONS ?? 5000)
+    const bare = await idleMemory('bench/servers/bare-ws.ts', true, connections)
+    // The same handshake on a bare @fastify/websocket route: what the framework itself costs.
+    const framework = await idleMemory('bench/servers/bare-gateway.ts', false, connections)
+    const ours = await idleMemory('bench/servers/gateway.ts', false, connections)
+    rows.push({
+      what: `idle: ${connections} authenticated gateway connections`,
+      ours: `${round(ours / 1024, 1)} KiB/connection`,
+      baseline: `${round(bare / 1024, 1)} KiB/connection (bare ws); ${round(framework / 1024, 1)} KiB (bare @fastify/websocket)`,
+      ratio: `×${round(ours / bare)}`,
+      goal: 'at most 2x bare',
+      met: ours / bare <= 2
+    })
+  },
+
+  async coldstart () {
+    const tries = 5
+    const bare: number[] = []
+    const ours: number[] = []
+    for (let i = 0; i < tries; i++) {
+      let t0 = performance.now()
+      const server = await start('bench/servers/bare-fastify.ts', {})
+      bare.push(performance.now() - t0)
+      await server.stop()
+      t0 = performance.now()
+      const gateway = await start('bench/servers/gateway.ts', {})
+      const client = await ProtocolClient.connect(gateway.line, 'bench')
+      const final = new Promise<void>(resolve => { client.onEvent = frame => { if (frame.payload?.state === 'final') resolve() } })
+      await client.request('chat.send', { sessionKey: 'cold', message: 'hi', idempotencyKey: 'cold-1' })
+      await final
+      ours.push(performance.now() - t0)
+      client.close()
+      await gateway.stop()
+    }
+    const ourMedian = percentile(ours, 50)
+    const bareMedian = percentile(bare, 50)
+    rows.push({
+      what: 'cold start: process start → first chat.send answered (median of 5)',
+      ours: `${Math.round(ourMedian)} ms`,
+      baseline: `${Math.round(bareMedian)} ms (bare Fastify listen)`,
+      ratio: `×${round(ourMedian / bareMedian)}`,
+      goal: 'under 1 s',
+      met: ourMedian < 1000
+    })
   },
 
   async streaming () {

@@ -40,7 +40,7 @@ export async function start (file: string, env: Record<string, string> = {}, pre
     child,
     line,
     async stop () {
-      if (child.exitCode !== null) return
+      if (child.exitCode !== null || child.signalCode !== null) return
       child.kill('SIGTERM')
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
       await once(child, 'exit')
@@ -49,8 +49,9 @@ export async function start (file: string, env: Record<string, string> = {}, pre
   }
 }
 
+// Servers may be asked to collect garbage (SIGUSR2) before their memory is read.
 function nodeArgs (env: Record<string, string>): string[] {
-  return env.CPU_PROF === '1' ? ['--cpu-prof', '--cpu-prof-dir=bench/profiles'] : []
+  return ['--expose-gc', ...(env.CPU_PROF === '1' ? ['--cpu-prof', '--cpu-prof-dir=bench/profiles'] : [])]
 }
 
 /** Runs a load generator to its end and parses the JSON it prints last. */

@@ -3,6 +3,9 @@
 // other client; nothing else happens.
 import { WebSocketServer, type WebSocket } from 'ws'
 
+// Asked before its memory is read (SIGUSR2): collect garbage. Installed before anything can send it.
+process.on('SIGUSR2', () => (globalThis as { gc?: () => void }).gc?.())
+
 const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
 server.on('connection', (socket: WebSocket) => {
   socket.on('message', data => {

@@ -6,6 +6,9 @@ import { join } from 'node:path'
 import Fastify from 'fastify'
 import sessionGateway, { echoAgent, type Agent, type SessionStore } from '../../lib/index.js'
 
+// Asked before its memory is read (SIGUSR2): collect garbage. Installed before anything can send it.
+process.on('SIGUSR2', () => (globalThis as { gc?: () => void }).gc?.())
+
 const deltas = Number(process.env.DELTAS ?? 1000)
 const burst: Agent = {
   async * respond () {

@@ -53,7 +53,12 @@ const DRAIN_CHECK_MS = 20
 export class GatewayConnection {
   readonly connId = randomUUID()
   readonly #socket: GatewaySocket
-  readonly #context: GatewayConnectionContext
+  readonly gateway: SessionGateway
+  readonly logger: FastifyBaseLogger
+  readonly #options: GatewayConnectionOptions
+  readonly #defaultHints: SessionHints
+  // Holds the upgrade request; dropped once the handshake is over, so an idle connection stays small.
+  #authenticate: GatewayConnectionContext['authenticate'] | undefined
   #phase: 'handshake' | 'connecting' | 'ready' | 'closed' = 'handshake'
   #principal: Principal | null
   #withCursor = false
@@ -62,34 +67,27 @@ export class GatewayConnection {
   readonly #watches = new Map<string, Subscription>()
   #stopWatchingList: (() => void) | undefined
   #pendingDelta = new Map<string, OutgoingEvent>()
-  #timers: NodeJS.Timeout[] = []
+  #handshakeTimer: NodeJS.Timeout | undefined
   #drainTimer: NodeJS.Timeout | undefined
 
   constructor (socket: GatewaySocket, context: GatewayConnectionContext) {
     this.#socket = socket
-    this.#context = context
+    this.gateway = context.gateway
+    this.logger = context.logger
+    this.#options = context.options
+    this.#defaultHints = context.defaultHints
+    this.#authenticate = context.authenticate
     this.#principal = context.principal
-  }
-
-  get gateway (): SessionGateway {
-    return this.#context.gateway
   }
 
   get principal (): Principal {
     return this.#principal as Principal
   }
 
-  get logger (): FastifyBaseLogger {
-    return this.#context.logger
-  }
-
   /** Sends the challenge the official client waits for, and starts the handshake clock. */
   open (): void {
     this.#write({ type: 'event', event: 'connect.challenge', payload: { nonce: randomUUID(), ts: Date.now() } })
-    const timer = setTimeout(() => {
-      if (this.#phase === 'handshake' || this.#phase === 'connecting') this.close(CloseCode.policy, 'handshake timeout')
-    }, this.#context.options.handshakeTimeoutMs)
-    this.#timers.push(timer)
+    this.#handshakeTimer = setTimeout(() => this.close(CloseCode.policy, 'handshake timeout'), this.#options.handshakeTimeoutMs)
   }
 
   /** Takes one frame from the socket. Never throws: every failure becomes an answer or a close. */
@@ -137,7 +135,7 @@ export class GatewayConnection {
   /** The socket is gone: stop every timer and subscription. */
   dispose (): void {
     this.#phase = 'closed'
-    for (const timer of this.#timers) clearTimeout(timer)
+    clearTimeout(this.#handshakeTimer)
     clearInterval(this.#drainTimer)
     for (const subscription of this.#watches.values()) subscription.unsubscribe()
     this.#watches.clear()
@@ -158,21 +156,24 @@ export class GatewayConnection {
     try {
       if (this.#principal === null) {
         const auth = params.auth ?? {}
-        this.#principal = await this.#context.authenticate({
+        const authenticate = this.#authenticate as GatewayConnectionContext['authenticate']
+        this.#principal = await authenticate({
           ...(auth.token === undefined ? {} : { token: auth.token }),
           ...(auth.password === undefined ? {} : { password: auth.password })
         })
       }
       // A default session named at the upgrade must pass the resolver like any other.
-      if (this.#context.defaultHints.sessionKey !== undefined) await this.resolve({}, 'read')
+      if (this.#defaultHints.sessionKey !== undefined) await this.resolve({}, 'read')
     } catch (err) {
       this.#respond(id, toErrorShape(err, this.logger))
       return this.close(CloseCode.policy, 'unauthorized')
     }
     if (this.#phase === 'closed') return
     this.#phase = 'ready'
+    clearTimeout(this.#handshakeTimer)
+    this.#authenticate = undefined
     this.#withCursor = params.caps?.includes(CURSOR_CAPABILITY) ?? false
-    const { options } = this.#context
+    const options = this.#options
     this.#respond(id, undefined, {
       type: 'hello-ok',
       protocol: PROTOCOL_VERSION,
@@ -222,7 +223,7 @@ export class GatewayConnection {
    */
   async resolve (hints: SessionHints, action: SessionAction): Promise<ResolvedSession> {
     const given = hints.sessionKey !== undefined
-    const defaults = this.#context.defaultHints
+    const defaults = this.#defaultHints
     return await this.gateway.resolve(given ? hints : { ...defaults, agentId: hints.agentId ?? defaults.agentId }, this.principal, action)
   }
 
@@ -281,7 +282,7 @@ export class GatewayConnection {
    */
   send (outgoing: OutgoingEvent): void {
     if (this.#phase !== 'ready') return
-    const limit = this.#context.options.maxBufferedBytes
+    const limit = this.#options.maxBufferedBytes
     const buffered = this.#socket.bufferedAmount
     if (buffered > 4 * limit) return this.close(CloseCode.policy, 'slow consumer')
     const runId = outgoing.runId
@@ -303,7 +304,7 @@ export class GatewayConnection {
   }
 
   #flushDeltas (): void {
-    if (this.#socket.bufferedAmount > this.#context.options.maxBufferedBytes && this.#phase === 'ready') return
+    if (this.#socket.bufferedAmount > this.#options.maxBufferedBytes && this.#phase === 'ready') return
     clearInterval(this.#drainTimer)
     this.#drainTimer = undefined
     const pending = [...this.#pendingDelta.values()]

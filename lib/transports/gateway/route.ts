@@ -43,19 +43,21 @@ export async function gatewayRoute (scope: FastifyInstance, options: GatewayRout
     // Credentials and a default session may come at the upgrade (refused there when wrong) or later, in `connect`.
     config: { sessionGateway: { auth: 'deferred', session: 'optional', action: 'read' } }
   }, (socket, request) => {
+    // Long-lived closures below must not hold `request`: an idle connection would keep it all.
+    const log = request.log
     const connection = new GatewayConnection(batchedSocket(socket), {
       gateway,
       principal: request.gatewayPrincipal,
       authenticate: async credentials => await gateway.authenticate(request, credentials),
       defaultHints: requestHints(request),
       options: connectionOptions,
-      logger: request.log
+      logger: log
     })
     const peer = { connection, alive: true }
     // Listeners first, synchronously: a listener added later would miss the first frames.
     socket.on('message', (data: Buffer, isBinary: boolean) => connection.receive(data, isBinary))
     socket.on('pong', () => { peer.alive = true })
-    socket.on('error', err => request.log.warn({ err, connId: connection.connId }, 'session gateway: socket error'))
+    socket.on('error', err => log.warn({ err, connId: connection.connId }, 'session gateway: socket error'))
     socket.on('close', () => {
       live.delete(socket)
       sockets.delete(connection)
