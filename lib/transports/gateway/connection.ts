@@ -94,6 +94,9 @@ export class GatewayConnection {
   receive (data: Buffer | string, isBinary: boolean): void {
     if (this.#phase === 'closed') return
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length
+    // ws enforces maxPayload itself when we registered it; an app that registered
+    // @fastify/websocket on its own may have allowed more.
+    if (size > this.#options.maxPayload) return this.close(CloseCode.tooBig, 'frame too large')
     if (this.#phase !== 'ready') {
       if (size > MAX_HANDSHAKE_BYTES) return this.close(CloseCode.tooBig, 'handshake frame too large')
       if (isBinary) return this.close(CloseCode.policy, 'the first frame must be a connect request')
