@@ -756,3 +756,14 @@ t.test('rows written by OpenClaw itself (no seq) count as before any cursor', as
   sub.unsubscribe()
   t.equal(result.state, 'final')
 })
+
+t.test('the idempotency cache is bounded', async t => {
+  const { IdempotencyCache } = await import('../lib/hub/idempotency.js')
+  const cache = new IdempotencyCache<number>(60_000, 2)
+  cache.set('a', 1)
+  cache.set('b', 2)
+  cache.set('c', 3)
+  t.equal(cache.get('a'), undefined, 'the oldest went first')
+  t.equal(cache.get('b'), 2)
+  t.equal(cache.get('c'), 3)
+})
