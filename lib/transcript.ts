@@ -52,6 +52,8 @@ export interface TranscriptEntry {
   seq?: number
   runId?: string
   runState?: RunState
+  /** Why a run that ended in `error` or `aborted` did, when the gateway knew. */
+  runError?: { code: string, message: string }
   [field: string]: unknown
 }
 

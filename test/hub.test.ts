@@ -31,13 +31,14 @@ t.test('a turn: input durable before the ack, then deltas and a final answer', a
   t.equal(result.text, 'hello big world')
   t.equal(result.message.stopReason, 'stop')
   t.same(result.message.content, [{ type: 'text', text: 'hello big world' }])
-  t.same(log.types, ['message', 'run.started', 'run.delta', 'run.delta', 'run.delta', 'run.finished'])
-  t.same(log.seqs, [1, 2, 3, 4, 5, 6], 'every event of the run gets the next cursor value')
+  t.same(log.types, ['message', 'run.started', 'run.delta', 'run.delta', 'run.delta', 'message', 'run.finished'])
+  t.same(log.seqs, [1, 2, 3, 4, 5, 6, 7], 'every event of the run gets the next cursor value')
   t.same(log.events.filter(e => e.type === 'run.delta').map(e => e.type === 'run.delta' && [e.delta, e.text]), [
     ['hello', 'hello'], [' big', 'hello big'], [' world', 'hello big world']
   ])
-  t.equal(result.cursor, `${ticket.sessionId}:6`)
-  t.equal(eventCursor(log.events[5] as SessionEvent), result.cursor, 'an event names its own position')
+  t.equal(result.cursor, `${ticket.sessionId}:7`)
+  t.equal(eventCursor(log.events[6] as SessionEvent), result.cursor, 'an event names its own position')
+  t.match(log.events[5], { type: 'message', entry: { seq: 6, runState: 'final' } }, 'the answer is a row like any other')
 
   const history = await gw.history(KEY, { limit: 10 })
   t.same(history.entries.map(e => [e.seq, e.message?.role, e.runState]), [[1, 'user', undefined], [6, 'assistant', 'final']])
@@ -82,7 +83,7 @@ t.test('busy: queue runs turns one after the other, in order, never interleaved'
   await c.result
   t.same(agent.started, ['a', 'b', 'c'])
   const order = log.events.map(e => 'runId' in e ? e.runId : '?')
-  t.same(order, [...'aaaa', ...'bbbb', ...'cccc'], 'each run is contiguous in the log')
+  t.same(order, [...'aaaaa', ...'bbbbb', ...'ccccc'], 'each run is contiguous in the log')
   const history = await gw.history(KEY, { limit: 10 })
   t.same(history.entries.map(e => e.message?.role), ['user', 'assistant', 'user', 'assistant', 'user', 'assistant'])
 })
@@ -125,7 +126,7 @@ t.test('fan-out: every watcher sees the same events', async t => {
   for (const log of logs) (await gw.subscribe(KEY, {}, log.listener)).start()
   const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('one two three')] })
   await ticket.result
-  t.equal(logs[0]?.events.length, 6)
+  t.equal(logs[0]?.events.length, 7)
   t.same(logs[1]?.events, logs[0]?.events)
   t.same(logs[2]?.events, logs[0]?.events)
   const other = new EventLog()
@@ -142,7 +143,7 @@ t.test('a listener that throws does not break the run or other watchers', async 
   ;(await gw.subscribe(KEY, {}, log.listener)).start()
   const result = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('still fine')] })).result
   t.equal(result.state, 'final')
-  t.equal(log.events.length, 5)
+  t.equal(log.events.length, 6)
 })
 
 t.test('joining with a cursor: the missed events from memory, then live, no gap, no duplicate', async t => {
@@ -183,8 +184,9 @@ t.test('when memory no longer covers the gap, the durable transcript does (catch
   const sub = await gw.subscribe(KEY, { since: first.cursor }, () => {})
   t.equal(sub.replay.kind, 'catchup')
   if (sub.replay.kind !== 'catchup') return
-  t.same(sub.replay.entries.map(e => [e.message?.role, e.runState]), [['user', undefined], ['assistant', 'final'], ['user', undefined]],
-    'every row committed after the cursor')
+  t.same(sub.replay.events.map(e => e.type === 'message' ? [e.type, e.entry.message?.role] : [e.type, e.type === 'run.finished' && e.state]),
+    [['message', 'user'], ['message', 'assistant'], ['run.finished', 'final'], ['message', 'user']],
+    'every row committed after the cursor, and the end of the run it finished')
   t.same(sub.replay.running, { runId: second.runId, text: '', toolCalls: [] }, 'and the run in progress')
   sub.unsubscribe()
 
@@ -235,13 +237,13 @@ t.test('open: history and cursor from one instant, running run included', async 
   const opened = await gw.open(KEY, { limit: 10 }, log.listener)
   t.same(opened.entries.map(e => e.message?.role), ['user', 'assistant', 'user'])
   t.equal(opened.running?.text, '')
-  t.equal(opened.cursor, `${opened.row?.sessionId}:7`)
+  t.equal(opened.cursor, `${opened.row?.sessionId}:8`)
   t.equal(opened.row?.key, KEY)
   opened.subscription.start()
   agent.release()
   const fin = await log.waitFor(e => e.type === 'run.finished')
-  t.same(log.types, ['run.delta', 'run.delta', 'run.finished'])
-  t.equal(fin.seq, 10)
+  t.same(log.types, ['run.delta', 'run.delta', 'message', 'run.finished'])
+  t.equal(fin.seq, 12)
 
   const small = await gw.open(KEY, { limit: 2 }, () => {})
   t.equal(small.entries.length, 2)
@@ -443,7 +445,7 @@ t.test('reset and delete start a new epoch and tell the watchers', async t => {
 
   const after = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('after')] })).result
   t.equal(after.entry.seq, 4, 'positions start over in the new epoch')
-  t.same(log.seqs.slice(-4), [1, 2, 3, 4], 'and the watcher follows them')
+  t.same(log.seqs.slice(-5), [1, 2, 3, 4, 5], 'and the watcher follows them')
 
   t.equal(await gw.delete(KEY), true)
   t.match(log.events.at(-1), { type: 'session.reset', deleted: true, epoch: 'new' })
@@ -550,7 +552,7 @@ t.test('a clean restart keeps the epoch and the cursor', async t => {
   t.equal((await second.sessionGateway.get(KEY))?.cursor, end.cursor)
   const sub = await second.sessionGateway.subscribe(KEY, { since: `${end.cursor.split(':')[0]}:1` }, () => {})
   t.equal(sub.replay.kind, 'catchup', 'rebuilt from the transcript')
-  t.same(sub.replay.kind === 'catchup' && sub.replay.entries.map(e => e.seq), [4])
+  t.same(sub.replay.kind === 'catchup' && sub.replay.events.map(e => [e.type, e.seq]), [['message', 4], ['run.finished', 5]])
   sub.unsubscribe()
 })
 
@@ -609,7 +611,7 @@ t.test('a model name reaches the agent and the run.started event; empty deltas a
   await (await app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('x')], model: 'gpt-4o-mini', instructions: 'be brief' })).result
   t.same(seen, ['gpt-4o-mini'])
   t.match(log.events[1], { type: 'run.started', model: 'gpt-4o-mini' })
-  t.same(log.types, ['message', 'run.started', 'run.delta', 'run.finished'])
+  t.same(log.types, ['message', 'run.started', 'run.delta', 'message', 'run.finished'])
 })
 
 t.test('an answer cut by maxOutputTokens stops with reason length', async t => {
@@ -679,7 +681,7 @@ t.test('store failures while watching or opening are reported, and the watcher i
   const log = new EventLog()
   ;(await gw.subscribe(KEY, {}, log.listener)).start()
   await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('z')] })).result
-  t.equal(log.events.length, 4, 'only the healthy watcher hears the next turn')
+  t.equal(log.events.length, 5, 'only the healthy watcher hears the next turn')
 })
 
 t.test('a session that cannot be loaded is retried on the next call', async t => {
@@ -732,7 +734,7 @@ t.test('catch-up reads back as many pages as the gap needs', async t => {
   const first = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('start')] })).result
   for (let i = 0; i < 70; i++) await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user(`turn ${i}`)] })).result
   const sub = await gw.subscribe(KEY, { since: first.cursor }, () => {})
-  t.equal(sub.replay.kind === 'catchup' && sub.replay.entries.length, 140)
+  t.equal(sub.replay.kind === 'catchup' && sub.replay.events.length, 70 * 3, 'two rows and the end of the run, per turn')
   sub.unsubscribe()
 })
 
@@ -752,7 +754,7 @@ t.test('rows written by OpenClaw itself (no seq) count as before any cursor', as
   t.same(history.entries.map(e => e.seq), [undefined, undefined, 1, 5])
   t.equal(history.entries[2]?.parentId, 'aaaa0002', 'our first row chains onto the last OpenClaw row')
   const sub = await gw.subscribe(KEY, { since: `${row?.sessionId}:0` }, () => {})
-  t.same(sub.replay.kind === 'catchup' && sub.replay.entries.map(e => e.seq), [1, 5])
+  t.same(sub.replay.kind === 'catchup' && sub.replay.events.map(e => e.seq), [1, 5, 6])
   sub.unsubscribe()
   t.equal(result.state, 'final')
 })

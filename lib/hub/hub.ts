@@ -76,8 +76,12 @@ export type Replay =
   | { kind: 'live' }
   /** Exactly the missed events, from memory. */
   | { kind: 'replay', events: SessionEvent[] }
-  /** The gap is gone from memory: the rows committed after the cursor, and the running run's text so far. */
-  | { kind: 'catchup', entries: TranscriptEntry[], running?: RunningSnapshot }
+  /**
+   * The gap is gone from memory: the missed events rebuilt from the transcript (each
+   * row's `message`, and `run.finished` after an answer; no deltas), and the running
+   * run's text so far.
+   */
+  | { kind: 'catchup', events: SessionEvent[], running?: RunningSnapshot }
   /** The cursor is from another life of the log: start over from this history. */
   | { kind: 'reset', entries: TranscriptEntry[], running?: RunningSnapshot }
 
@@ -345,20 +349,19 @@ export class SessionHub {
       timestamp: Date.now()
     }
     let entry: TranscriptEntry
-    let committed = true
     try {
-      [entry] = await this.#commit(state, [{ message, runId: run.runId, runState }], false) as [TranscriptEntry]
+      // Announced as a `message` at its own seq; `run.finished` takes the next one.
+      [entry] = await this.#commit(state, [{ message, runId: run.runId, runState, ...(error === undefined ? {} : { runError: error }) }]) as [TranscriptEntry]
     } catch (err) {
       // The answer could not be recorded: the client must not believe it was.
       this.#options.logger.error({ err, sessionKey: state.key, runId: run.runId }, 'session gateway: could not record the end of a run')
-      committed = false
       runState = 'error'
       error = { code: 'FSG_STORE_FAILED', message: 'the answer could not be recorded' }
-      entry = this.#entry({ message: { ...message, stopReason: 'error', errorMessage: error.message }, runId: run.runId, runState }, state.head + 1, state.lastEntryId)
+      entry = this.#entry({ message: { ...message, stopReason: 'error', errorMessage: error.message }, runId: run.runId, runState }, state.head, state.lastEntryId)
     }
     const finished = entry as TranscriptEntry & { message: AssistantMessage }
     const errorField = error === undefined ? {} : { error }
-    this.#emit(state, { type: 'run.finished', runId: run.runId, state: runState, entry: finished, ...errorField }, committed ? finished.seq : undefined)
+    this.#emit(state, { type: 'run.finished', runId: run.runId, state: runState, entry: finished, ...errorField })
     this.#changed('updated', state)
     run.finished = true
     state.running = undefined
@@ -410,7 +413,7 @@ export class SessionHub {
    */
   async #commit (
     state: SessionState,
-    rows: Array<{ message: TranscriptMessage, runId: string, runState?: RunState }>,
+    rows: RowDraft[],
     announce = true
   ): Promise<TranscriptEntry[]> {
     let parentId = state.lastEntryId
@@ -430,7 +433,7 @@ export class SessionHub {
     return entries
   }
 
-  #entry (row: { message: TranscriptMessage, runId: string, runState?: RunState }, seq: number, parentId: string | null): TranscriptEntry {
+  #entry (row: RowDraft, seq: number, parentId: string | null): TranscriptEntry {
     return {
       type: 'message',
       id: entryId(),
@@ -439,7 +442,8 @@ export class SessionHub {
       message: row.message,
       seq,
       runId: row.runId,
-      ...(row.runState === undefined ? {} : { runState: row.runState })
+      ...(row.runState === undefined ? {} : { runState: row.runState }),
+      ...(row.runError === undefined ? {} : { runError: row.runError })
     }
   }
 
@@ -498,10 +502,10 @@ export class SessionHub {
           const { entries } = await this.#readUpTo(state, options.limit ?? 50, head)
           return subscription({ kind: 'reset', entries, ...(running === undefined ? {} : { running }) })
         }
-        const events = state.ring.after(since.seq)
-        if (events !== undefined) return subscription({ kind: 'replay', events: events.filter(event => event.seq <= head) })
-        const entries = await this.#rowsBetween(state, since.seq, head)
-        return subscription({ kind: 'catchup', entries, ...(running === undefined ? {} : { running }) })
+        const recent = state.ring.after(since.seq)
+        if (recent !== undefined) return subscription({ kind: 'replay', events: recent.filter(event => event.seq <= head) })
+        const events = await this.#eventsBetween(state, since.seq, head)
+        return subscription({ kind: 'catchup', events, ...(running === undefined ? {} : { running }) })
       } catch (err) {
         state.watchers.delete(watcher)
         throw err
@@ -702,7 +706,8 @@ export class SessionHub {
     const { entries } = await this.#store.read(state.key, { limit: 16 })
     state.lastEntryId = entries.at(-1)?.id ?? null
     const newest = entries.findLast(entry => typeof entry.seq === 'number')
-    state.head = newest?.seq ?? 0
+    // An answer's row is followed by its `run.finished`, one seq later.
+    state.head = newest === undefined ? 0 : (newest.seq as number) + (newest.runState === undefined ? 0 : 1)
     if (newest?.runId === undefined || newest.runState !== undefined) return
     const epoch = randomUUID()
     await this.#store.patch(state.key, { epoch })
@@ -711,6 +716,7 @@ export class SessionHub {
       role: 'assistant', content: [], stopReason: 'aborted', errorMessage: 'interrupted: the gateway stopped during this run', timestamp: Date.now()
     }
     await this.#commit(state, [{ message, runId: newest.runId, runState: 'aborted' }], false)
+    state.head++
   }
 
   #evictIdle (): void {
@@ -735,19 +741,26 @@ export class SessionHub {
     return page.before === undefined ? { entries } : { entries, before: page.before }
   }
 
-  /** Every row with `after < seq <= head`, read from the newest backwards. */
-  async #rowsBetween (state: SessionState, after: number, head: number): Promise<TranscriptEntry[]> {
-    const rows: TranscriptEntry[] = []
+  /**
+   * The log's events with `after < seq <= head`, rebuilt from the transcript read from the
+   * newest backwards: each row's `message`, and an answer's `run.finished` one seq later.
+   */
+  async #eventsBetween (state: SessionState, after: number, head: number): Promise<SessionEvent[]> {
+    const events: SessionEvent[] = []
     let before: string | undefined
     for (;;) {
       const page = await this.#store.read(state.key, { limit: 100, ...(before === undefined ? {} : { before }) })
       for (let i = page.entries.length - 1; i >= 0; i--) {
         const entry = page.entries[i] as TranscriptEntry
         const seq = entry.seq ?? 0
-        if (seq <= after) return rows.reverse()
-        if (seq <= head) rows.push(entry)
+        if (seq + 1 <= after) return events.reverse()
+        const rebuilt = rowEvents(state.key, state.epoch, entry)
+        for (let j = rebuilt.length - 1; j >= 0; j--) {
+          const event = rebuilt[j] as SessionEvent
+          if (event.seq > after && event.seq <= head) events.push(event)
+        }
       }
-      if (page.before === undefined) return rows.reverse()
+      if (page.before === undefined) return events.reverse()
       before = page.before
     }
   }
@@ -807,6 +820,37 @@ function outcome (run: Run, failure: { code: string, message: string } | undefin
     case 'shutdown': return { state: 'aborted', error: { code: 'FSG_GATEWAY_CLOSED', message: 'the gateway is shutting down' } }
     case 'reset': return { state: 'aborted', error: { code: 'FSG_SESSION_RESET', message: 'the session was reset' } }
   }
+}
+
+/** A row before it has its place in the log. */
+interface RowDraft {
+  message: TranscriptMessage
+  runId: string
+  runState?: RunState
+  runError?: { code: string, message: string }
+}
+
+/** A transcript row as the events that announced it: its `message`, then `run.finished` for an answer. */
+function rowEvents (sessionKey: string, epoch: string, entry: TranscriptEntry): SessionEvent[] {
+  const seq = entry.seq ?? 0
+  const at = Date.parse(entry.timestamp)
+  const runId = entry.runId ?? ''
+  const events: SessionEvent[] = [{ type: 'message', sessionKey, epoch, seq, at, runId, entry }]
+  if (entry.runState !== undefined && entry.message?.role === 'assistant') {
+    const message = entry.message
+    events.push({
+      type: 'run.finished',
+      sessionKey,
+      epoch,
+      seq: seq + 1,
+      at,
+      runId,
+      state: entry.runState,
+      entry: entry as TranscriptEntry & { message: AssistantMessage },
+      ...(entry.runError === undefined ? {} : { error: entry.runError })
+    })
+  }
+  return events
 }
 
 function snapshot (run: Run | undefined): RunningSnapshot | undefined {

@@ -203,11 +203,9 @@ function deliver (connection: GatewayConnection, sessionKey: string, subscriptio
   const withCursor = connection.withCursor
   switch (replay.kind) {
     case 'replay':
-      for (const event of replay.events) for (const outgoing of sessionEventFrames(event, withCursor)) connection.send(outgoing)
-      break
     case 'catchup':
-      for (const entry of replay.entries) connection.send(sessionMessage(sessionKey, entry, cursorAt(cursor, entry.seq)))
-      if (replay.running !== undefined) connection.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
+      for (const event of replay.events) for (const outgoing of sessionEventFrames(event, withCursor)) connection.send(outgoing)
+      if (replay.kind === 'catchup' && replay.running !== undefined) connection.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
       break
     case 'reset':
       if (!answered) for (const entry of replay.entries) connection.send(sessionMessage(sessionKey, entry, cursorAt(cursor, entry.seq)))

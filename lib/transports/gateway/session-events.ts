@@ -38,10 +38,10 @@ export function sessionEventFrames (event: SessionEvent, withCursor: boolean): O
 }
 
 /**
- * Translates the hub's session events into gateway event frames:
- * `run.delta` → `chat` delta (with the cumulative message), `run.finished` →
- * `session.message` for the answer, then `chat` final/aborted/error; `message` →
- * `session.message`; `session.reset` → `session.reset`. `run.started` and
+ * Translates the hub's session events into gateway event frames, one frame per event
+ * so every frame has its own cursor: `message` → `session.message` (the answer's row
+ * too), `run.delta` → `chat` delta (with the cumulative message), `run.finished` →
+ * `chat` final/aborted/error, `session.reset` → `session.reset`. `run.started` and
  * `run.tool_call` have no frame of their own: the final message carries tool calls.
  */
 export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): OutgoingEvent[] {
@@ -65,23 +65,20 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
       }]
     case 'run.finished': {
       const message = event.entry.message
-      return [
-        sessionMessage(event.sessionKey, event.entry, eventCursor(event)),
-        {
-          event: 'chat',
+      return [{
+        event: 'chat',
+        runId: event.runId,
+        payload: {
           runId: event.runId,
-          payload: {
-            runId: event.runId,
-            sessionKey: event.sessionKey,
-            state: event.state,
-            message,
-            stopReason: message.stopReason,
-            ...(event.error === undefined ? {} : { errorMessage: event.error.message }),
-            ...(event.state === 'final' && message.usage !== undefined ? { usage: message.usage } : {}),
-            ...cursor
-          }
+          sessionKey: event.sessionKey,
+          state: event.state,
+          message,
+          stopReason: message.stopReason,
+          ...(event.error === undefined ? {} : { errorMessage: event.error.message }),
+          ...(event.state === 'final' && message.usage !== undefined ? { usage: message.usage } : {}),
+          ...cursor
         }
-      ]
+      }]
     }
     case 'session.reset':
       return [{

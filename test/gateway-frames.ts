@@ -1,0 +1,155 @@
+// Test support for the gateway protocol: a plain `ws` client that records every frame,
+// and a validator for those frames against OpenClaw's own protocol.schema.json.
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { Ajv } from 'ajv'
+import type { FastifyInstance } from 'fastify'
+import WebSocket from 'ws'
+import { TOKEN } from './helpers.js'
+
+// The package exports neither the schema file nor its package.json; read it by path.
+const schemaFile = fileURLToPath(new URL('../node_modules/@openclaw/gateway-protocol/protocol.schema.json', import.meta.url))
+const schema = JSON.parse(readFileSync(schemaFile, 'utf8')) as Record<string, unknown>
+const ajv = new Ajv({ strict: false, allErrors: false })
+ajv.addSchema(schema, 'protocol')
+const validators = new Map<string, ReturnType<typeof ajv.getSchema>>()
+
+function validator (definition: string): NonNullable<ReturnType<typeof ajv.getSchema>> {
+  let validate = validators.get(definition)
+  if (validate === undefined) {
+    validate = ajv.getSchema(`protocol#/definitions/${definition}`)
+    validators.set(definition, validate)
+  }
+  if (validate === undefined) throw new Error(`no definition ${definition}`)
+  return validate
+}
+
+export interface Frame {
+  type: 'req' | 'res' | 'event'
+  id?: string
+  ok?: boolean
+  event?: string
+  seq?: number
+  payload?: any
+  error?: { code: string, message: string, details?: any, retryable?: boolean }
+}
+
+/**
+ * The first problem with a frame the server sent, checked against OpenClaw's schema:
+ * the frame union, then `hello-ok`, `chat` and `tick` payloads. Undefined when valid.
+ */
+export function frameProblem (frame: Frame, helloId?: string): string | undefined {
+  const checks: Array<[string, unknown]> = [[frame.type === 'res' ? 'ResponseFrame' : 'EventFrame', frame]]
+  if (frame.type === 'res' && frame.id === helloId && frame.ok === true) checks.push(['HelloOk', frame.payload])
+  if (frame.type === 'event' && frame.event === 'chat') checks.push(['ChatEvent', frame.payload])
+  if (frame.type === 'event' && frame.event === 'tick') checks.push(['TickEvent', frame.payload])
+  for (const [definition, value] of checks) {
+    const validate = validator(definition)
+    if (validate(value) !== true) return `${definition}: ${ajv.errorsText(validate.errors)} in ${JSON.stringify(value).slice(0, 300)}`
+  }
+  return undefined
+}
+
+export interface OpenOptions {
+  headers?: Record<string, string>
+  query?: string
+  /** Sent in `connect`; default: none (the header carries the token). */
+  connect?: Record<string, unknown>
+  caps?: string[]
+  /** Skip the handshake (for tests of the handshake itself). */
+  raw?: boolean
+}
+
+/** A gateway-protocol connection that records every frame the server sends. */
+export class GatewaySocket {
+  readonly frames: Frame[] = []
+  readonly problems: string[] = []
+  closed: { code: number, reason: string } | undefined
+  #nextId = 0
+  #waiters: Array<{ match: (f: Frame) => boolean, resolve: (f: Frame) => void }> = []
+  #helloId: string | undefined
+  readonly #closedPromise: Promise<{ code: number, reason: string }>
+
+  /** Called with each frame that does not match the schema, as it arrives. */
+  onProblem: (problem: string) => void = problem => { this.problems.push(problem) }
+
+  constructor (readonly socket: WebSocket, readonly validate: boolean) {
+    socket.on('message', (data: Buffer) => {
+      const frame = JSON.parse(String(data)) as Frame
+      if (this.validate) {
+        const problem = frameProblem(frame, this.#helloId)
+        if (problem !== undefined) this.onProblem(problem)
+      }
+      this.frames.push(frame)
+      this.#waiters = this.#waiters.filter(waiter => {
+        if (!waiter.match(frame)) return true
+        waiter.resolve(frame)
+        return false
+      })
+    })
+    this.#closedPromise = new Promise(resolve => socket.once('close', (code, reason) => {
+      this.closed = { code, reason: String(reason) }
+      resolve(this.closed)
+    }))
+  }
+
+  static async open (app: FastifyInstance, options: OpenOptions = {}, onProblem?: (problem: string) => void): Promise<GatewaySocket> {
+    const address = app.server.address() as { port: number }
+    const url = `ws://127.0.0.1:${address.port}/gateway${options.query === undefined ? '' : `?${options.query}`}`
+    const socket = new WebSocket(url, { headers: options.headers ?? { authorization: `Bearer ${TOKEN}` } })
+    const client = new GatewaySocket(socket, options.caps === undefined || !options.caps.includes('session-cursor'))
+    if (onProblem !== undefined) client.onProblem = onProblem
+    await once(socket, 'open')
+    await client.next(f => f.event === 'connect.challenge')
+    if (options.raw === true) return client
+    const hello = await client.request('connect', {
+      minProtocol: 4, maxProtocol: 4, client: { id: 'test', version: '1', platform: 'node', mode: 'test' },
+      ...(options.caps === undefined ? {} : { caps: options.caps }),
+      ...options.connect
+    })
+    if (hello.ok !== true) throw new Error(`connect refused: ${JSON.stringify(hello.error)}`)
+    return client
+  }
+
+  /** Sends a request and waits for its answer. */
+  async request (method: string, params?: unknown): Promise<Frame> {
+    const id = `r${++this.#nextId}`
+    if (method === 'connect') this.#helloId = id
+    this.send({ type: 'req', id, method, ...(params === undefined ? {} : { params }) })
+    return await this.next(frame => frame.type === 'res' && frame.id === id)
+  }
+
+  send (frame: unknown): void {
+    this.socket.send(typeof frame === 'string' ? frame : JSON.stringify(frame))
+  }
+
+  /** The first frame (already received or still to come) that matches. */
+  async next (match: (frame: Frame) => boolean, timeoutMs = 5000): Promise<Frame> {
+    const seen = this.frames.find(match)
+    if (seen !== undefined) return seen
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-5))}`)), timeoutMs)
+      this.#waiters.push({ match, resolve: frame => { clearTimeout(timer); resolve(frame) } })
+    })
+  }
+
+  events (name: string): Frame[] {
+    return this.frames.filter(frame => frame.type === 'event' && frame.event === name)
+  }
+
+  async closedWith (timeoutMs = 5000): Promise<{ code: number, reason: string }> {
+    const timer = setTimeout(() => this.socket.terminate(), timeoutMs)
+    const closed = await this.#closedPromise
+    clearTimeout(timer)
+    return closed
+  }
+
+  close (): void {
+    this.socket.close()
+  }
+}
+
+export async function listen (app: FastifyInstance): Promise<void> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+}
