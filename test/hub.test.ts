@@ -769,3 +769,39 @@ t.test('the idempotency cache is bounded', async t => {
   t.equal(cache.get('b'), 2)
   t.equal(cache.get('c'), 3)
 })
+
+t.test('change listeners hear created, updated, reset and deleted; one that throws harms nobody', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  const heard: string[] = []
+  const stopBad = gw.onChange(() => { throw new Error('bad change listener') })
+  const stop = gw.onChange(change => heard.push(`${change.kind}:${change.sessionKey}`))
+  await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('x')] })).result
+  await gw.reset(KEY)
+  await gw.delete(KEY)
+  stop()
+  stopBad()
+  await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('unheard')] })).result
+  t.same(heard, [`created:${KEY}`, `updated:${KEY}`, `reset:${KEY}`, `deleted:${KEY}`])
+})
+
+t.test('catch-up from the transcript keeps why a run ended', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent, replay: 0 })
+  const gw = app.sessionGateway
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('stop me')] })
+  await agent.waitStarted(1)
+  await gw.abort(KEY)
+  await ticket.result
+  const sub = await gw.subscribe(KEY, { since: ticket.cursor }, () => {})
+  const finished = sub.replay.kind === 'catchup' ? sub.replay.events.at(-1) : undefined
+  t.match(finished, { type: 'run.finished', state: 'aborted' })
+  t.notOk(finished !== undefined && 'error' in finished, 'an abort asked for is not an error')
+  sub.unsubscribe()
+
+  const timed = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('too slow')], timeoutMs: 5 })
+  t.equal((await timed.result).state, 'error')
+  const again = await gw.subscribe(KEY, { since: timed.cursor }, () => {})
+  t.match(again.replay.kind === 'catchup' && again.replay.events.at(-1), { type: 'run.finished', state: 'error', error: { code: 'FSG_RUN_TIMEOUT' } })
+  again.unsubscribe()
+})

@@ -133,6 +133,8 @@ export interface HistoryQuery {
 
 // A session that does not exist yet has this epoch; the first send gives it a real one.
 const UNBORN_EPOCH = 'new'
+/** The cursor of a session that does not exist (yet). */
+export const UNBORN_CURSOR = `${UNBORN_EPOCH}:0`
 
 interface Waiter {
   resolve: () => void

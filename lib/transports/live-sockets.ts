@@ -18,10 +18,6 @@ export class LiveSockets {
     this.#open.delete(socket)
   }
 
-  get size (): number {
-    return this.#open.size
-  }
-
   closeAll (code: number, reason: string): void {
     for (const socket of [...this.#open]) socket.close(code, reason)
     this.#open.clear()

@@ -336,7 +336,7 @@ export class GatewayConnection {
 
   #respond (id: string, error: ErrorShape | undefined, payload?: unknown): void {
     this.#write(error === undefined
-      ? { type: 'res', id, ok: true, ...(payload === undefined ? {} : { payload }) }
+      ? { type: 'res', id, ok: true, payload }
       : { type: 'res', id, ok: false, error })
   }
 
@@ -354,6 +354,9 @@ export class GatewayConnection {
     }
   }
 
+  // A last-resort guard: #connect and #dispatch answer their own failures, so reaching
+  // this is a bug. Closing beats an unhandled rejection that would end the process.
+  /* c8 ignore next 4 */
   #fail (err: unknown): void {
     this.logger.error({ err, connId: this.connId }, 'session gateway: connection failed')
     this.close(CloseCode.serverError, 'internal error')

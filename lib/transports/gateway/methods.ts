@@ -1,10 +1,10 @@
 import { InvalidInputError, SessionNotFoundError } from '../../errors.js'
-import type { Subscription } from '../../hub/hub.js'
+import { UNBORN_CURSOR, type Subscription } from '../../hub/hub.js'
 import type { SessionRow } from '../../stores/store.js'
 import type { UserMessage } from '../../transcript.js'
 import type { GatewayConnection } from './connection.js'
 import type { MethodName, MethodParams } from './protocol.js'
-import { cursorAt, runningSnapshot, sessionEventFrames, sessionMessage } from './session-events.js'
+import { runningSnapshot, sessionEventFrames } from './session-events.js'
 
 export interface MethodResult {
   payload: unknown
@@ -60,7 +60,7 @@ const handlers: { [M in MethodName]: Handler<M> } = {
     } catch (err) {
       // A session that does not exist yet has an empty history, not an error.
       if (!(err instanceof SessionNotFoundError) || params.sessionId !== undefined) throw err
-      return { payload: { sessionKey, messages: [], cursor: (await connection.gateway.get(sessionKey))?.cursor ?? 'new:0' } }
+      return { payload: { sessionKey, messages: [], cursor: UNBORN_CURSOR } }
     }
   },
 
@@ -208,7 +208,8 @@ function deliver (connection: GatewayConnection, sessionKey: string, subscriptio
       if (replay.kind === 'catchup' && replay.running !== undefined) connection.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
       break
     case 'reset':
-      if (!answered) for (const entry of replay.entries) connection.send(sessionMessage(sessionKey, entry, cursorAt(cursor, entry.seq)))
+      // The session was reset between the send and this subscription: say so, the client reloads.
+      if (!answered) connection.send({ event: 'session.reset', payload: { sessionKey, deleted: cursor === UNBORN_CURSOR, cursor } })
       if (replay.running !== undefined) connection.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
       break
     case 'live':

@@ -1,6 +1,6 @@
 import { Type, type Static, type TObject, type TProperties } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
-import { ValueErrorType } from '@sinclair/typebox/errors'
+import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
 
 // OpenClaw's gateway protocol v4, as far as this gateway speaks it. PROTOCOL.md documents
 // the wire; this file holds its constants and the shape of every frame we accept.
@@ -176,8 +176,8 @@ export function isMethod (method: string): method is MethodName {
 
 /** The first thing wrong with `value`, naming the field: `params.sessionKey: expected string`. */
 export function describeInvalid (check: TypeCheck<any>, value: unknown, root: string): string {
-  const error = check.Errors(value).First()
-  if (error === undefined) return `${root} is invalid`
+  // Only called once Check() failed, so there is a first error.
+  const error = check.Errors(value).First() as ValueError
   const field = error.path === '' ? root : `${root}${error.path.replaceAll('/', '.')}`
   return error.type === ValueErrorType.ObjectAdditionalProperties
     ? `${field}: unknown field`

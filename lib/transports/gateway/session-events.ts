@@ -1,4 +1,4 @@
-import { eventCursor, formatCursor, parseCursor, type SessionEvent } from '../../events.js'
+import { eventCursor, type SessionEvent } from '../../events.js'
 import type { RunningSnapshot } from '../../hub/hub.js'
 import type { AssistantMessage, TranscriptEntry } from '../../transcript.js'
 
@@ -74,8 +74,8 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
           state: event.state,
           message,
           stopReason: message.stopReason,
-          ...(event.error === undefined ? {} : { errorMessage: event.error.message }),
-          ...(event.state === 'final' && message.usage !== undefined ? { usage: message.usage } : {}),
+          errorMessage: event.error?.message, // undefined fields vanish in JSON
+          usage: event.state === 'final' ? message.usage : undefined,
           ...cursor
         }
       }]
@@ -104,8 +104,8 @@ export function sessionMessage (sessionKey: string, entry: TranscriptEntry, curs
       sessionKey,
       messageId: entry.id,
       message: entry.message,
-      ...(entry.runId === undefined ? {} : { runId: entry.runId }),
-      ...(entry.seq === undefined ? {} : { messageSeq: entry.seq }),
+      runId: entry.runId,
+      messageSeq: entry.seq,
       cursor
     }
   }
@@ -126,7 +126,7 @@ export function runningSnapshot (sessionKey: string, running: RunningSnapshot, c
       deltaText: running.text,
       replace: true,
       message: assistantSoFar(running.text, Date.now()),
-      ...(withCursor ? { cursor } : {})
+      cursor: withCursor ? cursor : undefined
     }
   }
 }
@@ -136,22 +136,17 @@ export function mergeDeltas (older: OutgoingEvent, newer: OutgoingEvent): Outgoi
   return {
     // Not `json`: the merged payload is a new one.
     event: newer.event,
-    ...(newer.runId === undefined ? {} : { runId: newer.runId }),
+    runId: newer.runId as string, // deltas always belong to a run
     delta: true,
     payload: {
       ...newer.payload,
       deltaText: String(older.payload.deltaText) + String(newer.payload.deltaText),
       // A snapshot that replaced the client's text still does, with more text.
-      ...(older.payload.replace === true ? { replace: true } : {})
+      replace: older.payload.replace
     }
   }
 }
 
 function assistantSoFar (text: string, timestamp: number): Pick<AssistantMessage, 'role' | 'content' | 'timestamp'> {
   return { role: 'assistant', content: [{ type: 'text', text }], timestamp }
-}
-
-/** The cursor of the row at `seq` in the epoch of `cursor`. */
-export function cursorAt (cursor: string, seq: number | undefined): string {
-  return formatCursor(parseCursor(cursor).epoch, seq ?? 0)
 }

@@ -1,0 +1,332 @@
+import t, { type Test } from 'tap'
+import { GatewayConnection, type GatewaySocket } from '../lib/transports/gateway/connection.js'
+import { MemoryStore } from '../lib/index.js'
+import { buildApp, gatedAgent, TOKEN } from './helpers.js'
+
+// The protocol core, driven without any socket: what it writes is what a client would read.
+
+interface Written { type: string, id?: string, ok?: boolean, event?: string, payload?: any, error?: any, seq?: number }
+
+class FakeSocket implements GatewaySocket {
+  readonly frames: Written[] = []
+  closed: { code: number, reason: string } | undefined
+  bufferedAmount = 0
+  failSends = false
+
+  send (data: string): void {
+    if (this.failSends) throw new Error('socket went away')
+    this.frames.push(JSON.parse(data) as Written)
+  }
+
+  close (code: number, reason: string): void {
+    this.closed = { code, reason }
+  }
+
+  answer (id: string): Written | undefined {
+    return this.frames.find(frame => frame.type === 'res' && frame.id === id)
+  }
+
+  chats (): Written[] {
+    return this.frames.filter(frame => frame.event === 'chat')
+  }
+}
+
+const LIMIT = 1000
+
+async function connected (t: Test, options: Parameters<typeof buildApp>[1] = {}): Promise<{ socket: FakeSocket, connection: GatewayConnection, until: (match: (frame: Written) => boolean) => Promise<Written> }> {
+  const app = await buildApp(t, options)
+  const socket = new FakeSocket()
+  const connection = new GatewayConnection(socket, {
+    gateway: app.sessionGateway,
+    principal: null,
+    authenticate: async credentials => {
+      if (credentials.token !== TOKEN) throw new Error('not this token')
+      return { id: 'tester' }
+    },
+    defaultHints: {},
+    options: {
+      tickIntervalMs: 30_000,
+      maxPayload: 64 * 1024,
+      maxBufferedBytes: LIMIT,
+      handshakeTimeoutMs: 5000,
+      serverVersion: 'test',
+      defaultAgentId: 'main',
+      mainKey: 'main'
+    },
+    logger: app.log
+  })
+  t.teardown(() => connection.dispose())
+  connection.open()
+  connection.receive(JSON.stringify({ type: 'req', id: 'c', method: 'connect', params: { minProtocol: 4, maxProtocol: 4, client: { id: 'test', version: '1', platform: 'node', mode: 'backend' }, auth: { token: TOKEN } } }), false)
+  const until = async (match: (frame: Written) => boolean): Promise<Written> => {
+    for (let i = 0; i < 500; i++) {
+      const found = socket.frames.find(match)
+      if (found !== undefined) return found
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+    throw new Error('the frame never came')
+  }
+  await until(frame => frame.id === 'c')
+  return { socket, connection, until }
+}
+
+function request (connection: GatewayConnection, id: string, method: string, params: unknown): void {
+  connection.receive(JSON.stringify({ type: 'req', id, method, params }), false)
+}
+
+t.test('a slow consumer gets its deltas merged, never loses the final, and catches up when it drains', async t => {
+  const agent = gatedAgent(() => ['one', ' two', ' three', ' four'].map(delta => ({ type: 'text' as const, delta })))
+  const { socket, connection, until } = await connected(t, { agent })
+  request(connection, 'o', 'sessions.open', { key: 'slow' })
+  await until(frame => frame.id === 'o')
+  socket.bufferedAmount = LIMIT + 1 // the network is not keeping up
+  request(connection, 's', 'chat.send', { sessionKey: 'slow', message: 'go', idempotencyKey: 'slow-1' })
+  await until(frame => frame.id === 's')
+  agent.release()
+  const final = await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
+  const chats = socket.chats()
+  t.same(chats.map(frame => frame.payload.state), ['delta', 'final'], 'the waiting deltas went out as one, just before the final')
+  t.equal(chats[0]?.payload.deltaText, 'one two three four')
+  t.same(chats.map(frame => frame.payload.seq), [1, 2], 'per-run seq still counts every frame sent')
+  t.equal(final.payload.message.content[0].text, 'one two three four')
+})
+
+t.test('merged deltas go out once the buffer drains, even with no final yet', async t => {
+  const agent = gatedAgent(() => ['a', 'b'].map(delta => ({ type: 'text' as const, delta })))
+  const { socket, connection, until } = await connected(t, { agent })
+  request(connection, 'o', 'sessions.open', { key: 'drain' })
+  await until(frame => frame.id === 'o')
+  socket.bufferedAmount = LIMIT + 1
+  request(connection, 's', 'chat.send', { sessionKey: 'drain', message: 'go', idempotencyKey: 'drain-1' })
+  await until(frame => frame.id === 's')
+  // Hold the final back: the agent is released, but the run's final waits on the store.
+  const store = (connection.gateway.store as MemoryStore)
+  const append = store.append.bind(store)
+  let releaseAppend: () => void = () => {}
+  store.append = async (...args) => {
+    await new Promise<void>(resolve => { releaseAppend = resolve })
+    return await append(...args)
+  }
+  agent.release()
+  await new Promise(resolve => setTimeout(resolve, 30))
+  t.same(socket.chats(), [], 'nothing while the buffer is full')
+  socket.bufferedAmount = 0
+  const delta = await until(frame => frame.event === 'chat')
+  t.equal(delta.payload.deltaText, 'ab', 'the merged delta, after the drain')
+  store.append = append
+  releaseAppend()
+  await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
+})
+
+t.test('a consumer far behind is closed with 1008 (it can resume by cursor)', async t => {
+  const agent = gatedAgent(() => [{ type: 'text' as const, delta: 'x' }])
+  const { socket, connection, until } = await connected(t, { agent })
+  request(connection, 'o', 'sessions.open', { key: 'far' })
+  await until(frame => frame.id === 'o')
+  socket.bufferedAmount = 4 * LIMIT + 1
+  request(connection, 's', 'chat.send', { sessionKey: 'far', message: 'go', idempotencyKey: 'far-1' })
+  agent.release()
+  for (let i = 0; i < 100 && socket.closed === undefined; i++) await new Promise(resolve => setTimeout(resolve, 5))
+  t.same(socket.closed, { code: 1008, reason: 'slow consumer' })
+})
+
+t.test('a socket whose send throws is closed with 1011, and nothing else is written', async t => {
+  const { socket, connection } = await connected(t)
+  socket.failSends = true
+  request(connection, 'l', 'sessions.list', {})
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.same(socket.closed, { code: 1011, reason: 'send failed' })
+  socket.failSends = false
+  request(connection, 'l2', 'sessions.list', {})
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(socket.answer('l2'), undefined, 'a closed connection answers nothing')
+})
+
+t.test('requests sent before hello-ok are refused, not lost silently', async t => {
+  const app = await buildApp(t)
+  const socket = new FakeSocket()
+  let letIn: () => void = () => {}
+  const connection = new GatewayConnection(socket, {
+    gateway: app.sessionGateway,
+    principal: null,
+    authenticate: async () => { await new Promise<void>(resolve => { letIn = resolve }); return { id: 'late' } },
+    defaultHints: {},
+    options: { tickIntervalMs: 30_000, maxPayload: 65536, maxBufferedBytes: LIMIT, handshakeTimeoutMs: 5000, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' },
+    logger: app.log
+  })
+  t.teardown(() => connection.dispose())
+  connection.open()
+  request(connection, 'c', 'connect', { minProtocol: 4, maxProtocol: 4, client: { id: 'x', version: '1', platform: 'node', mode: 'backend' } })
+  request(connection, 'early', 'sessions.list', {})
+  connection.receive(JSON.stringify({ type: 'req' }), false) // no id: nothing to answer
+  t.match(socket.answer('early'), { ok: false, error: { code: 'INVALID_REQUEST', message: /hello-ok/ } })
+  letIn()
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.match(socket.answer('c'), { ok: true, payload: { type: 'hello-ok' } })
+  t.equal(socket.frames.filter(frame => frame.type === 'res').length, 2)
+})
+
+t.test('a failure that is not ours is answered "internal error", without its message', async t => {
+  const store = new MemoryStore()
+  const { socket, connection, until } = await connected(t, { store })
+  store.list = async () => { throw new Error('connection string with a password') }
+  request(connection, 'l', 'sessions.list', {})
+  const answer = await until(frame => frame.id === 'l')
+  t.match(answer, { ok: false, error: { code: 'UNAVAILABLE', message: 'internal error', retryable: true } })
+  t.notMatch(JSON.stringify(answer), /password/)
+})
+
+t.test('method edge cases answer as a client would expect', async t => {
+  const store = new MemoryStore()
+  await store.ensure('agent:main:imported', 'main')
+  await store.append('agent:main:imported', [
+    { type: 'session_info', id: 'i0', parentId: null, timestamp: new Date().toISOString() },
+    { type: 'message', id: 'i1', parentId: 'i0', timestamp: new Date().toISOString(), message: { role: 'user', content: [{ type: 'text', text: 'old' }], timestamp: 1 } }
+  ])
+  const { socket, connection, until } = await connected(t, { store })
+  const answer = async (id: string, method: string, params: unknown): Promise<Written> => {
+    request(connection, id, method, params)
+    return await until(frame => frame.id === id)
+  }
+
+  t.match(await answer('p', 'sessions.list', 5), { ok: false, error: { code: 'INVALID_REQUEST', message: 'params: expected object' } })
+  t.match(await answer('h', 'chat.history', { sessionKey: 'nobody', sessionId: 'no-such-id' }), { ok: false, error: { details: { code: 'FSG_SESSION_NOT_FOUND' } } },
+    'an unknown generation of a session is an error, unlike a session not created yet')
+  t.match(await answer('h2', 'chat.history', { sessionKey: 'nobody' }), { ok: true, payload: { messages: [], cursor: 'new:0' } })
+
+  const opened = await answer('o', 'sessions.open', { key: 'imported' })
+  t.same(opened.payload.messages.map((m: { id: string }) => m.id), ['i1'], 'rows that are not messages are not history')
+
+  await answer('create', 'sessions.create', { key: 'labelled', label: 'Trip to Oslo' })
+  t.match(await answer('r', 'sessions.resolve', { label: 'Trip to Oslo' }), { ok: true, payload: { ok: true, key: 'agent:main:labelled', displayName: 'Trip to Oslo' } })
+
+  const sent = await answer('s', 'chat.send', { sessionKey: 'timed', message: 'hi', idempotencyKey: 'timed-1', timeoutMs: 60_000 })
+  t.match(sent, { ok: true, payload: { runId: 'timed-1', status: 'started' } })
+  await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
+
+  await connection.gateway.close()
+  t.match(await answer('late', 'chat.send', { sessionKey: 'timed', message: 'again', idempotencyKey: 'timed-2' }),
+    { ok: false, error: { code: 'UNAVAILABLE', retryable: true, retryAfterMs: 1000, details: { code: 'FSG_GATEWAY_CLOSED' } } })
+  t.ok(socket.frames.length > 0)
+})
+
+t.test('a session reset between a send and its subscription is announced, not replayed from another life', async t => {
+  const agent = gatedAgent()
+  const { socket, connection, until } = await connected(t, { agent })
+  const gateway = connection.gateway
+  const subscribe = gateway.subscribe.bind(gateway)
+  // The race, made certain: the reset lands after the send, before the connection subscribes.
+  gateway.subscribe = async (...args) => {
+    await gateway.reset(args[0])
+    return await subscribe(...args)
+  }
+  request(connection, 's', 'chat.send', { sessionKey: 'raced', message: 'hi', idempotencyKey: 'raced-1' })
+  t.match(await until(frame => frame.id === 's'), { ok: true })
+  const reset = await until(frame => frame.event === 'session.reset')
+  t.match(reset.payload, { sessionKey: 'agent:main:raced', deleted: false })
+  t.notMatch(reset.payload.cursor, /^new:/)
+  agent.release()
+})
+
+t.test('the connection lifecycle: oversize frames, password auth, closing mid-handshake, leftovers after close', async t => {
+  const agent = gatedAgent(() => [{ type: 'text', delta: 'counted' }, { type: 'usage', inputTokens: 3, outputTokens: 1 }])
+  const app = await buildApp(t, { agent })
+  const options = { tickIntervalMs: 30_000, maxPayload: 70_000, maxBufferedBytes: LIMIT, handshakeTimeoutMs: 5000, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' }
+  const make = (authenticate: (credentials: { token?: string, password?: string }) => Promise<{ id: string }>): { socket: FakeSocket, connection: GatewayConnection } => {
+    const socket = new FakeSocket()
+    const connection = new GatewayConnection(socket, { gateway: app.sessionGateway, principal: null, authenticate, defaultHints: {}, options, logger: app.log })
+    t.teardown(() => connection.dispose())
+    connection.open()
+    return { socket, connection }
+  }
+  const connect = { minProtocol: 4, maxProtocol: 4, client: { id: 'x', version: '1', platform: 'node', mode: 'backend' }, auth: { password: 'open sesame' } }
+
+  const seen: unknown[] = []
+  const byPassword = make(async credentials => { seen.push(credentials); return { id: 'p' } })
+  request(byPassword.connection, 'c', 'connect', connect)
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.same(seen, [{ password: 'open sesame' }], 'a password reaches verify as it came')
+  request(byPassword.connection, 'w', 'sessions.subscribe', {})
+  await new Promise(resolve => setTimeout(resolve, 10))
+  byPassword.connection.receive('x'.repeat(70_001), false)
+  t.same(byPassword.socket.closed, { code: 1009, reason: 'frame too large' })
+  await app.sessionGateway.create('agent:main:after-close', 'main')
+  t.notOk(byPassword.socket.frames.some(frame => frame.event === 'sessions.changed'), 'a closed connection stops watching the list')
+
+  let letIn: () => void = () => {}
+  const slow = make(async () => { await new Promise<void>(resolve => { letIn = resolve }); return { id: 'slow' } })
+  request(slow.connection, 'c', 'connect', connect)
+  slow.connection.close(1000, 'changed my mind')
+  letIn()
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.equal(slow.socket.answer('c'), undefined, 'no hello-ok for a connection that is gone')
+
+  // A subscription that completes after the connection closed is dropped at once.
+  const late = make(async () => ({ id: 'late' }))
+  request(late.connection, 'c', 'connect', connect)
+  await new Promise(resolve => setTimeout(resolve, 10))
+  const subscription = await app.sessionGateway.subscribe('agent:main:late', {}, () => t.fail('no events after close'))
+  late.connection.close(1000, 'bye')
+  late.connection.adopt('agent:main:late', subscription)
+  subscription.start()
+  t.equal(late.connection.isWatching('agent:main:late'), false)
+
+  const usage = make(async () => ({ id: 'u' }))
+  request(usage.connection, 'c', 'connect', connect)
+  await new Promise(resolve => setTimeout(resolve, 10))
+  request(usage.connection, 's', 'chat.send', { sessionKey: 'late', message: 'count', idempotencyKey: 'u-1' })
+  await agent.waitStarted(1)
+  agent.release()
+  for (let i = 0; i < 100 && !usage.socket.chats().some(frame => frame.payload.state === 'final'); i++) await new Promise(resolve => setTimeout(resolve, 5))
+  t.match(usage.socket.chats().at(-1)?.payload, { state: 'final', usage: { input: 3, output: 1, totalTokens: 4 } }, 'a final carries the usage')
+})
+
+t.test('a delta arriving once the buffer drained goes out merged with the waiting ones, in order', async t => {
+  const steps: Array<(delta: string | null) => void> = []
+  const next = async (): Promise<string | null> => await new Promise(resolve => steps.push(resolve))
+  const agent = {
+    async * respond () {
+      for (let delta = await next(); delta !== null; delta = await next()) yield { type: 'text' as const, delta }
+    }
+  }
+  const { socket, connection, until } = await connected(t, { agent })
+  request(connection, 's', 'chat.send', { sessionKey: 'steps', message: 'go', idempotencyKey: 'steps-1' })
+  await until(frame => frame.id === 's')
+  const feed = async (delta: string | null): Promise<void> => {
+    while (steps.length === 0) await new Promise(resolve => setTimeout(resolve, 1))
+    steps.shift()?.(delta)
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  socket.bufferedAmount = LIMIT + 1
+  await feed('a')
+  await feed('b')
+  socket.bufferedAmount = 0
+  await feed('c') // before the drain check runs
+  await feed(null)
+  await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
+  t.same(socket.chats().map(frame => [frame.payload.state, frame.payload.deltaText]), [['delta', 'abc'], ['final', undefined]])
+})
+
+t.test('open and resolve: paging, no label, a foreign cursor while a turn runs', async t => {
+  const agent = gatedAgent()
+  const { connection, until } = await connected(t, { agent })
+  const answer = async (id: string, method: string, params: unknown): Promise<Written> => {
+    request(connection, id, method, params)
+    return await until(frame => frame.id === id)
+  }
+  await answer('s1', 'chat.send', { sessionKey: 'paged', message: 'one', idempotencyKey: 'p-1' })
+  agent.release()
+  await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
+  t.match(await answer('r', 'sessions.resolve', { key: 'paged' }), { payload: { ok: true, key: 'agent:main:paged' } })
+  t.notOk('displayName' in (await answer('r2', 'sessions.resolve', { key: 'paged' })).payload)
+  const page = await answer('o1', 'sessions.open', { key: 'paged', limit: 1 })
+  t.equal(page.payload.messages.length, 1)
+  t.type(page.payload.before, 'string')
+
+  await answer('s2', 'chat.send', { sessionKey: 'paged', message: 'two', idempotencyKey: 'p-2' })
+  await agent.waitStarted(2)
+  const reopened = await answer('o2', 'sessions.open', { key: 'paged', since: 'another-life:9' })
+  t.match(reopened.payload, { replay: 'reset', running: { runId: 'p-2', text: '' } })
+  await until(frame => frame.event === 'chat' && frame.payload.runId === 'p-2' && frame.payload.replace === true)
+  agent.release()
+})
