@@ -1,0 +1,2 @@
+// `fastify-session-gateway/testing`: helpers for people who build on the package.
+export { storeContract, type StoreContractOptions } from './store-contract.js'
