@@ -2,19 +2,21 @@
 //   PORT (18789)  HOST (127.0.0.1)  GATEWAY_TOKEN (random, printed)
 //   GATEWAY_DATA_DIR (./data)  ECHO_DELAY_MS (0)
 import { randomBytes } from 'node:crypto'
+import { resolve } from 'node:path'
 import Fastify from 'fastify'
-import sessionGateway, { echoAgent, logSerializers, MemoryStore } from '../lib/index.js'
+import sessionGateway, { echoAgent, FileStore, logSerializers } from '../lib/index.js'
 
 const port = Number(process.env.PORT ?? 18789)
 const host = process.env.HOST ?? '127.0.0.1'
 const givenToken = process.env.GATEWAY_TOKEN
 const token = givenToken ?? randomBytes(24).toString('base64url')
 const delayMs = Number(process.env.ECHO_DELAY_MS ?? 0)
+const dataDir = process.env.GATEWAY_DATA_DIR ?? './data'
 
 const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info', serializers: logSerializers } })
 await app.register(sessionGateway, {
   auth: { token },
-  store: new MemoryStore(),
+  store: new FileStore({ dir: dataDir }),
   agent: echoAgent({ delayMs })
 })
 
@@ -23,6 +25,7 @@ const address = await app.listen({ port, host })
 process.stdout.write(`session gateway listening on ${address}\n`)
 // A generated token is shown once, here; one you chose is never echoed back.
 process.stdout.write(givenToken === undefined ? `token: ${token}\n` : 'token: (from GATEWAY_TOKEN)\n')
+process.stdout.write(`sessions in ${resolve(dataDir)}\n`)
 
 let closing = false
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

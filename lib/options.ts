@@ -7,7 +7,7 @@ import type { AuthOption } from './auth.js'
 import { InvalidOptionError } from './errors.js'
 import type { AuthorizeFunction } from './resolver.js'
 import { AGENT_ID_PATTERN } from './session-key.js'
-import { MemoryStore } from './stores/memory.js'
+import { FileStore } from './stores/file.js'
 import type { SessionStore } from './stores/store.js'
 
 export interface SessionGatewayOptions {
@@ -113,7 +113,8 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
   const given = options
   return {
     ...given,
-    store: given.store ?? new MemoryStore(),
+    // The embedded default: OpenClaw's file layout under ./data (nothing is written until a session is).
+    store: given.store ?? new FileStore({ dir: 'data' }),
     agent: given.agent ?? echoAgent(),
     auth: given.auth,
     defaultAgentId: given.defaultAgentId ?? 'main',

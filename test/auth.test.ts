@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import t from 'tap'
-import sessionGateway from '../lib/index.js'
+import sessionGateway, { MemoryStore } from '../lib/index.js'
 import { buildApp, TOKEN } from './helpers.js'
 
 const routes = (scope: import('fastify').FastifyInstance): void => {
@@ -81,7 +81,7 @@ t.test('a token in the query string never reaches the log', async t => {
   const lines: string[] = []
   const stream = new Writable({ write (chunk, _enc, done) { lines.push(String(chunk)); done() } })
   const app = Fastify({ logger: { level: 'info', stream } })
-  await app.register(sessionGateway, { auth: { token: TOKEN }, routes })
+  await app.register(sessionGateway, { auth: { token: TOKEN }, store: new MemoryStore(), routes })
   t.teardown(() => app.close())
   const res = await app.inject({ url: `/me?sessionKey=k&token=${TOKEN}` })
   t.equal(res.statusCode, 200)

@@ -329,4 +329,10 @@ t.test('open and resolve: paging, no label, a foreign cursor while a turn runs',
   t.match(reopened.payload, { replay: 'reset', running: { runId: 'p-2', text: '' } })
   await until(frame => frame.event === 'chat' && frame.payload.runId === 'p-2' && frame.payload.replace === true)
   agent.release()
+  await until(frame => frame.event === 'chat' && frame.payload.runId === 'p-2' && frame.payload.state === 'final')
+
+  await answer('s3', 'chat.send', { sessionKey: 'paged', message: 'three', idempotencyKey: 'p-3', timeoutMs: 20 })
+  const failed = await until(frame => frame.event === 'chat' && frame.payload.runId === 'p-3' && frame.payload.state !== 'delta')
+  t.match(failed.payload, { state: 'error', errorMessage: /took longer than 20 ms/, message: { stopReason: 'error' } }, 'a run that fails says why')
+  agent.release()
 })

@@ -94,8 +94,9 @@ export class GatewaySocket {
     }))
   }
 
-  static async open (app: FastifyInstance, options: OpenOptions = {}, onProblem?: (problem: string) => void): Promise<GatewaySocket> {
-    const address = app.server.address() as { port: number }
+  /** Connects to a listening app, or to a port (a server in another process). */
+  static async open (target: FastifyInstance | { port: number }, options: OpenOptions = {}, onProblem?: (problem: string) => void): Promise<GatewaySocket> {
+    const address = 'server' in target ? target.server.address() as { port: number } : target
     const url = `ws://127.0.0.1:${address.port}/gateway${options.query === undefined ? '' : `?${options.query}`}`
     const socket = new WebSocket(url, { headers: options.headers ?? { authorization: `Bearer ${TOKEN}` } })
     const client = new GatewaySocket(socket, options.caps === undefined || !options.caps.includes('session-cursor'))

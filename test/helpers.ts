@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import sessionGateway, {
+  MemoryStore,
   type SessionEvent, type SessionGatewayOptions, type UserMessage, type ToolResultMessage, type Agent, type AgentOutput
 } from '../lib/index.js'
 
@@ -12,7 +13,7 @@ export async function buildApp (
   fastifyOptions: FastifyServerOptions = {}
 ): Promise<FastifyInstance> {
   const app = Fastify(fastifyOptions)
-  await app.register(sessionGateway, { auth: { token: TOKEN }, ...options })
+  await app.register(sessionGateway, { auth: { token: TOKEN }, store: new MemoryStore(), ...options })
   await app.ready()
   t.teardown(() => app.close())
   return app

@@ -75,7 +75,7 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
           message,
           stopReason: message.stopReason,
           errorMessage: event.error?.message, // undefined fields vanish in JSON
-          usage: event.state === 'final' ? message.usage : undefined,
+          usage: message.usage,
           ...cursor
         }
       }]

@@ -1,0 +1,380 @@
+import { randomUUID } from 'node:crypto'
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
+import { AGENT_ID_PATTERN } from '../session-key.js'
+import type { TranscriptEntry } from '../transcript.js'
+import { withFileLock } from './file-lock.js'
+import { appendLines, readTail, sessionHeader } from './jsonl.js'
+import { listRows } from './list-rows.js'
+import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './store.js'
+
+export interface FileStoreOptions {
+  /** The state directory (OpenClaw's `~/.openclaw` has this layout). Created when missing. */
+  dir: string
+  /**
+   * Flush each transcript append to the disk before it is acknowledged (default true).
+   * Without it an append survives a crash of the process, not of the machine.
+   */
+  fsync?: boolean
+  /** How long a write waits for another process's lock on an index (default 10 s). */
+  lockTimeoutMs?: number
+}
+
+/**
+ * One `sessions.json` entry, as OpenClaw writes it: its own fields (`sessionId`,
+ * `updatedAt`, `label`, and many more we leave alone) plus a few of ours, prefixed so
+ * they cannot collide. A rewrite keeps every field it does not know.
+ */
+interface IndexEntry {
+  sessionId: string
+  updatedAt: number
+  label?: string
+  createdAt?: number
+  lastMessagePreview?: string
+  gatewayEpoch?: string
+  /** Earlier generations of this key, still readable by their id. */
+  gatewayGenerations?: string[]
+  [field: string]: unknown
+}
+
+type Index = Record<string, IndexEntry>
+
+interface CachedIndex {
+  /** Changes whenever the file is replaced (a rename gives it a new inode). */
+  stamp: string
+  index: Index
+}
+
+// What may become a file name: OpenClaw's ids are UUIDs; nothing with a dot or a slash.
+const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
+
+/**
+ * The embedded default: OpenClaw's own file layout, so an existing OpenClaw state
+ * directory can be listed and continued, and what we append stays readable by OpenClaw.
+ *
+ *     <dir>/agents/<agentId>/sessions/sessions.json     key → { sessionId, updatedAt, … }
+ *     <dir>/agents/<agentId>/sessions/<sessionId>.jsonl  a header line, then one entry per line
+ *     <dir>/records/<kind>/<id>.json                     small transport records
+ *
+ * Each index is rewritten atomically (temp file, then rename) under a lock file, and
+ * re-read under that lock before every change: processes sharing the directory never
+ * lose each other's updates. Session keys never become paths; agent and session ids do
+ * only after a strict pattern check.
+ */
+export class FileStore implements SessionStore {
+  readonly dir: string
+  readonly #fsync: boolean
+  readonly #lockTimeoutMs: number
+  readonly #cache = new Map<string, CachedIndex>()
+  /** Index writes of this process, one at a time per agent (the lock file orders processes). */
+  readonly #writes = new Map<string, Promise<unknown>>()
+
+  constructor (options: FileStoreOptions) {
+    if (typeof options?.dir !== 'string' || options.dir === '') throw new InvalidInputError('FileStore needs a dir')
+    this.dir = resolve(options.dir)
+    this.#fsync = options.fsync ?? true
+    this.#lockTimeoutMs = options.lockTimeoutMs ?? 10_000
+  }
+
+  async get (key: string): Promise<SessionRow | undefined> {
+    for (const agentId of await this.#agentsFor(key)) {
+      const entry = entryOf(await this.#index(agentId), key)
+      if (entry !== undefined) return toRow(key, agentId, entry)
+    }
+    return undefined
+  }
+
+  async findBySessionId (sessionId: string): Promise<SessionRow | undefined> {
+    for (const agentId of await this.#agents()) {
+      for (const [key, entry] of entriesOf(await this.#index(agentId))) {
+        if (entry.sessionId === sessionId) return toRow(key, agentId, entry)
+      }
+    }
+    return undefined
+  }
+
+  async ensure (key: string, agentId: string): Promise<SessionRow> {
+    const existing = await this.get(key)
+    if (existing !== undefined) return existing
+    const agent = checkAgentId(this.#agentOf(key) ?? agentId)
+    return await this.#update(agent, async index => {
+      const found = entryOf(index, key)
+      if (found !== undefined) return toRow(key, agent, found) // another process was first
+      const sessionId = randomUUID()
+      await this.#startTranscript(agent, sessionId)
+      const now = Date.now()
+      const entry: IndexEntry = { sessionId, updatedAt: now, createdAt: now }
+      index[key] = entry
+      return toRow(key, agent, entry)
+    })
+  }
+
+  async list (query: ListQuery): Promise<ListPage> {
+    const rows: SessionRow[] = []
+    for (const agentId of await this.#agents()) {
+      if (query.agentId !== undefined && query.agentId !== agentId) continue
+      for (const [key, entry] of entriesOf(await this.#index(agentId))) rows.push(toRow(key, agentId, entry))
+    }
+    return listRows(rows, query)
+  }
+
+  async patch (key: string, patch: RowPatch): Promise<SessionRow | undefined> {
+    return await this.#change(key, (entry) => {
+      if ('label' in patch) setOrDelete(entry, 'label', patch.label)
+      if ('epoch' in patch) setOrDelete(entry, 'gatewayEpoch', patch.epoch)
+      entry.updatedAt = Date.now()
+    })
+  }
+
+  async reset (key: string): Promise<SessionRow | undefined> {
+    return await this.#change(key, async (entry, agentId) => {
+      const sessionId = randomUUID()
+      await this.#startTranscript(agentId, sessionId)
+      entry.gatewayGenerations = [...(entry.gatewayGenerations ?? []), entry.sessionId]
+      entry.sessionId = sessionId
+      entry.updatedAt = Date.now()
+      delete entry.lastMessagePreview
+      delete entry.gatewayEpoch
+    })
+  }
+
+  async delete (key: string): Promise<boolean> {
+    for (const agentId of await this.#agentsFor(key)) {
+      const removed = await this.#update(agentId, async index => {
+        const entry = entryOf(index, key)
+        if (entry === undefined) return undefined
+        delete index[key]
+        return entry
+      })
+      if (removed === undefined) continue
+      // Archived the way OpenClaw does it, not erased: a deleted session's words stay on disk.
+      const stamp = new Date().toISOString().replaceAll(':', '-')
+      for (const sessionId of [...(removed.gatewayGenerations ?? []), removed.sessionId]) {
+        if (!SESSION_ID_PATTERN.test(sessionId)) continue
+        const path = this.#transcriptPath(agentId, sessionId)
+        await rename(path, `${path}.deleted.${stamp}`).catch(() => {})
+      }
+      return true
+    }
+    return false
+  }
+
+  async append (key: string, entries: TranscriptEntry[]): Promise<void> {
+    const row = await this.get(key)
+    if (row === undefined) throw new SessionNotFoundError(key)
+    await appendLines(this.#transcriptPath(row.agentId, checkSessionId(row.sessionId)), entries, this.#fsync)
+    const preview = previewOf(entries)
+    await this.#update(row.agentId, async index => {
+      const entry = entryOf(index, key)
+      /* c8 ignore next: deleted by another call while the lines were being written */
+      if (entry === undefined) return
+      entry.updatedAt = Math.max(Date.now(), entry.updatedAt + 1)
+      if (preview !== undefined) entry.lastMessagePreview = preview
+    })
+  }
+
+  async read (key: string, query: ReadQuery): Promise<ReadPage> {
+    const row = await this.get(key)
+    if (row === undefined) throw new SessionNotFoundError(key)
+    const sessionId = query.sessionId ?? row.sessionId
+    if (sessionId !== row.sessionId) {
+      const entry = entryOf(await this.#index(row.agentId), key)
+      if (!(entry?.gatewayGenerations ?? []).includes(sessionId)) throw new SessionNotFoundError(`${key} (generation ${sessionId})`)
+    }
+    const end = query.before === undefined ? undefined : byteOffset(query.before)
+    const page = await readTail(this.#transcriptPath(row.agentId, checkSessionId(sessionId)), query.limit, end)
+    return page.before === undefined ? { entries: page.entries } : { entries: page.entries, before: String(page.before) }
+  }
+
+  async putRecord (kind: string, id: string, value: unknown): Promise<void> {
+    const folder = join(this.dir, 'records', checkRecordId(kind))
+    await mkdir(folder, { recursive: true, mode: 0o700 })
+    await writeAtomically(join(folder, `${checkRecordId(id)}.json`), JSON.stringify(value))
+  }
+
+  async getRecord (kind: string, id: string): Promise<unknown> {
+    try {
+      return JSON.parse(await readFile(join(this.dir, 'records', checkRecordId(kind), `${checkRecordId(id)}.json`), 'utf8'))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+  }
+
+  /** Waits for this process's index writes to finish. */
+  async close (): Promise<void> {
+    await Promise.allSettled([...this.#writes.values()])
+  }
+
+  // ── the index ──────────────────────────────────────────────────────────────
+
+  #sessionsDir (agentId: string): string {
+    return join(this.dir, 'agents', agentId, 'sessions')
+  }
+
+  #transcriptPath (agentId: string, sessionId: string): string {
+    return join(this.#sessionsDir(agentId), `${sessionId}.jsonl`)
+  }
+
+  async #startTranscript (agentId: string, sessionId: string): Promise<void> {
+    await mkdir(this.#sessionsDir(agentId), { recursive: true, mode: 0o700 })
+    await appendLines(this.#transcriptPath(agentId, sessionId), [sessionHeader(sessionId)], this.#fsync)
+  }
+
+  /** The index as it is on disk now (re-read only when the file was replaced). */
+  async #index (agentId: string): Promise<Index> {
+    const path = join(this.#sessionsDir(agentId), 'sessions.json')
+    let stamp: string
+    try {
+      const info = await stat(path)
+      stamp = `${info.ino}:${info.size}:${info.mtimeMs}`
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+      throw err
+    }
+    const cached = this.#cache.get(agentId)
+    if (cached?.stamp === stamp) return cached.index
+    const index = await readIndex(path)
+    this.#cache.set(agentId, { stamp, index })
+    return index
+  }
+
+  /**
+   * Changes one agent's index: under the lock, from what is on disk right now, then
+   * written back atomically. `change` may mutate the index it is given.
+   */
+  async #update<T> (agentId: string, change: (index: Index) => Promise<T>): Promise<T> {
+    const previous = this.#writes.get(agentId) ?? Promise.resolve()
+    const next = previous.catch(() => {}).then(async () => {
+      const folder = this.#sessionsDir(agentId)
+      await mkdir(folder, { recursive: true, mode: 0o700 })
+      const path = join(folder, 'sessions.json')
+      return await withFileLock(`${path}.lock`, this.#lockTimeoutMs, async () => {
+        const index = await readIndex(path)
+        const before = JSON.stringify(index)
+        const result = await change(index)
+        if (JSON.stringify(index) !== before) {
+          await writeAtomically(path, JSON.stringify(index, null, 2))
+          const info = await stat(path)
+          this.#cache.set(agentId, { stamp: `${info.ino}:${info.size}:${info.mtimeMs}`, index })
+        }
+        return result
+      })
+    })
+    this.#writes.set(agentId, next)
+    try {
+      return await next
+    } finally {
+      if (this.#writes.get(agentId) === next) this.#writes.delete(agentId)
+    }
+  }
+
+  async #change (key: string, change: (entry: IndexEntry, agentId: string) => unknown): Promise<SessionRow | undefined> {
+    for (const agentId of await this.#agentsFor(key)) {
+      const row = await this.#update(agentId, async index => {
+        const entry = entryOf(index, key)
+        if (entry === undefined) return undefined
+        await change(entry, agentId)
+        return toRow(key, agentId, entry)
+      })
+      if (row !== undefined) return row
+    }
+    return undefined
+  }
+
+  /** The agent a key names (`agent:<id>:…`), or undefined for keys like `global`. */
+  #agentOf (key: string): string | undefined {
+    const id = /^agent:([^:]*):/.exec(key)?.[1]
+    return id !== undefined && AGENT_ID_PATTERN.test(id) ? id : undefined
+  }
+
+  /** Where a key may live: its own agent's index, or every index for a key without one. */
+  async #agentsFor (key: string): Promise<string[]> {
+    const agentId = this.#agentOf(key)
+    return agentId === undefined ? await this.#agents() : [agentId]
+  }
+
+  async #agents (): Promise<string[]> {
+    try {
+      const names = await readdir(join(this.dir, 'agents'))
+      return names.filter(name => AGENT_ID_PATTERN.test(name)).sort()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw err
+    }
+  }
+}
+
+async function readIndex (path: string): Promise<Index> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw err
+  }
+  // A broken index is an error, never a reason to start over: rewriting it would lose every session.
+  const index = JSON.parse(text) as unknown
+  if (typeof index !== 'object' || index === null || Array.isArray(index)) throw new Error(`${path} is not a JSON object`)
+  return index as Index
+}
+
+/** The entry for `key` if we can use it; entries we cannot (no usable sessionId) stay in the file, untouched. */
+function entryOf (index: Index, key: string): IndexEntry | undefined {
+  const entry = Object.hasOwn(index, key) ? index[key] : undefined
+  return typeof entry === 'object' && entry !== null && typeof entry.sessionId === 'string' && SESSION_ID_PATTERN.test(entry.sessionId) ? entry : undefined
+}
+
+function * entriesOf (index: Index): Generator<[string, IndexEntry]> {
+  for (const key of Object.keys(index)) {
+    const entry = entryOf(index, key)
+    if (entry !== undefined) yield [key, entry]
+  }
+}
+
+async function writeAtomically (path: string, text: string): Promise<void> {
+  const temp = `${path}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`
+  await writeFile(temp, text, { mode: 0o600 })
+  await rename(temp, path)
+}
+
+function toRow (key: string, agentId: string, entry: IndexEntry): SessionRow {
+  const updatedAt = typeof entry.updatedAt === 'number' ? entry.updatedAt : 0
+  return {
+    key,
+    sessionId: entry.sessionId,
+    agentId,
+    ...(typeof entry.label === 'string' ? { label: entry.label } : {}),
+    createdAt: typeof entry.createdAt === 'number' ? entry.createdAt : updatedAt,
+    updatedAt,
+    ...(typeof entry.lastMessagePreview === 'string' ? { preview: entry.lastMessagePreview } : {}),
+    ...(typeof entry.gatewayEpoch === 'string' ? { epoch: entry.gatewayEpoch } : {})
+  }
+}
+
+function setOrDelete (entry: IndexEntry, field: string, value: string | undefined): void {
+  if (value === undefined) delete entry[field]
+  else entry[field] = value
+}
+
+function checkAgentId (agentId: string): string {
+  if (!AGENT_ID_PATTERN.test(agentId)) throw new InvalidInputError('an agent id the file store cannot use as a folder name')
+  return agentId
+}
+
+function checkSessionId (sessionId: string): string {
+  if (!SESSION_ID_PATTERN.test(sessionId)) throw new InvalidInputError('a session id the file store cannot use as a file name')
+  return sessionId
+}
+
+function checkRecordId (id: string): string {
+  if (!RECORD_ID_PATTERN.test(id)) throw new InvalidInputError('a record kind or id has unsafe characters')
+  return id
+}
+
+function byteOffset (before: string): number {
+  const offset = Number(before)
+  if (!/^\d+$/.test(before) || !Number.isSafeInteger(offset)) throw new InvalidCursorError(before.slice(0, 80))
+  return offset
+}

@@ -1,0 +1,251 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { FileStore, type Agent } from '../lib/index.js'
+import { storeContract } from '../lib/testing/index.js'
+import { buildApp, childEnv, user } from './helpers.js'
+
+async function tempDir (): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'fsg-file-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+storeContract({ test: (name, fn) => t.test(`file store: ${name}`, fn), makeStore: async () => new FileStore({ dir: await tempDir() }) })
+
+const fixture = fileURLToPath(new URL('fixtures/openclaw-state', import.meta.url))
+const MAIN = 'agent:main:main'
+
+async function openclawCopy (): Promise<string> {
+  const dir = await tempDir()
+  await cp(fixture, dir, { recursive: true })
+  return dir
+}
+
+async function lines (path: string): Promise<string[]> {
+  return (await readFile(path, 'utf8')).split('\n').filter(line => line !== '')
+}
+
+t.test('an OpenClaw state directory is listed, read and continued; OpenClaw can still read it', async t => {
+  const dir = await openclawCopy()
+  const seen: unknown[] = []
+  const agent: Agent = {
+    async * respond (request) {
+      seen.push(...await request.history())
+      yield { type: 'text', delta: 'Still raining.' }
+    }
+  }
+  const app = await buildApp(t, { store: new FileStore({ dir }), agent })
+  const gw = app.sessionGateway
+
+  const { rows } = await gw.list()
+  t.same(rows.map(row => [row.key, row.label, row.preview]), [
+    [MAIN, undefined, undefined],
+    ['agent:main:telegram:direct:4242', 'Telegram with Ana', undefined],
+    ['agent:main:unstarted', undefined, undefined]
+  ], 'newest first; an entry whose session id is not a safe file name is left out')
+  t.same((await gw.history('agent:main:unstarted', { limit: 5 })).entries, [], 'a session without a transcript file yet is empty')
+  const history = await gw.history(MAIN, { limit: 50 })
+  t.same(history.entries.map(entry => entry.type), ['model_change', 'thinking_level_change', 'message', 'message', 'message', 'message', 'custom'])
+  t.match(history.entries[3]?.message, { role: 'assistant', content: [{ type: 'text' }, { type: 'toolCall', id: 'toolu_01A', name: 'weather', arguments: { city: 'Oslo' } }] })
+  t.match(history.entries[4]?.message, { role: 'toolResult', toolCallId: 'toolu_01A', content: [{ text: 'Oslo: 4°C, light rain' }] })
+
+  const result = await (await gw.send({ sessionKey: MAIN, agentId: 'main', input: [user('And tomorrow?')] })).result
+  t.equal(result.state, 'final')
+  t.same((seen as Array<{ role: string }>).map(message => message.role), ['user', 'assistant', 'toolResult', 'assistant'],
+    'the agent sees the whole earlier conversation, tool call and result included')
+
+  const sessions = join(dir, 'agents', 'main', 'sessions')
+  const transcript = await lines(join(sessions, '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b.jsonl'))
+  t.equal(transcript.length, 10)
+  const [question, answer] = transcript.slice(-2).map(line => JSON.parse(line))
+  t.match(question, { type: 'message', id: /^[0-9a-f]{8}$/, parentId: '0b1c2d3e', timestamp: String, message: { role: 'user', content: [{ type: 'text', text: 'And tomorrow?' }] } },
+    'new rows chain onto the last OpenClaw entry, in OpenClaw\'s own shape')
+  t.match(answer, { type: 'message', parentId: question.id, message: { role: 'assistant', stopReason: 'stop', content: [{ type: 'text', text: 'Still raining.' }] } })
+
+  const index = JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8'))
+  t.match(index[MAIN], { sessionId: '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b', systemSent: true, thinkingLevel: 'low', skillsSnapshot: { skills: [{ name: 'weather' }] }, lastMessagePreview: 'Still raining.' },
+    'fields we do not know survive the rewrite')
+  t.ok(index[MAIN].updatedAt > 1760000300000)
+  t.same(index['agent:main:broken'], { sessionId: '../../../etc/passwd', updatedAt: 1760000000000 }, 'an entry we cannot use stays as it was')
+})
+
+t.test('a torn last line is skipped on read, and the next append starts on a fresh line', async t => {
+  const dir = await openclawCopy()
+  const store = new FileStore({ dir })
+  const path = join(dir, 'agents', 'main', 'sessions', '0a9b8c7d-6e5f-4a3b-2c1d-0e9f8a7b6c5d.jsonl')
+  await appendFile(path, '[1,2]\n"a string"\n{"type":"message","id":"torn0001","parentId":"11aa22bb","message":{"role":"assis')
+  const key = 'agent:main:telegram:direct:4242'
+  t.same((await store.read(key, { limit: 10 })).entries.map(e => e.id), ['11aa22bb'])
+  await store.append(key, [{ type: 'message', id: 'next0001', parentId: '11aa22bb', timestamp: new Date().toISOString(), message: user('after the crash') }])
+  t.same((await store.read(key, { limit: 10 })).entries.map(e => e.id), ['11aa22bb', 'next0001'])
+  const all = await lines(path)
+  t.equal(all.length, 6, 'lines that are not entries are skipped, and kept')
+  t.throws(() => JSON.parse(all[4] as string), 'the torn line is still there, alone on its line')
+  t.equal(JSON.parse(all[5] as string).id, 'next0001')
+})
+
+t.test('reads from the tail: paging a long transcript returns every entry once, in order', async t => {
+  const store = new FileStore({ dir: await tempDir(), fsync: false })
+  const key = 'agent:main:long'
+  await store.ensure(key, 'main')
+  const big = 'x'.repeat(3000) // entries that straddle the read chunks
+  for (let batch = 0; batch < 10; batch++) {
+    await store.append(key, Array.from({ length: 50 }, (_, i) => ({
+      type: 'message', id: `m${batch * 50 + i}`, parentId: null, timestamp: new Date().toISOString(), message: user(`${batch * 50 + i} ${big}`)
+    })))
+  }
+  const ids: string[] = []
+  let before: string | undefined
+  do {
+    const page = await store.read(key, { limit: 37, ...(before === undefined ? {} : { before }) })
+    ids.unshift(...page.entries.map(e => e.id))
+    before = page.before
+  } while (before !== undefined)
+  t.same(ids, Array.from({ length: 500 }, (_, i) => `m${i}`))
+})
+
+t.test('keys and ids never make the store touch a path outside its directory', async t => {
+  const parent = await tempDir()
+  const dir = join(parent, 'state')
+  const store = new FileStore({ dir })
+  const hostile = ['agent:../evil:x', 'agent:nocolon', 'agent:main:../../escape', 'agent:main:/etc/passwd', 'agent:main:..\\..\\escape', 'agent:main:nul\u0000byte', `agent:main:${'a'.repeat(5000)}`, 'global/../../x']
+  for (const key of hostile) {
+    const row = await store.ensure(key, 'main')
+    await store.append(key, [{ type: 'message', id: 'h0000001', parentId: null, timestamp: new Date().toISOString(), message: user('hi') }])
+    t.same((await store.read(key, { limit: 5 })).entries.map(e => e.id), ['h0000001'], JSON.stringify(key.slice(0, 40)))
+    t.match(row.sessionId, /^[0-9a-f-]{36}$/, 'the file is named by a fresh uuid, never by the key')
+  }
+  await t.rejects(store.ensure('global', '../evil'), { code: 'FSG_INVALID_INPUT' })
+  await t.rejects(store.ensure('weird', 'a/b'), { code: 'FSG_INVALID_INPUT' })
+  await t.rejects(store.read('agent:main:../../escape', { limit: 5, sessionId: '../../../../etc/passwd' }), { code: 'FSG_SESSION_NOT_FOUND' })
+  await t.rejects(store.putRecord('response', '../../escape', {}), { code: 'FSG_INVALID_INPUT' })
+  await t.rejects(store.getRecord('response', 'a\u0000b'), { code: 'FSG_INVALID_INPUT' })
+  // An index edited by hand (or by someone hostile) cannot lead us outside either.
+  const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
+  const edited = JSON.parse(await readFile(index, 'utf8'))
+  edited['agent:main:../../escape'].gatewayGenerations = ['../../../../victim']
+  await writeFile(index, JSON.stringify(edited))
+  await writeFile(join(parent, 'victim.jsonl'), 'precious')
+  await t.rejects(store.read('agent:main:../../escape', { limit: 5, sessionId: '../../../../victim' }), { code: 'FSG_INVALID_INPUT' })
+  t.equal(await store.delete('agent:main:../../escape'), true)
+  t.equal(await readFile(join(parent, 'victim.jsonl'), 'utf8'), 'precious', 'a delete renames only what is ours')
+  await rm(join(parent, 'victim.jsonl'))
+  t.same(await readdir(parent), ['state'], 'nothing was created beside the directory')
+  t.same((await walk(dir)).filter(path => !path.startsWith(dir)), [])
+})
+
+t.test('files are private to their owner: 0600 files, 0700 folders', async t => {
+  const dir = await tempDir()
+  const store = new FileStore({ dir })
+  await store.ensure('agent:main:private', 'main')
+  await store.append('agent:main:private', [{ type: 'message', id: 'p0000001', parentId: null, timestamp: new Date().toISOString(), message: user('secret') }])
+  await store.putRecord('response', 'resp_1', { ok: true })
+  for (const path of await walk(dir)) {
+    const mode = (await stat(path)).mode & 0o777
+    t.equal(mode, (await stat(path)).isDirectory() ? 0o700 : 0o600, path.slice(dir.length))
+  }
+})
+
+t.test('a broken index is an error, never a silent fresh start', async t => {
+  const dir = await openclawCopy()
+  const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
+  await writeFile(index, '{"agent:main:main": {"sessionId": "6f1c')
+  const store = new FileStore({ dir })
+  await t.rejects(store.list({ limit: 10 }), SyntaxError)
+  await t.rejects(store.ensure('agent:main:new', 'main'), SyntaxError)
+  t.equal(await readFile(index, 'utf8'), '{"agent:main:main": {"sessionId": "6f1c', 'left as it was, for a person to repair')
+  await writeFile(index, '[]')
+  await t.rejects(store.list({ limit: 10 }), /not a JSON object/)
+})
+
+t.test('a lock left by a dead process is broken; a live one is waited for, then given up on', async t => {
+  const dir = await openclawCopy()
+  const lock = join(dir, 'agents', 'main', 'sessions', 'sessions.json.lock')
+  await writeFile(lock, '999999999') // no such process
+  const store = new FileStore({ dir, lockTimeoutMs: 200 })
+  await store.patch(MAIN, { label: 'after a crash' })
+  t.equal((await store.get(MAIN))?.label, 'after a crash')
+
+  await writeFile(lock, String(process.pid)) // alive: this very process
+  const started = Date.now()
+  await t.rejects(store.patch(MAIN, { label: 'blocked' }), { code: 'FSG_STORE_LOCK_TIMEOUT' })
+  t.ok(Date.now() - started >= 150, 'it waited before giving up')
+  await writeFile(lock, '') // being written by its owner right now
+  await t.rejects(store.patch(MAIN, { label: 'still blocked' }), { code: 'FSG_STORE_LOCK_TIMEOUT' })
+  await utimes(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+  await store.patch(MAIN, { label: 'stale lock broken' })
+  t.equal((await store.get(MAIN))?.label, 'stale lock broken')
+})
+
+async function walk (dir: string): Promise<string[]> {
+  const found: string[] = []
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    found.push(path)
+    if (entry.isDirectory()) found.push(...await walk(path))
+  }
+  return found
+}
+
+t.test('two gateway processes sharing a directory never lose each other\'s updates', async t => {
+  const dir = await tempDir()
+  const turns = 60
+  const run = async (prefix: string): Promise<string> => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/children/turns.ts', dir, prefix, String(turns)], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: childEnv(),
+      stdio: ['ignore', 'pipe', 'inherit']
+    })
+    let out = ''
+    child.stdout.on('data', chunk => { out += String(chunk) })
+    const [code] = await once(child, 'exit') as [number | null]
+    t.equal(code, 0, `${prefix} exited cleanly`)
+    return out
+  }
+  const outputs = await Promise.all([run('left'), run('right')])
+  t.same(outputs, ['done\n', 'done\n'])
+
+  const store = new FileStore({ dir })
+  const { rows } = await store.list({ limit: 100 })
+  t.same(rows.map(row => row.key).sort(), ['left', 'right'].flatMap(p => [0, 1, 2, 3].map(i => `agent:main:${p}-${i}`)).sort(), 'every session is in the index')
+  for (const prefix of ['left', 'right']) {
+    const said: string[] = []
+    for (let k = 0; k < 4; k++) {
+      const { entries } = await store.read(`agent:main:${prefix}-${k}`, { limit: 1000 })
+      const texts = entries.map(entry => `${entry.message?.role}:${(entry.message?.content[0] as { text: string }).text}`)
+      t.equal(`assistant:${(await store.get(`agent:main:${prefix}-${k}`))?.preview}`, texts.at(-1), 'the index saw the last update of every key')
+      for (let i = 0; i < texts.length; i += 2) {
+        t.equal(texts[i + 1], texts[i]?.replace('user:', 'assistant:'), 'each question has its answer')
+        said.push(texts[i] as string)
+      }
+    }
+    t.same(said.sort(), Array.from({ length: turns }, (_, i) => `user:${prefix} turn ${i}`).sort(), `every ${prefix} turn is there`)
+  }
+})
+
+t.test('disk errors other than "not there" are reported, never taken for an empty store', async t => {
+  const agentsIsFile = await tempDir()
+  await writeFile(join(agentsIsFile, 'agents'), '')
+  await t.rejects(new FileStore({ dir: agentsIsFile }).list({ limit: 5 }), { code: 'ENOTDIR' })
+
+  const agentIsFile = await tempDir()
+  await mkdir(join(agentIsFile, 'agents'))
+  await writeFile(join(agentIsFile, 'agents', 'main'), '')
+  await t.rejects(new FileStore({ dir: agentIsFile }).get('agent:main:x'), { code: 'ENOTDIR' })
+
+  const indexIsFolder = await tempDir()
+  await mkdir(join(indexIsFolder, 'agents', 'main', 'sessions', 'sessions.json'), { recursive: true })
+  await t.rejects(new FileStore({ dir: indexIsFolder }).get('agent:main:x'), { code: 'EISDIR' })
+
+  const loop = await openclawCopy()
+  const transcript = join(loop, 'agents', 'main', 'sessions', '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b.jsonl')
+  await rm(transcript)
+  await symlink(transcript, transcript)
+  await t.rejects(new FileStore({ dir: loop }).read(MAIN, { limit: 5 }), { code: 'ELOOP' })
+  t.throws(() => new FileStore({ dir: '' }), { code: 'FSG_INVALID_INPUT' })
+})
