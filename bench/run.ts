@@ -76,6 +76,39 @@ const sections: Record<string, () => Promise<void>> = {
     }
   },
 
+  async filestore () {
+    for (const connections of [1, 16]) {
+      const memory = await roundTrip('bench/servers/gateway.ts', { STORE: 'memory' }, connections)
+      const durable = await roundTrip('bench/servers/gateway.ts', { STORE: 'file' }, connections)
+      const unflushed = await roundTrip('bench/servers/gateway.ts', { STORE: 'file', FSYNC: '0' }, connections)
+      rows.push({
+        what: `WS chat.send→final, file store, ${connections} conn`,
+        ours: `p50 ${round(durable.p50)} ms, p99 ${round(durable.p99)} ms, ${Math.round(durable.turnsPerSec)} turns/s; without fsync p50 ${round(unflushed.p50)} ms, ${Math.round(unflushed.turnsPerSec)} turns/s`,
+        baseline: `memory store: p50 ${round(memory.p50)} ms, p99 ${round(memory.p99)} ms, ${Math.round(memory.turnsPerSec)} turns/s`,
+        ratio: `p50 ×${round(durable.p50 / memory.p50)}; fsync is ${Math.round(100 * Math.max(0, durable.p50 - unflushed.p50) / durable.p50)}% of p50`,
+        goal: 'say where the time goes',
+        met: undefined
+      })
+    }
+  },
+
+  async history () {
+    const sizes = [1000, 10_000, 100_000]
+    const result = await run<Record<string, { p50: number, p99: number, bytes: number }>>('bench/clients/history.ts', { SIZES: sizes.join(',') }, 300_000)
+    const base = result['1000'] as { p50: number, p99: number }
+    for (const size of sizes) {
+      const figure = result[String(size)] as { p50: number, p99: number, bytes: number }
+      rows.push({
+        what: `history: newest 50 of ${size.toLocaleString('en')} entries (file store, ${round(figure.bytes / 1048576, 1)} MiB)`,
+        ours: `p50 ${round(figure.p50, 3)} ms, p99 ${round(figure.p99, 3)} ms`,
+        baseline: `1,000 entries: p50 ${round(base.p50, 3)} ms`,
+        ratio: `×${round(figure.p50 / base.p50)}`,
+        goal: '100k within 2x of 1k',
+        met: size === 100_000 ? figure.p50 / base.p50 <= 2 : undefined
+      })
+    }
+  },
+
   async idle () {
     const connections = Number(process.env.IDLE_CONNECTIONS ?? 5000)
     const bare = await idleMemory('bench/servers/bare-ws.ts', true, connections)

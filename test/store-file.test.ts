@@ -59,6 +59,7 @@ t.test('an OpenClaw state directory is listed, read and continued; OpenClaw can 
   t.same((seen as Array<{ role: string }>).map(message => message.role), ['user', 'assistant', 'toolResult', 'assistant'],
     'the agent sees the whole earlier conversation, tool call and result included')
 
+  await app.close() // writes what the index still owes
   const sessions = join(dir, 'agents', 'main', 'sessions')
   const transcript = await lines(join(sessions, '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b.jsonl'))
   t.equal(transcript.length, 10)
@@ -135,6 +136,7 @@ t.test('keys and ids never make the store touch a path outside its directory', a
   t.equal(await store.delete('agent:main:../../escape'), true)
   t.equal(await readFile(join(parent, 'victim.jsonl'), 'utf8'), 'precious', 'a delete renames only what is ours')
   await rm(join(parent, 'victim.jsonl'))
+  await store.close()
   t.same(await readdir(parent), ['state'], 'nothing was created beside the directory')
   t.same((await walk(dir)).filter(path => !path.startsWith(dir)), [])
 })
@@ -145,6 +147,7 @@ t.test('files are private to their owner: 0600 files, 0700 folders', async t => 
   await store.ensure('agent:main:private', 'main')
   await store.append('agent:main:private', [{ type: 'message', id: 'p0000001', parentId: null, timestamp: new Date().toISOString(), message: user('secret') }])
   await store.putRecord('response', 'resp_1', { ok: true })
+  await store.close() // the index write that follows the append
   for (const path of await walk(dir)) {
     const mode = (await stat(path)).mode & 0o777
     t.equal(mode, (await stat(path)).isDirectory() ? 0o700 : 0o600, path.slice(dir.length))
@@ -248,4 +251,19 @@ t.test('disk errors other than "not there" are reported, never taken for an empt
   await symlink(transcript, transcript)
   await t.rejects(new FileStore({ dir: loop }).read(MAIN, { limit: 5 }), { code: 'ELOOP' })
   t.throws(() => new FileStore({ dir: '' }), { code: 'FSG_INVALID_INPUT' })
+})
+
+t.test('an index write that cannot get the lock is kept and written on close', async t => {
+  const dir = await openclawCopy()
+  const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
+  const lock = `${index}.lock`
+  const store = new FileStore({ dir, lockTimeoutMs: 50 })
+  await writeFile(lock, String(process.pid)) // held by a live process
+  await store.append(MAIN, [{ type: 'message', id: 'l0000001', parentId: null, timestamp: new Date().toISOString(), message: user('while locked') }])
+  await new Promise(resolve => setTimeout(resolve, 150))
+  t.equal((await store.get(MAIN))?.preview, 'while locked', 'this process still sees it')
+  t.notMatch(await readFile(index, 'utf8'), /while locked/, 'the index could not be written yet')
+  await rm(lock)
+  await store.close()
+  t.match(JSON.parse(await readFile(index, 'utf8'))[MAIN], { lastMessagePreview: 'while locked' })
 })

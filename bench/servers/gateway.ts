@@ -1,10 +1,10 @@
 // The plugin as a benchmark server: `listening <url>` on stdout, token `bench`.
-//   STORE=memory|file   DATA_DIR (for file)   AGENT=echo|burst   DELTAS (burst: deltas per turn)
-import { mkdtempSync } from 'node:fs'
+//   STORE=memory|file   DATA_DIR, FSYNC=0|1 (for file)   AGENT=echo|burst   DELTAS (burst: deltas per turn)
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Fastify from 'fastify'
-import sessionGateway, { echoAgent, type Agent, type SessionStore } from '../../lib/index.js'
+import sessionGateway, { echoAgent, FileStore, MemoryStore, type Agent, type SessionStore } from '../../lib/index.js'
 
 // Asked before its memory is read (SIGUSR2): collect garbage. Installed before anything can send it.
 process.on('SIGUSR2', () => (globalThis as { gc?: () => void }).gc?.())
@@ -16,20 +16,20 @@ const burst: Agent = {
   }
 }
 
-async function store (): Promise<SessionStore | undefined> {
-  if (process.env.STORE !== 'file') return undefined
-  const lib = await import('../../lib/index.js') as Record<string, unknown>
-  const FileStore = lib.FileStore as new (options: { dir: string }) => SessionStore
-  return new FileStore({ dir: process.env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'fsg-bench-')) })
+// FSYNC=0 measures the file store without flushing each append: the difference is the durable write.
+function store (): SessionStore {
+  if (process.env.STORE !== 'file') return new MemoryStore()
+  const dir = process.env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'fsg-bench-'))
+  if (process.env.DATA_DIR === undefined) process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+  return new FileStore({ dir, fsync: process.env.FSYNC !== '0' })
 }
 
 const app = Fastify({ logger: false })
-const chosen = await store()
 await app.register(sessionGateway, {
   auth: { token: 'bench' },
   agent: process.env.AGENT === 'burst' ? burst : echoAgent(),
   replay: 4096,
-  ...(chosen === undefined ? {} : { store: chosen }),
+  store: store(),
   gateway: { maxBufferedBytes: 64 * 1024 * 1024 }
 })
 const url = await app.listen({ port: 0, host: '127.0.0.1' })

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
 import { AGENT_ID_PATTERN } from '../session-key.js'
 import type { TranscriptEntry } from '../transcript.js'
@@ -40,11 +41,19 @@ interface IndexEntry {
 
 type Index = Record<string, IndexEntry>
 
+interface Touch {
+  updatedAt: number
+  preview?: string
+}
+
 interface CachedIndex {
   /** Changes whenever the file is replaced (a rename gives it a new inode). */
   stamp: string
   index: Index
 }
+
+/** How long the index may trail the transcripts (a crash loses at most this much of list order and previews). */
+const INDEX_FLUSH_DELAY_MS = 10
 
 // What may become a file name: OpenClaw's ids are UUIDs; nothing with a dot or a slash.
 const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
@@ -69,6 +78,13 @@ export class FileStore implements SessionStore {
   readonly #cache = new Map<string, CachedIndex>()
   /** Index writes of this process, one at a time per agent (the lock file orders processes). */
   readonly #writes = new Map<string, Promise<unknown>>()
+  /**
+   * What appends changed in an index (`updatedAt`, the preview) and is not written yet:
+   * agent → key → touch. Reads see it at once; one index write per agent carries every
+   * touch made meanwhile, so a busy gateway rewrites each index once per batch, not per append.
+   */
+  readonly #touches = new Map<string, Map<string, Touch>>()
+  readonly #flushes = new Map<string, Promise<void>>()
 
   constructor (options: FileStoreOptions) {
     if (typeof options?.dir !== 'string' || options.dir === '') throw new InvalidInputError('FileStore needs a dir')
@@ -80,7 +96,7 @@ export class FileStore implements SessionStore {
   async get (key: string): Promise<SessionRow | undefined> {
     for (const agentId of await this.#agentsFor(key)) {
       const entry = entryOf(await this.#index(agentId), key)
-      if (entry !== undefined) return toRow(key, agentId, entry)
+      if (entry !== undefined) return this.#row(key, agentId, entry)
     }
     return undefined
   }
@@ -88,7 +104,7 @@ export class FileStore implements SessionStore {
   async findBySessionId (sessionId: string): Promise<SessionRow | undefined> {
     for (const agentId of await this.#agents()) {
       for (const [key, entry] of entriesOf(await this.#index(agentId))) {
-        if (entry.sessionId === sessionId) return toRow(key, agentId, entry)
+        if (entry.sessionId === sessionId) return this.#row(key, agentId, entry)
       }
     }
     return undefined
@@ -114,7 +130,7 @@ export class FileStore implements SessionStore {
     const rows: SessionRow[] = []
     for (const agentId of await this.#agents()) {
       if (query.agentId !== undefined && query.agentId !== agentId) continue
-      for (const [key, entry] of entriesOf(await this.#index(agentId))) rows.push(toRow(key, agentId, entry))
+      for (const [key, entry] of entriesOf(await this.#index(agentId))) rows.push(this.#row(key, agentId, entry))
     }
     return listRows(rows, query)
   }
@@ -131,6 +147,7 @@ export class FileStore implements SessionStore {
     return await this.#change(key, async (entry, agentId) => {
       const sessionId = randomUUID()
       await this.#startTranscript(agentId, sessionId)
+      this.#touches.get(agentId)?.delete(key) // they were about the old generation
       entry.gatewayGenerations = [...(entry.gatewayGenerations ?? []), entry.sessionId]
       entry.sessionId = sessionId
       entry.updatedAt = Date.now()
@@ -145,6 +162,7 @@ export class FileStore implements SessionStore {
         const entry = entryOf(index, key)
         if (entry === undefined) return undefined
         delete index[key]
+        this.#touches.get(agentId)?.delete(key)
         return entry
       })
       if (removed === undefined) continue
@@ -164,14 +182,8 @@ export class FileStore implements SessionStore {
     const row = await this.get(key)
     if (row === undefined) throw new SessionNotFoundError(key)
     await appendLines(this.#transcriptPath(row.agentId, checkSessionId(row.sessionId)), entries, this.#fsync)
-    const preview = previewOf(entries)
-    await this.#update(row.agentId, async index => {
-      const entry = entryOf(index, key)
-      /* c8 ignore next: deleted by another call while the lines were being written */
-      if (entry === undefined) return
-      entry.updatedAt = Math.max(Date.now(), entry.updatedAt + 1)
-      if (preview !== undefined) entry.lastMessagePreview = preview
-    })
+    // The lines are durable now; the index only orders and labels the list, so it follows a moment later.
+    this.#touch(row.agentId, key, row.updatedAt, previewOf(entries))
   }
 
   async read (key: string, query: ReadQuery): Promise<ReadPage> {
@@ -202,9 +214,63 @@ export class FileStore implements SessionStore {
     }
   }
 
-  /** Waits for this process's index writes to finish. */
+  /** Writes what is still pending and waits for this process's index writes to finish. */
   async close (): Promise<void> {
-    await Promise.allSettled([...this.#writes.values()])
+    await Promise.allSettled([...this.#flushes.values()])
+    // A flush that failed (a lock held too long by another process) gets one more try.
+    for (const agentId of this.#touches.keys()) this.#flush(agentId)
+    await Promise.allSettled([...this.#flushes.values(), ...this.#writes.values()])
+  }
+
+  // ── touches: index updates that follow appends ─────────────────────────────
+
+  #touch (agentId: string, key: string, updatedAt: number, preview: string | undefined): void {
+    let touches = this.#touches.get(agentId)
+    if (touches === undefined) {
+      touches = new Map()
+      this.#touches.set(agentId, touches)
+    }
+    const earlier = touches.get(key)
+    touches.set(key, {
+      updatedAt: Math.max(Date.now(), updatedAt + 1, (earlier?.updatedAt ?? 0) + 1),
+      ...(preview ?? earlier?.preview) === undefined ? {} : { preview: preview ?? earlier?.preview }
+    })
+    this.#flush(agentId)
+  }
+
+  /** Schedules one index write for the agent's touches (and every touch made until it runs). */
+  #flush (agentId: string): void {
+    if (this.#flushes.has(agentId)) return
+    let written: Map<string, Touch> | undefined
+    // A short wait gathers the touches of many turns (and sessions) into one write.
+    const flush = sleep(INDEX_FLUSH_DELAY_MS).then(async () => await this.#update(agentId, async index => {
+      this.#flushes.delete(agentId) // touches from now on need a write of their own
+      written = new Map(this.#touches.get(agentId))
+      for (const [key, touch] of written) {
+        const entry = entryOf(index, key)
+        if (entry === undefined) continue
+        entry.updatedAt = Math.max(entry.updatedAt, touch.updatedAt)
+        if (touch.preview !== undefined) entry.lastMessagePreview = touch.preview
+      }
+    })).then(() => {
+      // Only now is the index on disk (and in the cache) newer than these touches.
+      const touches = this.#touches.get(agentId)
+      for (const [key, touch] of written ?? []) if (touches?.get(key) === touch) touches.delete(key)
+      if (touches?.size === 0) this.#touches.delete(agentId)
+    }, () => {
+      this.#flushes.delete(agentId) // kept for the next flush (close() tries again)
+    })
+    this.#flushes.set(agentId, flush)
+  }
+
+  /** A row as it is now: the index entry, with the touches not written yet. */
+  #row (key: string, agentId: string, entry: IndexEntry): SessionRow {
+    const row = toRow(key, agentId, entry)
+    const touch = this.#touches.get(agentId)?.get(key)
+    if (touch === undefined) return row
+    row.updatedAt = Math.max(row.updatedAt, touch.updatedAt)
+    if (touch.preview !== undefined) row.preview = touch.preview
+    return row
   }
 
   // ── the index ──────────────────────────────────────────────────────────────
@@ -276,7 +342,7 @@ export class FileStore implements SessionStore {
         const entry = entryOf(index, key)
         if (entry === undefined) return undefined
         await change(entry, agentId)
-        return toRow(key, agentId, entry)
+        return this.#row(key, agentId, entry)
       })
       if (row !== undefined) return row
     }
