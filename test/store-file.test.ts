@@ -259,6 +259,7 @@ t.test('an index write that cannot get the lock is kept and written on close', a
   const lock = `${index}.lock`
   const store = new FileStore({ dir, lockTimeoutMs: 50 })
   await writeFile(lock, String(process.pid)) // held by a live process
+  await store.append(MAIN, [{ type: 'custom', id: 'l0000000', parentId: null, timestamp: new Date().toISOString() }])
   await store.append(MAIN, [{ type: 'message', id: 'l0000001', parentId: null, timestamp: new Date().toISOString(), message: user('while locked') }])
   await new Promise(resolve => setTimeout(resolve, 150))
   t.equal((await store.get(MAIN))?.preview, 'while locked', 'this process still sees it')
@@ -266,4 +267,15 @@ t.test('an index write that cannot get the lock is kept and written on close', a
   await rm(lock)
   await store.close()
   t.match(JSON.parse(await readFile(index, 'utf8'))[MAIN], { lastMessagePreview: 'while locked' })
+})
+
+t.test('a session deleted by another process before this one\'s index write stays deleted', async t => {
+  const dir = await openclawCopy()
+  const here = new FileStore({ dir })
+  const there = new FileStore({ dir })
+  await here.append(MAIN, [{ type: 'message', id: 'd0000001', parentId: null, timestamp: new Date().toISOString(), message: user('last words') }])
+  t.equal(await there.delete(MAIN), true)
+  await here.close()
+  t.equal(await there.get(MAIN), undefined)
+  t.notOk(MAIN in JSON.parse(await readFile(join(dir, 'agents', 'main', 'sessions', 'sessions.json'), 'utf8')), 'not brought back by the late index write')
 })

@@ -43,7 +43,7 @@ type Index = Record<string, IndexEntry>
 
 interface Touch {
   updatedAt: number
-  preview?: string
+  preview: string | undefined
 }
 
 interface CachedIndex {
@@ -231,9 +231,10 @@ export class FileStore implements SessionStore {
       this.#touches.set(agentId, touches)
     }
     const earlier = touches.get(key)
+    // A new object each time: a flush clears only the touches it wrote (see #flush).
     touches.set(key, {
       updatedAt: Math.max(Date.now(), updatedAt + 1, (earlier?.updatedAt ?? 0) + 1),
-      ...(preview ?? earlier?.preview) === undefined ? {} : { preview: preview ?? earlier?.preview }
+      preview: preview ?? earlier?.preview
     })
     this.#flush(agentId)
   }
@@ -254,9 +255,10 @@ export class FileStore implements SessionStore {
       }
     })).then(() => {
       // Only now is the index on disk (and in the cache) newer than these touches.
-      const touches = this.#touches.get(agentId)
-      for (const [key, touch] of written ?? []) if (touches?.get(key) === touch) touches.delete(key)
-      if (touches?.size === 0) this.#touches.delete(agentId)
+      // Both are set: the agent's touches are only dropped here, one flush at a time.
+      const touches = this.#touches.get(agentId) as Map<string, Touch>
+      for (const [key, touch] of written as Map<string, Touch>) if (touches.get(key) === touch) touches.delete(key)
+      if (touches.size === 0) this.#touches.delete(agentId)
     }, () => {
       this.#flushes.delete(agentId) // kept for the next flush (close() tries again)
     })
