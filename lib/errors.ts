@@ -50,6 +50,9 @@ export const SessionBusyError = createError<'FSG_SESSION_BUSY', 409, [string, st
 export const GatewayClosedError = createError<'FSG_GATEWAY_CLOSED', 503, []>(
   'FSG_GATEWAY_CLOSED', 'The session gateway is shutting down', 503)
 
+export const StoreBusyError = createError<'FSG_STORE_BUSY', 503, [string]>(
+  'FSG_STORE_BUSY', 'The session store is busy: could not lock %s in time', 503)
+
 export const InvalidOptionError = createError<'FSG_INVALID_OPTION', 500, [string, string]>(
   'FSG_INVALID_OPTION', 'Invalid session gateway option "%s": %s', 500)
 

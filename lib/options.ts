@@ -41,6 +41,20 @@ export interface SessionGatewayOptions {
   gateway?: false | GatewayProtocolOptions
   /** Largest WebSocket frame accepted, in bytes (a bigger one closes the socket with 1009). Default 4 MiB. */
   maxPayload?: number
+  /** The OpenResponses HTTP API (`POST <prefix>/responses`, …); `false` turns it off. */
+  responses?: false | ResponsesOptions
+}
+
+export interface ResponsesOptions {
+  /** Default `/v1`. */
+  prefix?: string
+  /** Largest request body, in bytes (a bigger one answers 413). Default: `maxPayload`. */
+  bodyLimit?: number
+  /**
+   * What a streamed response does when its client goes away: `continue` (default) lets the
+   * turn finish and land in the transcript, to be read or resumed later; `abort` stops it.
+   */
+  onDisconnect?: 'continue' | 'abort'
 }
 
 export interface GatewayProtocolOptions {
@@ -89,14 +103,22 @@ const OptionsSchema = Type.Object({
   }, { additionalProperties: false })], {
     expected: 'false, or { path: "/…", tickIntervalMs: 10…3600000, maxBufferedBytes: ≥1024, handshakeTimeoutMs: 10…600000 }'
   })),
-  maxPayload: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_073_741_824, expected: 'an integer from 1024 to 1073741824 (bytes)' }))
+  maxPayload: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_073_741_824, expected: 'an integer from 1024 to 1073741824 (bytes)' })),
+  responses: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    prefix: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9._~-]+)*$' })),
+    bodyLimit: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_073_741_824 })),
+    onDisconnect: Type.Optional(Type.Union([Type.Literal('continue'), Type.Literal('abort')]))
+  }, { additionalProperties: false })], {
+    expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort" }'
+  }))
 }, { additionalProperties: false })
 
 const checkOptions = TypeCompiler.Compile(OptionsSchema)
 
-export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway'>> &
+export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses'>> &
   Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes'> & {
     gateway: false | Required<GatewayProtocolOptions>
+    responses: false | Required<ResponsesOptions>
   }
 
 /** Checks the options against the schema and fills in the defaults; throws `FSG_INVALID_OPTION` naming the option. */
@@ -111,6 +133,7 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
     throw new InvalidOptionError(first.path.slice(1).replaceAll('/', '.'), property?.expected ?? 'no such option')
   }
   const given = options
+  const maxPayload = given.maxPayload ?? 4 * 1024 * 1024
   return {
     ...given,
     // The embedded default: OpenClaw's file layout under ./data (nothing is written until a session is).
@@ -124,7 +147,14 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
     runTimeoutMs: given.runTimeoutMs ?? 600_000,
     maxQueue: given.maxQueue ?? 16,
     maxIdleSessions: given.maxIdleSessions ?? 10_000,
-    maxPayload: given.maxPayload ?? 4 * 1024 * 1024,
+    maxPayload,
+    responses: given.responses === false
+      ? false
+      : {
+          prefix: given.responses?.prefix ?? '/v1',
+          bodyLimit: given.responses?.bodyLimit ?? maxPayload,
+          onDisconnect: given.responses?.onDisconnect ?? 'continue'
+        },
     gateway: given.gateway === false
       ? false
       : {

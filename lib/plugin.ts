@@ -9,6 +9,8 @@ import { requestHints } from './request-hints.js'
 import { CloseCode } from './transports/gateway/protocol.js'
 import { gatewayRoute } from './transports/gateway/route.js'
 import { LiveSockets } from './transports/live-sockets.js'
+import { responsesRoutes } from './transports/responses/route.js'
+import { ResponsesService } from './transports/responses/service.js'
 import { VERSION } from './version.js'
 import type { ResolvedSession, SessionAction, WhenMissing } from './resolver.js'
 
@@ -88,6 +90,10 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         defaultAgentId: options.defaultAgentId,
         mainKey: options.mainKey
       })
+    }
+    if (options.responses !== false) {
+      const { prefix, bodyLimit, onDisconnect } = options.responses
+      await scope.register(responsesRoutes, { prefix, gateway, service: new ResponsesService(gateway, app.log), bodyLimit, onDisconnect })
     }
     if (options.routes !== undefined) await options.routes(scope)
   }, { logSerializers })

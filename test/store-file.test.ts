@@ -176,10 +176,10 @@ t.test('a lock left by a dead process is broken; a live one is waited for, then 
 
   await writeFile(lock, String(process.pid)) // alive: this very process
   const started = Date.now()
-  await t.rejects(store.patch(MAIN, { label: 'blocked' }), { code: 'FSG_STORE_LOCK_TIMEOUT' })
+  await t.rejects(store.patch(MAIN, { label: 'blocked' }), { code: 'FSG_STORE_BUSY' })
   t.ok(Date.now() - started >= 150, 'it waited before giving up')
   await writeFile(lock, '') // being written by its owner right now
-  await t.rejects(store.patch(MAIN, { label: 'still blocked' }), { code: 'FSG_STORE_LOCK_TIMEOUT' })
+  await t.rejects(store.patch(MAIN, { label: 'still blocked' }), { code: 'FSG_STORE_BUSY' })
   await utimes(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
   await store.patch(MAIN, { label: 'stale lock broken' })
   t.equal((await store.get(MAIN))?.label, 'stale lock broken')

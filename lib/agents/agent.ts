@@ -1,4 +1,4 @@
-import type { TranscriptMessage, UserMessage, ToolResultMessage } from '../transcript.js'
+import type { TranscriptMessage } from '../transcript.js'
 
 /** A function tool offered to the agent (OpenResponses `tools[]` entries of type `function`). */
 export interface FunctionTool {
@@ -21,8 +21,8 @@ export interface AgentRequest {
   sessionId: string
   agentId: string
   runId: string
-  /** This turn's new rows: user messages and tool results, already in the transcript. */
-  input: Array<UserMessage | ToolResultMessage>
+  /** This turn's new rows (user messages, tool results, replayed assistant turns), already in the transcript. */
+  input: TranscriptMessage[]
   /** The transcript before this turn, oldest first; loaded only if the agent asks. */
   history (limit?: number): Promise<TranscriptMessage[]>
   /** The tools the agent may call on this turn (already narrowed by `allowed_tools`). */

@@ -37,8 +37,11 @@ export interface HubOptions {
 export interface SendRequest {
   sessionKey: string
   agentId: string
-  /** The turn's new rows: one or more user messages and/or tool results. */
-  input: Array<UserMessage | ToolResultMessage>
+  /**
+   * The turn's new rows: user messages and tool results, and earlier assistant turns a
+   * stateless client replays (OpenResponses input may carry the whole conversation).
+   */
+  input: TranscriptMessage[]
   /** A repeat within the TTL attaches to the first run instead of starting another. */
   idempotencyKey?: string
   /** Defaults to `idempotencyKey`, else a new UUID. */

@@ -1,5 +1,6 @@
 import { open, readFile, stat, unlink } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { StoreBusyError } from '../errors.js'
 
 // A lock file shared by every process that opens the same directory: created with
 // O_EXCL (only one creator wins), holding the owner's pid. A lock whose owner is dead,
@@ -8,12 +9,6 @@ import { setTimeout as sleep } from 'node:timers/promises'
 /** A lock older than this is abandoned, whoever holds it: no index write takes that long. */
 const STALE_MS = 30_000
 
-export class LockTimeoutError extends Error {
-  readonly code = 'FSG_STORE_LOCK_TIMEOUT'
-  constructor (path: string) {
-    super(`could not lock ${path}`)
-  }
-}
 
 /** Runs `fn` holding the lock at `path`; waits at most `timeoutMs` for it. */
 export async function withFileLock<T> (path: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
@@ -41,7 +36,7 @@ async function acquire (path: string, timeoutMs: number): Promise<void> {
       await unlink(path).catch(() => {})
       continue
     }
-    if (Date.now() > deadline) throw new LockTimeoutError(path)
+    if (Date.now() > deadline) throw new StoreBusyError(path)
     await sleep(wait + Math.random() * wait)
   }
 }

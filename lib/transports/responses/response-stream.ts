@@ -1,0 +1,240 @@
+import { randomUUID } from 'node:crypto'
+import type { SessionEvent } from '../../events.js'
+import type { AssistantMessage } from '../../transcript.js'
+import type { CreateBody } from './request.js'
+
+// One response, as OpenResponses shows it: the response object, and the stream of
+// events that builds it (the same events go out as SSE and as WebSocket-mode frames).
+// It is fed the hub's events for its run and keeps every event it produced, so a
+// client can resume from any `sequence_number`.
+
+/** An event as sent: its type and sequence number, and its JSON, made once. */
+export interface StreamEvent {
+  type: string
+  sequence_number: number
+  json: string
+}
+
+export type ResponseObject = Record<string, unknown> & { id: string, status: string, output: OutputItem[] }
+
+type OutputItem = Record<string, unknown> & { type: string, id: string, status: string }
+
+interface TextItem {
+  item: OutputItem & { content: Array<{ type: 'output_text', text: string, annotations: [], logprobs: [] }> }
+  index: number
+}
+
+type Listener = (event: StreamEvent) => void
+
+/** The fields of the response object that the request decides, with the specification's defaults. */
+export function requestFields (body: CreateBody, model: string): Record<string, unknown> {
+  const choice = body.tool_choice
+  return {
+    model,
+    previous_response_id: body.previous_response_id ?? null,
+    instructions: body.instructions ?? null,
+    tools: (body.tools ?? []).map(tool => ({
+      type: 'function',
+      name: tool.name,
+      description: tool.description ?? null,
+      parameters: tool.parameters ?? null,
+      strict: tool.strict ?? null
+    })),
+    tool_choice: choice === null || choice === undefined
+      ? 'auto'
+      : typeof choice === 'string' || choice.type === 'function'
+        ? choice
+        : { type: 'allowed_tools', tools: choice.tools, mode: choice.mode ?? 'auto' },
+    truncation: body.truncation ?? 'disabled',
+    parallel_tool_calls: body.parallel_tool_calls ?? true,
+    text: { format: body.text?.format ?? { type: 'text' }, ...(body.text?.verbosity === undefined ? {} : { verbosity: body.text.verbosity }) },
+    top_p: body.top_p ?? 1,
+    presence_penalty: body.presence_penalty ?? 0,
+    frequency_penalty: body.frequency_penalty ?? 0,
+    top_logprobs: body.top_logprobs ?? 0,
+    temperature: body.temperature ?? 1,
+    reasoning: body.reasoning == null ? null : { effort: body.reasoning.effort ?? null, summary: body.reasoning.summary ?? null },
+    max_output_tokens: body.max_output_tokens ?? null,
+    max_tool_calls: body.max_tool_calls ?? null,
+    store: body.store ?? true,
+    background: body.background ?? false,
+    service_tier: body.service_tier ?? 'default',
+    metadata: body.metadata ?? {},
+    safety_identifier: body.safety_identifier ?? null,
+    prompt_cache_key: body.prompt_cache_key ?? null
+  }
+}
+
+export class ResponseStream {
+  readonly id: string
+  readonly runId: string
+  readonly events: StreamEvent[] = []
+  readonly #base: Record<string, unknown>
+  readonly #output: OutputItem[] = []
+  readonly #listeners = new Set<Listener>()
+  #text: TextItem | undefined
+  #status = 'in_progress'
+  #completedAt: number | null = null
+  #incomplete: { reason: string } | null = null
+  #error: { code: string, message: string } | null = null
+  #usage: Record<string, unknown> | null = null
+  #finished = false
+  readonly #ended: Promise<void>
+  #end: () => void = () => {}
+
+  constructor (id: string, fields: Record<string, unknown>, createdAt = Math.floor(Date.now() / 1000)) {
+    this.id = id
+    this.runId = id
+    this.#base = { id, object: 'response', created_at: createdAt, ...fields }
+    this.#ended = new Promise(resolve => { this.#end = resolve })
+    this.#emit('response.created', { response: this.response() })
+    this.#emit('response.in_progress', { response: this.response() })
+  }
+
+  get finished (): boolean {
+    return this.#finished
+  }
+
+  /** Settles when the terminal event has been produced. */
+  async ended (): Promise<void> {
+    await this.#ended
+  }
+
+  /** The response object as it stands now, with every key of the schema. */
+  response (): ResponseObject {
+    return {
+      ...this.#base,
+      completed_at: this.#completedAt,
+      status: this.#status,
+      incomplete_details: this.#incomplete,
+      output: structuredClone(this.#output),
+      error: this.#error,
+      usage: this.#usage
+    } as unknown as ResponseObject
+  }
+
+  /** Every event after `after` (a `sequence_number`, -1 for all), then the live ones until the end. */
+  subscribe (after: number, listener: Listener, onEnd: () => void): () => void {
+    for (const event of this.events) if (event.sequence_number > after) listener(event)
+    if (this.#finished) {
+      onEnd()
+      return () => {}
+    }
+    const live: Listener = event => listener(event)
+    this.#listeners.add(live)
+    void this.#ended.then(() => {
+      if (this.#listeners.delete(live)) onEnd()
+    })
+    return () => { this.#listeners.delete(live) }
+  }
+
+  /** Takes one of the hub's events for this response's run. */
+  onHubEvent (event: SessionEvent): void {
+    if (this.#finished || !('runId' in event) || event.runId !== this.runId) return
+    switch (event.type) {
+      case 'run.delta':
+        this.#delta(event.delta)
+        return
+      case 'run.tool_call': {
+        this.#closeText('completed')
+        const call = event.call
+        const item: OutputItem = { type: 'function_call', id: `fc_${hex()}`, call_id: call.id, name: call.name, arguments: '', status: 'in_progress' }
+        const index = this.#output.push(item) - 1
+        const args = JSON.stringify(call.arguments)
+        this.#emit('response.output_item.added', { output_index: index, item: { ...item } })
+        this.#emit('response.function_call_arguments.delta', { item_id: item.id, output_index: index, delta: args })
+        item.arguments = args
+        item.status = 'completed'
+        this.#emit('response.function_call_arguments.done', { item_id: item.id, output_index: index, arguments: args })
+        this.#emit('response.output_item.done', { output_index: index, item: { ...item } })
+        return
+      }
+      case 'run.finished':
+        this.#finish(event.state, event.entry.message, event.error)
+    }
+  }
+
+  #delta (delta: string): void {
+    let text = this.#text
+    if (text === undefined) {
+      const item = { type: 'message', id: `msg_${hex()}`, status: 'in_progress', role: 'assistant', content: [] } as unknown as TextItem['item']
+      const index = this.#output.push(item) - 1
+      this.#emit('response.output_item.added', { output_index: index, item: structuredClone(item) })
+      const part = { type: 'output_text' as const, text: '', annotations: [] as [], logprobs: [] as [] }
+      item.content.push(part)
+      this.#emit('response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part: { ...part } })
+      text = this.#text = { item, index }
+    }
+    const part = text.item.content[0] as TextItem['item']['content'][number]
+    part.text += delta
+    this.#emit('response.output_text.delta', { item_id: text.item.id, output_index: text.index, content_index: 0, delta, logprobs: [] })
+  }
+
+  #closeText (status: 'completed' | 'incomplete'): void {
+    const text = this.#text
+    if (text === undefined) return
+    this.#text = undefined
+    const { item, index } = text
+    const part = item.content[0] as TextItem['item']['content'][number]
+    this.#emit('response.output_text.done', { item_id: item.id, output_index: index, content_index: 0, text: part.text, logprobs: [] })
+    this.#emit('response.content_part.done', { item_id: item.id, output_index: index, content_index: 0, part: { ...part } })
+    item.status = status
+    this.#emit('response.output_item.done', { output_index: index, item: structuredClone(item) })
+  }
+
+  #finish (state: 'final' | 'aborted' | 'error', message: AssistantMessage, error: { code: string, message: string } | undefined): void {
+    const usage = message.usage
+    if (usage !== undefined) {
+      this.#usage = {
+        input_tokens: usage.input,
+        output_tokens: usage.output,
+        total_tokens: usage.totalTokens,
+        input_tokens_details: { cached_tokens: 0 },
+        output_tokens_details: { reasoning_tokens: 0 }
+      }
+    }
+    let terminal: string
+    if (state === 'final' && message.stopReason !== 'length') {
+      this.#closeText('completed')
+      this.#status = 'completed'
+      this.#completedAt = Math.floor(Date.now() / 1000)
+      terminal = 'response.completed'
+    } else if (state !== 'error') {
+      this.#closeText('incomplete')
+      this.#status = 'incomplete'
+      this.#incomplete = { reason: state === 'final' ? 'max_output_tokens' : abortReason(error?.code) }
+      terminal = 'response.incomplete'
+    } else {
+      this.#closeText('incomplete')
+      this.#status = 'failed'
+      const code = (error?.code ?? 'FSG_AGENT_FAILED').replace(/^FSG_/, '').toLowerCase()
+      const text = error?.message ?? message.errorMessage ?? 'the turn failed'
+      this.#error = { code, message: text }
+      this.#emit('error', { error: { type: 'server_error', code, message: text, param: null } })
+      terminal = 'response.failed'
+    }
+    this.#emit(terminal, { response: this.response() })
+    this.#finished = true
+    this.#end()
+  }
+
+  #emit (type: string, fields: Record<string, unknown>): void {
+    const sequence_number = this.events.length
+    const event: StreamEvent = { type, sequence_number, json: JSON.stringify({ type, sequence_number, ...fields }) }
+    this.events.push(event)
+    for (const listener of this.#listeners) listener(event)
+  }
+}
+
+/** Why an aborted run stopped, as an `incomplete_details.reason`. */
+function abortReason (code: string | undefined): string {
+  switch (code) {
+    case 'FSG_GATEWAY_CLOSED': return 'interrupted'
+    case 'FSG_SESSION_RESET': return 'session_reset'
+    default: return 'cancelled'
+  }
+}
+
+function hex (): string {
+  return randomUUID().replaceAll('-', '')
+}

@@ -1,0 +1,160 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { Principal } from '../../auth.js'
+import type { SessionGateway } from '../../gateway.js'
+import { requestHints } from '../../request-hints.js'
+import { encodeCompaction } from './compaction.js'
+import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
+import { translateInput } from './input.js'
+import { parseCreateBody } from './request.js'
+import type { StreamEvent } from './response-stream.js'
+import { ResponsesService, storedEvents, type LiveResponse } from './service.js'
+
+export interface ResponsesRouteOptions {
+  gateway: SessionGateway
+  service: ResponsesService
+  prefix: string
+  bodyLimit: number
+  onDisconnect: 'continue' | 'abort'
+}
+
+const SESSION_HEADER = 'x-openclaw-session-key'
+const COMPACT_FIELDS = new Set(['model', 'input', 'previous_response_id', 'instructions', 'prompt_cache_key'])
+
+/**
+ * The OpenResponses HTTP API: `POST /responses` (JSON or SSE), `POST /responses/compact`,
+ * and, beyond the specification, `GET /responses/:id` (with `?stream=true&starting_after=N`
+ * to resume a stream) and `POST /responses/:id/cancel`. Every error is OpenResponses'
+ * `{"error":{…}}`, whichever layer raised it (authentication, body parsing, the resolver).
+ */
+export async function responsesRoutes (scope: FastifyInstance, options: ResponsesRouteOptions): Promise<void> {
+  const { gateway, service, bodyLimit, onDisconnect } = options
+
+  scope.setErrorHandler(function responsesError (err, request, reply) {
+    const error = toResponsesError(err, request.log)
+    void reply.code(error.status).send({ error: error.body })
+  })
+
+  // The resolver runs inside the handler here: `previous_response_id` can decide the session.
+  const config = { sessionGateway: { session: 'none' as const } }
+
+  scope.post('/responses', { bodyLimit, config }, async (request, reply) => {
+    const body = parseCreateBody(request.body)
+    const principal = request.gatewayPrincipal as Principal
+    const live = await service.create(body, principal, requestHints(request))
+    if (onDisconnect === 'abort') {
+      reply.raw.once('close', () => {
+        if (!live.stream.finished) void gateway.abort(live.sessionKey, live.id).catch(() => {})
+      })
+    }
+    if (body.stream === true) return streamEvents(reply, live.sessionKey, subscriber(live, -1))
+    await live.stream.ended()
+    return await reply.header(SESSION_HEADER, live.sessionKey).send(live.stream.response())
+  })
+
+  scope.post('/responses/compact', { bodyLimit, config }, async (request, reply) => {
+    const body = request.body as Record<string, unknown> | null
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidParam('body', 'The request body must be a JSON object.', 'invalid_type')
+    const unknown = Object.keys(body).find(name => !COMPACT_FIELDS.has(name))
+    if (unknown !== undefined) throw invalidParam(unknown, `Unknown parameter: '${unknown}'.`, 'unknown_parameter')
+    if (typeof body.model !== 'string' || body.model === '') throw invalidParam('model', "Missing required parameter: 'model'.", 'missing_required_parameter')
+    const parsed = parseCreateBody(body)
+    const principal = request.gatewayPrincipal as Principal
+    // The conversation so far: the previous response's session, then this input.
+    const earlier = parsed.previous_response_id == null ? [] : await service.conversation(parsed.previous_response_id, principal)
+    const { messages } = translateInput(parsed.input, () => 'unknown')
+    const conversation = [...earlier, ...messages]
+    const kept = conversation.filter(message => message.role === 'user')
+    const created = Math.floor(Date.now() / 1000)
+    const words = (text: string): number => text.match(/\S+/g)?.length ?? 0
+    const inputTokens = conversation.reduce((sum, message) => sum + words(JSON.stringify(message.content)), 0)
+    return await reply.send({
+      id: `resp_${randomUUID().replaceAll('-', '')}`,
+      object: 'response.compaction',
+      created_at: created,
+      output: [
+        ...kept.map(message => ({
+          type: 'message',
+          id: `msg_${randomUUID().replaceAll('-', '')}`,
+          status: 'completed',
+          role: 'user',
+          content: message.content.flatMap(part => part.type === 'text' ? [{ type: 'input_text', text: part.text }] : [])
+        })),
+        { type: 'compaction', id: `cmp_${randomUUID().replaceAll('-', '')}`, encrypted_content: encodeCompaction(conversation) }
+      ],
+      usage: {
+        input_tokens: inputTokens,
+        input_tokens_details: { cached_tokens: 0 },
+        output_tokens: 0,
+        output_tokens_details: { reasoning_tokens: 0 },
+        total_tokens: inputTokens
+      }
+    })
+  })
+
+  scope.get<{ Params: { id: string }, Querystring: { stream?: string, starting_after?: string } }>('/responses/:id', { config }, async (request, reply) => {
+    const principal = request.gatewayPrincipal as Principal
+    const { live, record } = await service.find(request.params.id, principal)
+    const sessionKey = live?.sessionKey ?? (record?.sessionKey as string)
+    if (request.query.stream !== 'true') {
+      return await reply.header(SESSION_HEADER, sessionKey).send(live === undefined ? record?.response : live.stream.response())
+    }
+    const after = startingAfter(request.query.starting_after)
+    if (live !== undefined) return streamEvents(reply, sessionKey, subscriber(live, after))
+    const events = storedEvents(record as NonNullable<typeof record>).filter(event => event.sequence_number > after)
+    return streamEvents(reply, sessionKey, (send, end) => {
+      for (const event of events) send(event)
+      end()
+      return () => {}
+    })
+  })
+
+  scope.post<{ Params: { id: string } }>('/responses/:id/cancel', { config }, async (request, reply) => {
+    const principal = request.gatewayPrincipal as Principal
+    const response = await service.cancel(request.params.id, principal)
+    return await reply.send(response)
+  })
+}
+
+type Subscribe = (send: (event: StreamEvent) => void, end: () => void) => () => void
+
+function subscriber (live: LiveResponse, after: number): Subscribe {
+  return (send, end) => live.stream.subscribe(after, send, end)
+}
+
+/**
+ * Answers with Server-Sent Events: one write per event (`event:` is the JSON's `type`,
+ * the data one line), and `data: [DONE]` at the end. A client that leaves stops
+ * the writing, not the turn.
+ */
+function streamEvents (reply: FastifyReply, sessionKey: string, subscribe: Subscribe): FastifyReply {
+  reply.hijack()
+  const raw = reply.raw
+  raw.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+    [SESSION_HEADER]: sessionKey
+  })
+  let open = true
+  const stop = subscribe(
+    event => { if (open) raw.write(`event: ${event.type}\ndata: ${event.json}\n\n`) },
+    () => {
+      if (!open) return
+      open = false
+      raw.end('data: [DONE]\n\n')
+    }
+  )
+  raw.once('close', () => {
+    open = false
+    stop()
+  })
+  return reply
+}
+
+function startingAfter (value: string | undefined): number {
+  if (value === undefined) return -1
+  if (!/^\d{1,9}$/.test(value)) throw new ResponsesError(400, "'starting_after' must be a sequence number (a non-negative integer).", { param: 'starting_after', code: 'invalid_value' })
+  return Number(value)
+}

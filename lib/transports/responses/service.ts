@@ -1,0 +1,207 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Principal } from '../../auth.js'
+import { SessionNotFoundError } from '../../errors.js'
+import type { SessionGateway } from '../../gateway.js'
+import type { ResolvedSession, SessionHints } from '../../resolver.js'
+import type { TranscriptMessage } from '../../transcript.js'
+import { invalidParam, previousResponseNotFound, responseNotFound } from './errors.js'
+import { toolCallNames, toolsFor, translateInput } from './input.js'
+import type { CreateBody } from './request.js'
+import { requestFields, ResponseStream, type ResponseObject, type StreamEvent } from './response-stream.js'
+
+// What the OpenResponses transports (HTTP, its SSE, and its WebSocket mode) share: a
+// request becomes a turn on a session, through the one resolver and the hub; the turn
+// becomes a response object and its event stream. Responses live here while they run,
+// and in the store (records of kind `response`) once they are done.
+
+const RECORD_KIND = 'response'
+/** How much of a session's history is searched for the call a `function_call_output` answers. */
+const CALL_LOOKUP_ROWS = 500
+
+/** What the store keeps of a finished response. */
+export interface ResponseRecord {
+  v: 1
+  principal: string
+  sessionKey: string
+  agentId: string
+  response: ResponseObject
+  /** Every event of its stream, as sent, so a stream can be resumed after the fact. */
+  events: string[]
+}
+
+/** A response this process is running or has just finished. */
+export interface LiveResponse {
+  id: string
+  sessionKey: string
+  agentId: string
+  principal: string
+  stream: ResponseStream
+}
+
+/** Where a response's session comes from when it continues an earlier one. */
+export interface PreviousResponse {
+  sessionKey: string
+  agentId: string
+}
+
+export interface CreateOptions {
+  /** Looks up `previous_response_id` somewhere else first (WebSocket mode's connection cache). */
+  previous?: (id: string) => PreviousResponse | undefined
+}
+
+export class ResponsesService {
+  readonly #gateway: SessionGateway
+  readonly #logger: FastifyBaseLogger
+  readonly #live = new Map<string, LiveResponse>()
+
+  constructor (gateway: SessionGateway, logger: FastifyBaseLogger) {
+    this.#gateway = gateway
+    this.#logger = logger
+  }
+
+  /**
+   * Starts a response: the session from `previous_response_id` or the hints (a fresh one
+   * when they name none), the input as transcript rows, then a turn on the hub. Resolves
+   * once the input is durable; the stream has `response.created` by then.
+   */
+  async create (body: CreateBody, principal: Principal, hints: SessionHints, options: CreateOptions = {}): Promise<LiveResponse> {
+    if (body.background === true) throw invalidParam('background', 'Background responses are not supported here; stream instead, and resume with GET if the connection drops.', 'unsupported_value')
+    const session = await this.#session(body, principal, hints, options)
+    const input = await this.#input(body, session.sessionKey)
+    const { tools, toolChoice } = toolsFor(body.tools ?? [], body.tool_choice)
+    const id = `resp_${randomUUID().replaceAll('-', '')}`
+    const stream = new ResponseStream(id, requestFields(body, body.model ?? `openclaw/${session.agentId}`))
+
+    // Listen before sending, so not one event of the run can slip by.
+    const subscription = await this.#gateway.subscribe(session.sessionKey, {}, event => stream.onHubEvent(event))
+    subscription.start()
+    try {
+      await this.#gateway.send({
+        sessionKey: session.sessionKey,
+        agentId: session.agentId,
+        runId: id,
+        input: input.messages,
+        tools,
+        toolChoice,
+        ...(session.model === undefined ? {} : { model: session.model }),
+        ...(input.instructions === undefined ? {} : { instructions: input.instructions }),
+        ...(body.max_output_tokens == null ? {} : { maxOutputTokens: body.max_output_tokens }),
+        metadata: body.metadata ?? {}
+      })
+    } catch (err) {
+      subscription.unsubscribe()
+      throw err
+    }
+    const live: LiveResponse = { id, sessionKey: session.sessionKey, agentId: session.agentId, principal: principal.id, stream }
+    this.#live.set(id, live)
+    void stream.ended().then(async () => {
+      subscription.unsubscribe()
+      if (body.store !== false) await this.#keep(live)
+    }).catch(err => {
+      this.#logger.error({ err, responseId: id }, 'session gateway: a response could not be stored')
+    }).finally(() => this.#live.delete(id))
+    return live
+  }
+
+  /** A response the principal may see: running here, or stored. */
+  async find (id: string, principal: Principal): Promise<{ live?: LiveResponse, record?: ResponseRecord }> {
+    const live = this.#live.get(id)
+    if (live !== undefined) {
+      if (live.principal !== principal.id) throw responseNotFound(id)
+      return { live }
+    }
+    const record = await this.#record(id)
+    // Someone else's response is not there, as far as this caller can tell.
+    if (record === undefined || record.principal !== principal.id) throw responseNotFound(id)
+    return { record }
+  }
+
+  /** Stops a running response (whatever transport started it) and answers its final object. */
+  async cancel (id: string, principal: Principal): Promise<ResponseObject> {
+    const { live, record } = await this.find(id, principal)
+    if (live === undefined) return (record as ResponseRecord).response
+    await this.#gateway.abort(live.sessionKey, live.id)
+    await live.stream.ended()
+    return live.stream.response()
+  }
+
+  /** The transcript of the session an earlier response belongs to (for compaction). */
+  async conversation (previousId: string, principal: Principal): Promise<TranscriptMessage[]> {
+    const previous = await this.#previous(previousId, principal)
+    if (previous === undefined) throw previousResponseNotFound(previousId)
+    await this.#gateway.resolve({ sessionKey: previous.sessionKey }, principal, 'read')
+    return await this.#recentMessages(previous.sessionKey)
+  }
+
+  async #session (body: CreateBody, principal: Principal, hints: SessionHints, options: CreateOptions): Promise<ResolvedSession> {
+    const previousId = body.previous_response_id
+    if (previousId === undefined || previousId === null) return await this.#gateway.resolve(hints, principal, 'write', 'fresh')
+    const previous = options.previous?.(previousId) ?? await this.#previous(previousId, principal)
+    if (previous === undefined) throw previousResponseNotFound(previousId)
+    const session = await this.#gateway.resolve({ sessionKey: previous.sessionKey, agentId: hints.agentId ?? previous.agentId }, principal, 'write')
+    if (hints.sessionKey !== undefined) {
+      const named = await this.#gateway.resolve(hints, principal, 'write')
+      if (named.sessionKey !== session.sessionKey) {
+        throw invalidParam('previous_response_id', `The previous response belongs to session '${session.sessionKey}', not to '${named.sessionKey}'.`, 'session_mismatch')
+      }
+    }
+    return { ...session, ...(hints.model === undefined ? {} : { model: hints.model }) }
+  }
+
+  async #previous (id: string, principal: Principal): Promise<PreviousResponse | undefined> {
+    const live = this.#live.get(id)
+    const found = live ?? await this.#record(id)
+    // Only the principal that created a response may continue it; to anyone else it does not exist.
+    return found === undefined || found.principal !== principal.id ? undefined : { sessionKey: found.sessionKey, agentId: found.agentId }
+  }
+
+  async #input (body: CreateBody, sessionKey: string): Promise<{ messages: TranscriptMessage[], instructions?: string }> {
+    let names: Map<string, string> | undefined
+    if (Array.isArray(body.input) && body.input.some(item => (item as { type?: unknown }).type === 'function_call_output')) {
+      names = toolCallNames(await this.#recentMessages(sessionKey))
+    }
+    const translated = translateInput(body.input, callId => names?.get(callId))
+    if (translated.messages.length === 0) {
+      throw invalidParam('input', 'The input needs at least one message or function call output.', body.input == null ? 'missing_required_parameter' : 'invalid_value')
+    }
+    const instructions = [body.instructions, ...translated.instructions].filter(text => typeof text === 'string' && text !== '').join('\n\n')
+    return instructions === '' ? { messages: translated.messages } : { messages: translated.messages, instructions }
+  }
+
+  async #recentMessages (sessionKey: string): Promise<TranscriptMessage[]> {
+    try {
+      const { entries } = await this.#gateway.history(sessionKey, { limit: CALL_LOOKUP_ROWS })
+      return entries.flatMap(entry => entry.message === undefined ? [] : [entry.message])
+    } catch (err) {
+      if (err instanceof SessionNotFoundError) return []
+      throw err
+    }
+  }
+
+  async #record (id: string): Promise<ResponseRecord | undefined> {
+    if (!/^resp_[A-Za-z0-9]{1,123}$/.test(id)) return undefined
+    const record = await this.#gateway.store.getRecord(RECORD_KIND, id) as ResponseRecord | undefined
+    return record?.v === 1 ? record : undefined
+  }
+
+  async #keep (live: LiveResponse): Promise<void> {
+    const record: ResponseRecord = {
+      v: 1,
+      principal: live.principal,
+      sessionKey: live.sessionKey,
+      agentId: live.agentId,
+      response: live.stream.response(),
+      events: live.stream.events.map(event => event.json)
+    }
+    await this.#gateway.store.putRecord(RECORD_KIND, live.id, record)
+  }
+}
+
+/** A stored response's events, for a resumed stream. */
+export function storedEvents (record: ResponseRecord): StreamEvent[] {
+  return record.events.map(json => {
+    const { type, sequence_number: sequenceNumber } = JSON.parse(json) as { type: string, sequence_number: number }
+    return { type, sequence_number: sequenceNumber, json }
+  })
+}
