@@ -15,14 +15,14 @@ export class ResponsesError extends Error {
   readonly status: number
   readonly body: ErrorObject
 
-  constructor (status: number, message: string, options: { param?: string | null, code?: string | null, type?: string, extra?: Record<string, unknown> } = {}) {
+  constructor (status: number, message: string, options: { code: string, param?: string | null, extra?: Record<string, unknown> }) {
     super(message)
     this.status = status
     this.body = {
       message,
-      type: options.type ?? errorType(status),
+      type: errorType(status),
       param: options.param ?? null,
-      code: options.code ?? null,
+      code: options.code,
       ...options.extra
     }
   }
@@ -58,20 +58,22 @@ export function toResponsesError (err: unknown, logger: FastifyBaseLogger): Resp
   }
   const fastify = err as { statusCode?: unknown, code?: unknown, message?: unknown }
   if (typeof fastify.statusCode === 'number' && fastify.statusCode >= 400 && fastify.statusCode < 500) {
-    return new ResponsesError(fastify.statusCode, String(fastify.message), { code: fastifyCode(fastify.code, fastify.statusCode) })
+    return new ResponsesError(fastify.statusCode, String(fastify.message), { code: fastifyCode(fastify.code) })
   }
   logger.error({ err }, 'session gateway: an OpenResponses request failed')
   return new ResponsesError(500, 'The server had an error while processing your request.', { code: 'server_error' })
 }
 
-function fastifyCode (code: unknown, status: number): string {
-  switch (code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE': return 'request_too_large'
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return 'unsupported_media_type'
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-    case 'FST_ERR_CTP_INVALID_JSON_BODY': return 'invalid_json'
-    default: return status === 400 ? 'invalid_json' : typeof code === 'string' ? code.toLowerCase() : 'invalid_request'
-  }
+// Fastify's own refusals, in the words OpenAI-style clients know.
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'request_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json'
+}
+
+function fastifyCode (code: unknown): string {
+  return FASTIFY_CODES[String(code)] ?? 'invalid_request'
 }
 
 function errorType (status: number): string {
@@ -79,7 +81,6 @@ function errorType (status: number): string {
     case 401: return 'authentication_error'
     case 403: return 'permission_error'
     case 404: return 'not_found_error'
-    case 429: return 'rate_limit_error'
     default: return status >= 500 ? 'server_error' : 'invalid_request_error'
   }
 }

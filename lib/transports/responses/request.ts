@@ -226,5 +226,5 @@ function check (checker: TypeCheck<TSchema>, value: unknown, path: string): void
 function fieldOf (base: string, pointer: string): string {
   let field = base
   for (const segment of pointer.split('/').slice(1)) field += /^\d+$/.test(segment) ? `[${segment}]` : `${field === '' ? '' : '.'}${segment}`
-  return field === '' ? 'body' : field
+  return field
 }

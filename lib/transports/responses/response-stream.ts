@@ -207,8 +207,9 @@ export class ResponseStream {
     } else {
       this.#closeText('incomplete')
       this.#status = 'failed'
-      const code = (error?.code ?? 'FSG_AGENT_FAILED').replace(/^FSG_/, '').toLowerCase()
-      const text = error?.message ?? message.errorMessage ?? 'the turn failed'
+      // The hub always says why a run ended in error.
+      const { code: reason, message: text } = error as { code: string, message: string }
+      const code = reason.replace(/^FSG_/, '').toLowerCase()
       this.#error = { code, message: text }
       this.#emit('error', { error: { type: 'server_error', code, message: text, param: null } })
       terminal = 'response.failed'

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { Principal } from '../../auth.js'
 import type { SessionGateway } from '../../gateway.js'
 import { requestHints } from '../../request-hints.js'
+import { messageText } from '../../transcript.js'
 import { encodeCompaction } from './compaction.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
 import { translateInput } from './input.js'
@@ -66,8 +67,8 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     const conversation = [...earlier, ...messages]
     const kept = conversation.filter(message => message.role === 'user')
     const created = Math.floor(Date.now() / 1000)
-    const words = (text: string): number => text.match(/\S+/g)?.length ?? 0
-    const inputTokens = conversation.reduce((sum, message) => sum + words(JSON.stringify(message.content)), 0)
+    // A rough count, in words: there is no tokenizer here, and the digest is not model output.
+    const inputTokens = conversation.reduce((sum, message) => sum + messageText(message).split(/\s+/).filter(Boolean).length, 0)
     return await reply.send({
       id: `resp_${randomUUID().replaceAll('-', '')}`,
       object: 'response.compaction',
@@ -141,7 +142,7 @@ function streamEvents (reply: FastifyReply, sessionKey: string, subscribe: Subsc
   const stop = subscribe(
     event => { if (open) raw.write(`event: ${event.type}\ndata: ${event.json}\n\n`) },
     () => {
-      if (!open) return
+      // Never after a close: closing unsubscribes, and only a subscriber is told the end.
       open = false
       raw.end('data: [DONE]\n\n')
     }
