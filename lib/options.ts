@@ -55,6 +55,10 @@ export interface ResponsesOptions {
    * turn finish and land in the transcript, to be read or resumed later; `abort` stops it.
    */
   onDisconnect?: 'continue' | 'abort'
+  /** OpenResponses' WebSocket mode on the same path (`GET <prefix>/responses`, upgraded). Default true. */
+  websocket?: boolean
+  /** How long a WebSocket-mode connection may live before it is told `websocket_connection_limit_reached`. Default 3600000 (60 minutes). */
+  websocketMaxAgeMs?: number
 }
 
 export interface GatewayProtocolOptions {
@@ -107,9 +111,11 @@ const OptionsSchema = Type.Object({
   responses: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     prefix: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9._~-]+)*$' })),
     bodyLimit: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_073_741_824 })),
-    onDisconnect: Type.Optional(Type.Union([Type.Literal('continue'), Type.Literal('abort')]))
+    onDisconnect: Type.Optional(Type.Union([Type.Literal('continue'), Type.Literal('abort')])),
+    websocket: Type.Optional(Type.Boolean()),
+    websocketMaxAgeMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 2_147_483_647 }))
   }, { additionalProperties: false })], {
-    expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort" }'
+    expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort", websocket: boolean, websocketMaxAgeMs: ≥10 }'
   }))
 }, { additionalProperties: false })
 
@@ -153,7 +159,9 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
       : {
           prefix: given.responses?.prefix ?? '/v1',
           bodyLimit: given.responses?.bodyLimit ?? maxPayload,
-          onDisconnect: given.responses?.onDisconnect ?? 'continue'
+          onDisconnect: given.responses?.onDisconnect ?? 'continue',
+          websocket: given.responses?.websocket ?? true,
+          websocketMaxAgeMs: given.responses?.websocketMaxAgeMs ?? 3_600_000
         },
     gateway: given.gateway === false
       ? false

@@ -92,8 +92,13 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
       })
     }
     if (options.responses !== false) {
-      const { prefix, bodyLimit, onDisconnect } = options.responses
-      await scope.register(responsesRoutes, { prefix, gateway, service: new ResponsesService(gateway, app.log), bodyLimit, onDisconnect })
+      await scope.register(responsesRoutes, {
+        ...options.responses,
+        gateway,
+        service: new ResponsesService(gateway, app.log),
+        sockets,
+        maxPayload: options.maxPayload
+      })
     }
     if (options.routes !== undefined) await options.routes(scope)
   }, { logSerializers })

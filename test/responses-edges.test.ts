@@ -27,7 +27,8 @@ t.test('the response stream on its own: fed hub events, it can be replayed whole
   stream.onHubEvent({ ...base, seq: 6, type: 'run.delta', runId: 'resp_unit', delta: 'late', text: 'hilate' })
   const replayed: string[] = []
   let ended = false
-  stream.subscribe(-1, event => replayed.push(event.type), () => { ended = true })
+  const stop = stream.subscribe(-1, event => replayed.push(event.type), () => { ended = true })
+  stop() // nothing left to stop: harmless
   t.same(replayed, ['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added', 'response.output_text.delta',
     'response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.completed'], 'only its own run, nothing after the end')
   t.ok(ended)

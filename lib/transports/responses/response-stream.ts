@@ -80,7 +80,7 @@ export class ResponseStream {
   #usage: Record<string, unknown> | null = null
   #finished = false
   readonly #ended: Promise<void>
-  #end: () => void = () => {}
+  #end!: () => void
 
   constructor (id: string, fields: Record<string, unknown>, createdAt = Math.floor(Date.now() / 1000)) {
     this.id = id

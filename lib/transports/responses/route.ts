@@ -10,13 +10,19 @@ import { translateInput } from './input.js'
 import { parseCreateBody } from './request.js'
 import type { StreamEvent } from './response-stream.js'
 import { ResponsesService, storedEvents, type LiveResponse } from './service.js'
+import { ResponsesConnection } from './websocket-connection.js'
+import type { LiveSockets } from '../live-sockets.js'
 
 export interface ResponsesRouteOptions {
   gateway: SessionGateway
   service: ResponsesService
+  sockets: LiveSockets
   prefix: string
   bodyLimit: number
   onDisconnect: 'continue' | 'abort'
+  websocket: boolean
+  websocketMaxAgeMs: number
+  maxPayload: number
 }
 
 const SESSION_HEADER = 'x-openclaw-session-key'
@@ -29,7 +35,7 @@ const COMPACT_FIELDS = new Set(['model', 'input', 'previous_response_id', 'instr
  * `{"error":{…}}`, whichever layer raised it (authentication, body parsing, the resolver).
  */
 export async function responsesRoutes (scope: FastifyInstance, options: ResponsesRouteOptions): Promise<void> {
-  const { gateway, service, bodyLimit, onDisconnect } = options
+  const { gateway, service, bodyLimit, onDisconnect, sockets } = options
 
   scope.setErrorHandler(function responsesError (err, request, reply) {
     const error = toResponsesError(err, request.log)
@@ -52,6 +58,29 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     await live.stream.ended()
     return await reply.header(SESSION_HEADER, live.sessionKey).send(live.stream.response())
   })
+
+  if (options.websocket) {
+    // WebSocket mode, on the same path: the thin adapter between the socket and the protocol core.
+    scope.get('/responses', { websocket: true, config }, (socket, request) => {
+      const { sessionKey, agentId } = requestHints(request)
+      const connection = new ResponsesConnection(socket, {
+        service,
+        principal: request.gatewayPrincipal as Principal,
+        hints: { sessionKey, agentId },
+        maxAgeMs: options.websocketMaxAgeMs,
+        maxPayload: options.maxPayload,
+        logger: request.log
+      })
+      // Listeners first, synchronously: a listener added later would miss the first frames.
+      socket.on('message', (data: Buffer, isBinary: boolean) => connection.receive(data, isBinary))
+      socket.on('error', err => request.log.warn({ err }, 'session gateway: responses socket error'))
+      socket.on('close', () => {
+        sockets.delete(connection)
+        connection.dispose()
+      })
+      sockets.add(connection)
+    })
+  }
 
   scope.post('/responses/compact', { bodyLimit, config }, async (request, reply) => {
     const body = request.body as Record<string, unknown> | null

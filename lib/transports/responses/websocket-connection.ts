@@ -1,0 +1,146 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Principal } from '../../auth.js'
+import type { SessionHints } from '../../resolver.js'
+import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
+import { parseCreateBody, type CreateBody } from './request.js'
+import type { PreviousResponse, ResponsesService } from './service.js'
+
+// OpenResponses' WebSocket mode, as a protocol core that knows no socket library: feed
+// it frames with `receive()`, it writes through `{ send, close }`. A client sends
+// `{"type":"response.create", ...body}`; the answer is the same events as the SSE
+// stream, one JSON text frame each. Responses on one connection run one at a time.
+
+export interface ResponsesSocket {
+  send (text: string): void
+  close (code: number, reason: string): void
+}
+
+export interface ResponsesConnectionContext {
+  service: ResponsesService
+  principal: Principal
+  /** The session hints of the upgrade request (header or query). */
+  hints: SessionHints
+  /** How long the connection may live; past it, the client is told and the socket closed. */
+  maxAgeMs: number
+  maxPayload: number
+  logger: FastifyBaseLogger
+}
+
+// What OpenAI's WebSocket mode answers when a connection has lived too long.
+const LIMIT_CODE = 'websocket_connection_limit_reached'
+const CLIENT_ONLY = ['stream', 'stream_options', 'background'] as const
+
+export class ResponsesConnection {
+  readonly #socket: ResponsesSocket
+  readonly #context: ResponsesConnectionContext
+  /** Responses made on this connection, by id: a continuation works even with `store: false`. */
+  readonly #cache = new Map<string, PreviousResponse>()
+  /** The frames waiting for the response before them to finish. */
+  #queue: Promise<void> = Promise.resolve()
+  #running = 0
+  #expired = false
+  #closed = false
+  readonly #ageTimer: NodeJS.Timeout
+
+  constructor (socket: ResponsesSocket, context: ResponsesConnectionContext) {
+    this.#socket = socket
+    this.#context = context
+    this.#ageTimer = setTimeout(() => this.#expire(), context.maxAgeMs)
+    this.#ageTimer.unref()
+  }
+
+  /** Takes one frame. Never throws: every problem becomes an error frame or a close. */
+  receive (data: Buffer | string, isBinary: boolean): void {
+    if (this.#closed) return
+    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length
+    if (size > this.#context.maxPayload) return this.close(1009, 'frame too large')
+    if (this.#expired) return this.#limitReached()
+    // Answers keep the order of the frames: an error for the second frame comes after the first response.
+    let task: () => Promise<void>
+    try {
+      const body = this.#createBody(data, isBinary)
+      task = async () => await this.#respond(body)
+    } catch (err) {
+      task = async () => this.#error(err)
+    }
+    this.#running++
+    this.#queue = this.#queue.then(task).finally(() => {
+      this.#running--
+      if (this.#expired && this.#running === 0) this.#limitReached()
+    })
+  }
+
+  close (code: number, reason: string): void {
+    if (this.#closed) return
+    this.dispose()
+    this.#socket.close(code, reason)
+  }
+
+  /** The socket is gone. Running responses go on (the transcript keeps them). */
+  dispose (): void {
+    this.#closed = true
+    clearTimeout(this.#ageTimer)
+  }
+
+  #createBody (data: Buffer | string, isBinary: boolean): CreateBody {
+    if (isBinary) throw invalidParam('type', 'Binary frames are not part of this protocol; send JSON text.', 'invalid_frame')
+    let frame: unknown
+    try {
+      frame = JSON.parse(String(data))
+    } catch {
+      throw new ResponsesError(400, 'The frame is not valid JSON.', { code: 'invalid_json' })
+    }
+    const type = (frame as { type?: unknown } | null)?.type
+    if (type !== 'response.create') {
+      throw invalidParam('type', `Unsupported client event type ${JSON.stringify(type)}: send "response.create".`, 'unknown_event_type')
+    }
+    for (const field of CLIENT_ONLY) {
+      if (field in (frame as object)) throw invalidParam(field, `'${field}' is not allowed in WebSocket mode: every response streams.`, 'unsupported_parameter')
+    }
+    return parseCreateBody(frame, ['type'])
+  }
+
+  async #respond (body: CreateBody): Promise<void> {
+    if (this.#closed) return
+    const { service, principal, hints } = this.#context
+    const previous = body.previous_response_id ?? undefined
+    try {
+      const live = await service.create(body, principal, { ...hints, user: body.user ?? undefined, model: body.model ?? undefined }, {
+        previous: id => this.#cache.get(id)
+      })
+      this.#cache.set(live.id, { sessionKey: live.sessionKey, agentId: live.agentId })
+      await new Promise<void>(resolve => live.stream.subscribe(-1, event => this.#send(event.json), resolve))
+      // A continuation that failed is not one to build on: forget what it referenced.
+      if (live.stream.response().status === 'failed' && previous !== undefined) this.#cache.delete(previous)
+    } catch (err) {
+      if (previous !== undefined) this.#cache.delete(previous)
+      this.#error(err)
+    }
+  }
+
+  #error (err: unknown): void {
+    const error = toResponsesError(err, this.#context.logger)
+    this.#send(JSON.stringify({ type: 'error', status: error.status, error: error.body }))
+  }
+
+  #expire (): void {
+    this.#expired = true
+    if (this.#running === 0) this.#limitReached()
+  }
+
+  #limitReached (): void {
+    const message = 'This connection has reached its time limit; open a new one to continue (continue with previous_response_id).'
+    this.#send(JSON.stringify({ type: 'error', status: 400, error: { type: 'invalid_request_error', code: LIMIT_CODE, message, param: null } }))
+    this.close(1000, LIMIT_CODE)
+  }
+
+  #send (text: string): void {
+    if (this.#closed) return
+    try {
+      this.#socket.send(text)
+    } catch (err) {
+      this.#context.logger.warn({ err }, 'session gateway: a responses frame could not be sent')
+      this.close(1011, 'send failed')
+    }
+  }
+}
