@@ -127,6 +127,7 @@ t.test('keys and ids never make the store touch a path outside its directory', a
   await t.rejects(store.putRecord('response', '../../escape', {}), { code: 'FSG_INVALID_INPUT' })
   await t.rejects(store.getRecord('response', 'a\u0000b'), { code: 'FSG_INVALID_INPUT' })
   // An index edited by hand (or by someone hostile) cannot lead us outside either.
+  await store.close() // let the index writes that follow the appends land before editing by hand
   const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
   const edited = JSON.parse(await readFile(index, 'utf8'))
   edited['agent:main:../../escape'].gatewayGenerations = ['../../../../victim']
