@@ -1,7 +1,9 @@
 // `npm run bench`: every benchmark, each against a baseline measured in the same run,
 // on 127.0.0.1, servers and load generators in separate processes, all bounded in time.
 // Prints one table. ONLY=roundtrip,streaming,… runs a subset.
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ProtocolClient } from './clients/protocol-client.js'
@@ -106,6 +108,47 @@ const sections: Record<string, () => Promise<void>> = {
         goal: '100k within 2x of 1k',
         met: size === 100_000 ? figure.p50 / base.p50 <= 2 : undefined
       })
+    }
+  },
+
+  async http () {
+    // Record what our server answers, so the bare route answers exactly as many bytes.
+    const recorder = await start('bench/servers/gateway.ts', { STORE: 'memory' })
+    const post = async (body: unknown): Promise<string> => await (await fetch(`${recorder.line}/v1/responses`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer bench' },
+      body: JSON.stringify(body)
+    })).text()
+    const dir = mkdtempSync(join(tmpdir(), 'fsg-bench-http-'))
+    const input = { model: 'openclaw', input: 'hello from the benchmark' }
+    writeFileSync(join(dir, 'body.json'), await post(input))
+    writeFileSync(join(dir, 'events.txt'), await post({ ...input, stream: true }))
+    await recorder.stop()
+    try {
+      for (const stream of [false, true]) {
+        const body = JSON.stringify({ ...input, stream })
+        const measure = async (server: string, env: Record<string, string>): Promise<{ requestsPerSec: number, p99: number }> => {
+          const started = await start(server, env)
+          try {
+            return await run('bench/clients/http.ts', { URL: started.line, BODY: body, CONNECTIONS: '10', DURATION_MS: String(durationMs) })
+          } finally {
+            await started.stop()
+          }
+        }
+        const bare = await measure('bench/servers/bare-fastify.ts', { BODY_FILE: join(dir, 'body.json'), SSE_FILE: join(dir, 'events.txt') })
+        const ours = await measure('bench/servers/gateway.ts', { STORE: 'memory' })
+        const ratio = ours.requestsPerSec / bare.requestsPerSec
+        rows.push({
+          what: `HTTP POST /v1/responses, ${stream ? 'streamed (SSE)' : 'JSON'}, 10 conn, a fresh session each`,
+          ours: `${Math.round(ours.requestsPerSec)} req/s, p99 ${ours.p99} ms`,
+          baseline: `${Math.round(bare.requestsPerSec)} req/s, p99 ${bare.p99} ms (bare Fastify route, same bytes)`,
+          ratio: `×${round(ratio)}`,
+          goal: 'at least 60% of bare',
+          met: ratio >= 0.6
+        })
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   },
 

@@ -100,14 +100,17 @@ export class ResponseStream {
     await this.#ended
   }
 
-  /** The response object as it stands now, with every key of the schema. */
+  /**
+   * The response object as it stands now, with every key of the schema. A snapshot to
+   * serialize at once: while the response runs, its items go on changing.
+   */
   response (): ResponseObject {
     return {
       ...this.#base,
       completed_at: this.#completedAt,
       status: this.#status,
       incomplete_details: this.#incomplete,
-      output: structuredClone(this.#output),
+      output: [...this.#output],
       error: this.#error,
       usage: this.#usage
     } as unknown as ResponseObject
@@ -141,12 +144,12 @@ export class ResponseStream {
         const item: OutputItem = { type: 'function_call', id: `fc_${hex()}`, call_id: call.id, name: call.name, arguments: '', status: 'in_progress' }
         const index = this.#output.push(item) - 1
         const args = JSON.stringify(call.arguments)
-        this.#emit('response.output_item.added', { output_index: index, item: { ...item } })
+        this.#emit('response.output_item.added', { output_index: index, item })
         this.#emit('response.function_call_arguments.delta', { item_id: item.id, output_index: index, delta: args })
         item.arguments = args
         item.status = 'completed'
         this.#emit('response.function_call_arguments.done', { item_id: item.id, output_index: index, arguments: args })
-        this.#emit('response.output_item.done', { output_index: index, item: { ...item } })
+        this.#emit('response.output_item.done', { output_index: index, item })
         return
       }
       case 'run.finished':
@@ -159,10 +162,10 @@ export class ResponseStream {
     if (text === undefined) {
       const item = { type: 'message', id: `msg_${hex()}`, status: 'in_progress', role: 'assistant', content: [] } as unknown as TextItem['item']
       const index = this.#output.push(item) - 1
-      this.#emit('response.output_item.added', { output_index: index, item: structuredClone(item) })
+      this.#emit('response.output_item.added', { output_index: index, item })
       const part = { type: 'output_text' as const, text: '', annotations: [] as [], logprobs: [] as [] }
       item.content.push(part)
-      this.#emit('response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part: { ...part } })
+      this.#emit('response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part })
       text = this.#text = { item, index }
     }
     const part = text.item.content[0] as TextItem['item']['content'][number]
@@ -177,9 +180,9 @@ export class ResponseStream {
     const { item, index } = text
     const part = item.content[0] as TextItem['item']['content'][number]
     this.#emit('response.output_text.done', { item_id: item.id, output_index: index, content_index: 0, text: part.text, logprobs: [] })
-    this.#emit('response.content_part.done', { item_id: item.id, output_index: index, content_index: 0, part: { ...part } })
+    this.#emit('response.content_part.done', { item_id: item.id, output_index: index, content_index: 0, part })
     item.status = status
-    this.#emit('response.output_item.done', { output_index: index, item: structuredClone(item) })
+    this.#emit('response.output_item.done', { output_index: index, item })
   }
 
   #finish (state: 'final' | 'aborted' | 'error', message: AssistantMessage, error: { code: string, message: string } | undefined): void {
@@ -219,6 +222,7 @@ export class ResponseStream {
     this.#end()
   }
 
+  /** Events are serialized here, at once, so they may refer to items that change later. */
   #emit (type: string, fields: Record<string, unknown>): void {
     const sequence_number = this.events.length
     const event: StreamEvent = { type, sequence_number, json: JSON.stringify({ type, sequence_number, ...fields }) }
