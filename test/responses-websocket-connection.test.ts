@@ -64,6 +64,13 @@ t.test('the core: string frames, a queue that outlives a closed socket, a failin
   t.same(aging.socket.closed, { code: 1000, reason: 'websocket_connection_limit_reached' })
   agent.release()
 
+  const flooding = make()
+  for (let i = 0; i < 40; i++) flooding.connection.receive(JSON.stringify({ type: 'response.create', input: `flood ${i}` }), false)
+  t.equal(flooding.socket.frames.filter(f => f.error?.code === 'too_many_pending_responses').length, 8, 'past 32 waiting frames, the rest are refused at once')
+  t.match(flooding.socket.frames[0], { type: 'error', status: 429, error: { type: 'rate_limit_error' } })
+  for (let i = 0; i < 32; i++) agent.release()
+  flooding.connection.close(1000, 'done')
+
   const big = make()
   big.connection.receive(Buffer.alloc(70_000, 0x20), false)
   t.same(big.socket.closed, { code: 1009, reason: 'frame too large' }, 'the core enforces maxPayload itself (the app may allow more)')

@@ -81,6 +81,7 @@ function errorType (status: number): string {
     case 401: return 'authentication_error'
     case 403: return 'permission_error'
     case 404: return 'not_found_error'
+    case 429: return 'rate_limit_error'
     default: return status >= 500 ? 'server_error' : 'invalid_request_error'
   }
 }

@@ -29,6 +29,8 @@ export interface ResponsesConnectionContext {
 // What OpenAI's WebSocket mode answers when a connection has lived too long.
 const LIMIT_CODE = 'websocket_connection_limit_reached'
 const CLIENT_ONLY = ['stream', 'stream_options', 'background'] as const
+/** Frames a connection may have waiting for their turn; more is a client that does not wait at all. */
+const MAX_PENDING = 32
 
 export class ResponsesConnection {
   readonly #socket: ResponsesSocket
@@ -55,6 +57,9 @@ export class ResponsesConnection {
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length
     if (size > this.#context.maxPayload) return this.close(1009, 'frame too large')
     if (this.#expired) return this.#limitReached()
+    if (this.#running >= MAX_PENDING) {
+      return this.#error(new ResponsesError(429, `More than ${MAX_PENDING} responses are waiting on this connection; wait for some to finish.`, { code: 'too_many_pending_responses' }))
+    }
     // Answers keep the order of the frames: an error for the second frame comes after the first response.
     let task: () => Promise<void>
     try {
