@@ -69,7 +69,8 @@ export class ResponseStream {
   readonly id: string
   readonly runId: string
   readonly events: StreamEvent[] = []
-  readonly #base: Record<string, unknown>
+  /** The fields that never change, serialized once: `{"id":…,…,"prompt_cache_key":null` (no closing brace). */
+  readonly #baseJson: string
   readonly #output: OutputItem[] = []
   readonly #listeners = new Set<Listener>()
   #text: TextItem | undefined
@@ -85,14 +86,19 @@ export class ResponseStream {
   constructor (id: string, fields: Record<string, unknown>, createdAt = Math.floor(Date.now() / 1000)) {
     this.id = id
     this.runId = id
-    this.#base = { id, object: 'response', created_at: createdAt, ...fields }
+    this.#baseJson = JSON.stringify({ id, object: 'response', created_at: createdAt, ...fields }).slice(0, -1)
     this.#ended = new Promise(resolve => { this.#end = resolve })
-    this.#emit('response.created', { response: this.response() })
-    this.#emit('response.in_progress', { response: this.response() })
+    const response = this.responseJson()
+    this.#emitRaw('response.created', `"response":${response}`)
+    this.#emitRaw('response.in_progress', `"response":${response}`)
   }
 
   get finished (): boolean {
     return this.#finished
+  }
+
+  get status (): string {
+    return this.#status
   }
 
   /** Settles when the terminal event has been produced. */
@@ -100,20 +106,16 @@ export class ResponseStream {
     await this.#ended
   }
 
-  /**
-   * The response object as it stands now, with every key of the schema. A snapshot to
-   * serialize at once: while the response runs, its items go on changing.
-   */
+  /** The response object as it stands now, with every key of the schema. */
   response (): ResponseObject {
-    return {
-      ...this.#base,
-      completed_at: this.#completedAt,
-      status: this.#status,
-      incomplete_details: this.#incomplete,
-      output: [...this.#output],
-      error: this.#error,
-      usage: this.#usage
-    } as unknown as ResponseObject
+    return JSON.parse(this.responseJson()) as ResponseObject
+  }
+
+  /** The same, as JSON: the unchanging part was serialized once, at the start. */
+  responseJson (): string {
+    return `${this.#baseJson},"completed_at":${JSON.stringify(this.#completedAt)},"status":${JSON.stringify(this.#status)},` +
+      `"incomplete_details":${JSON.stringify(this.#incomplete)},"output":${JSON.stringify(this.#output)},` +
+      `"error":${JSON.stringify(this.#error)},"usage":${JSON.stringify(this.#usage)}}`
   }
 
   /** Every event after `after` (a `sequence_number`, -1 for all), then the live ones until the end. */
@@ -217,15 +219,20 @@ export class ResponseStream {
       this.#emit('error', { error: { type: 'server_error', code, message: text, param: null } })
       terminal = 'response.failed'
     }
-    this.#emit(terminal, { response: this.response() })
+    this.#emitRaw(terminal, `"response":${this.responseJson()}`)
     this.#finished = true
     this.#end()
   }
 
   /** Events are serialized here, at once, so they may refer to items that change later. */
   #emit (type: string, fields: Record<string, unknown>): void {
-    const sequence_number = this.events.length
-    const event: StreamEvent = { type, sequence_number, json: JSON.stringify({ type, sequence_number, ...fields }) }
+    this.#emitRaw(type, JSON.stringify(fields).slice(1, -1))
+  }
+
+  /** An event from its fields already serialized (`"name":value,…`, without braces). */
+  #emitRaw (type: string, fieldsJson: string): void {
+    const sequenceNumber = this.events.length
+    const event: StreamEvent = { type, sequence_number: sequenceNumber, json: `{"type":${JSON.stringify(type)},"sequence_number":${sequenceNumber},${fieldsJson}}` }
     this.events.push(event)
     for (const listener of this.#listeners) listener(event)
   }

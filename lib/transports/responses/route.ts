@@ -9,7 +9,7 @@ import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
 import { translateInput } from './input.js'
 import { parseCreateBody } from './request.js'
 import type { StreamEvent } from './response-stream.js'
-import { ResponsesService, storedEvents, type LiveResponse } from './service.js'
+import { ResponsesService, storedEvents, storedResponse, type LiveResponse, type ResponseRecord } from './service.js'
 import { ResponsesConnection } from './websocket-connection.js'
 import type { LiveSockets } from '../live-sockets.js'
 
@@ -56,7 +56,7 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     }
     if (body.stream === true) return streamEvents(reply, live.sessionKey, subscriber(live, -1))
     await live.stream.ended()
-    return await reply.header(SESSION_HEADER, live.sessionKey).send(live.stream.response())
+    return await reply.header(SESSION_HEADER, live.sessionKey).type('application/json; charset=utf-8').send(live.stream.responseJson())
   })
 
   if (options.websocket) {
@@ -127,7 +127,8 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     const { live, record } = await service.find(request.params.id, principal)
     const sessionKey = live?.sessionKey ?? (record?.sessionKey as string)
     if (request.query.stream !== 'true') {
-      return await reply.header(SESSION_HEADER, sessionKey).send(live === undefined ? record?.response : live.stream.response())
+      return await reply.header(SESSION_HEADER, sessionKey).type('application/json; charset=utf-8')
+        .send(live === undefined ? JSON.stringify(storedResponse(record as ResponseRecord)) : live.stream.responseJson())
     }
     const after = startingAfter(request.query.starting_after)
     if (live !== undefined) return streamEvents(reply, sessionKey, subscriber(live, after))

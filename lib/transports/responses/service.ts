@@ -25,8 +25,7 @@ export interface ResponseRecord {
   principal: string
   sessionKey: string
   agentId: string
-  response: ResponseObject
-  /** Every event of its stream, as sent, so a stream can be resumed after the fact. */
+  /** Every event of its stream, as sent, so a stream can be resumed after the fact. The last one holds the final response. */
   events: string[]
 }
 
@@ -120,7 +119,7 @@ export class ResponsesService {
   /** Stops a running response (whatever transport started it) and answers its final object. */
   async cancel (id: string, principal: Principal): Promise<ResponseObject> {
     const { live, record } = await this.find(id, principal)
-    if (live === undefined) return (record as ResponseRecord).response
+    if (live === undefined) return storedResponse(record as ResponseRecord)
     await this.#gateway.abort(live.sessionKey, live.id)
     await live.stream.ended()
     return live.stream.response()
@@ -191,11 +190,15 @@ export class ResponsesService {
       principal: live.principal,
       sessionKey: live.sessionKey,
       agentId: live.agentId,
-      response: live.stream.response(),
       events: live.stream.events.map(event => event.json)
     }
     await this.#gateway.store.putRecord(RECORD_KIND, live.id, record)
   }
+}
+
+/** A stored response's final object: the one its terminal event carries. */
+export function storedResponse (record: ResponseRecord): ResponseObject {
+  return (JSON.parse(record.events.at(-1) as string) as { response: ResponseObject }).response
 }
 
 /** A stored response's events, for a resumed stream. */

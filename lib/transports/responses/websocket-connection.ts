@@ -116,7 +116,7 @@ export class ResponsesConnection {
       this.#cache.set(live.id, { sessionKey: live.sessionKey, agentId: live.agentId })
       await new Promise<void>(resolve => live.stream.subscribe(-1, event => this.#send(event.json), resolve))
       // A continuation that failed is not one to build on: forget what it referenced.
-      if (live.stream.response().status === 'failed' && previous !== undefined) this.#cache.delete(previous)
+      if (live.stream.status === 'failed' && previous !== undefined) this.#cache.delete(previous)
     } catch (err) {
       if (previous !== undefined) this.#cache.delete(previous)
       this.#error(err)
