@@ -10,8 +10,11 @@ import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadP
  */
 export class MemoryStore implements SessionStore {
   readonly #rows = new Map<string, SessionRow>()
-  /** sessionId → the key that owns it and its entries, for every generation of a live key. */
-  readonly #transcripts = new Map<string, { key: string, entries: TranscriptEntry[] }>()
+  /**
+   * sessionId → the key that owns it and its entries, for every generation of a live key.
+   * Entries are kept as JSON: a copy nobody can change, and cheaper to make than a clone.
+   */
+  readonly #transcripts = new Map<string, { key: string, entries: string[] }>()
   readonly #records = new Map<string, string>()
 
   async get (key: string): Promise<SessionRow | undefined> {
@@ -68,8 +71,8 @@ export class MemoryStore implements SessionStore {
   async append (key: string, entries: TranscriptEntry[]): Promise<void> {
     const row = this.#rows.get(key)
     if (row === undefined) throw new SessionNotFoundError(key)
-    const transcript = this.#transcripts.get(row.sessionId)?.entries as TranscriptEntry[]
-    for (const entry of entries) transcript.push(structuredClone(entry))
+    const transcript = this.#transcripts.get(row.sessionId)?.entries as string[]
+    for (const entry of entries) transcript.push(JSON.stringify(entry))
     row.updatedAt = Date.now()
     row.preview = previewOf(entries) ?? row.preview
   }
@@ -82,7 +85,7 @@ export class MemoryStore implements SessionStore {
     const transcript = generation.entries
     const end = query.before === undefined ? transcript.length : Math.min(beforeIndex(query.before), transcript.length)
     const start = Math.max(0, end - query.limit)
-    const entries = transcript.slice(start, end).map(entry => structuredClone(entry))
+    const entries = transcript.slice(start, end).map(entry => JSON.parse(entry) as TranscriptEntry)
     return start > 0 ? { entries, before: String(start) } : { entries }
   }
 
