@@ -92,3 +92,11 @@ export function gatedAgent (outputs: (text: string) => AgentOutput[] = text => [
 export function childEnv (env: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', ...env }
 }
+
+/** `auth.verify` that accepts `Bearer <name>` for each of `names`, as the principal `{ id: name }`. */
+export function namedPrincipals (...names: string[]): (request: { headers: Record<string, unknown> }) => Promise<{ id: string } | null> {
+  return async request => {
+    const token = String(request.headers.authorization ?? '').replace(/^Bearer /, '')
+    return names.includes(token) ? { id: token } : null
+  }
+}

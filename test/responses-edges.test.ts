@@ -3,7 +3,7 @@ import t from 'tap'
 import { MemoryStore } from '../lib/index.js'
 import type { SessionEvent } from '../lib/index.js'
 import { ResponseStream, requestFields } from '../lib/transports/responses/response-stream.js'
-import { buildApp, TOKEN } from './helpers.js'
+import { buildApp, gatedAgent, namedPrincipals, TOKEN } from './helpers.js'
 import { eventProblem, parseSse, schemaProblem } from './openresponses-schema.js'
 
 const AUTH = { authorization: `Bearer ${TOKEN}` }
@@ -76,7 +76,6 @@ t.test('odd but valid input shapes; odd invalid ones name their field', async t 
 })
 
 t.test('resuming a live stream from the start, without starting_after', async t => {
-  const { gatedAgent } = await import('./helpers.js')
   const agent = gatedAgent()
   const app = await buildApp(t, { agent })
   const running = post(app, { input: 'x' }, '/v1/responses', { 'x-openclaw-session-key': 'resume-all' })
@@ -113,12 +112,8 @@ t.test('store failures: a record that cannot be kept is logged; a history that c
 })
 
 t.test('more refusals: an empty body, an unknown id, another principal\'s running response, odd arguments', async t => {
-  const { gatedAgent } = await import('./helpers.js')
   const agent = gatedAgent()
-  const verify = async (request: { headers: Record<string, unknown> }): Promise<{ id: string } | null> => {
-    const token = String(request.headers.authorization ?? '').replace(/^Bearer /, '')
-    return token === 'alice' || token === 'bob' ? { id: token } : null
-  }
+  const verify = namedPrincipals('alice', 'bob')
   const app = await buildApp(t, { agent, auth: { verify } })
   const as = (who: string): Record<string, string> => ({ authorization: `Bearer ${who}` })
   const empty = await app.inject({ method: 'POST', url: '/v1/responses', headers: { ...as('alice'), 'content-type': 'application/json' }, payload: '' })
@@ -144,7 +139,6 @@ t.test('more refusals: an empty body, an unknown id, another principal\'s runnin
 })
 
 t.test('a session reset or a gateway shutdown ends a running response incomplete, with the reason', async t => {
-  const { gatedAgent } = await import('./helpers.js')
   const agent = gatedAgent()
   const app = await buildApp(t, { agent })
   const reset = post(app, { input: 'x' }, '/v1/responses', { 'x-openclaw-session-key': 'reset-me' })

@@ -5,7 +5,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import { FileStore, MemoryStore, type Agent } from '../lib/index.js'
 import { GatewaySocket, listen } from './gateway-frames.js'
-import { buildApp, gatedAgent, TOKEN } from './helpers.js'
+import { buildApp, gatedAgent, namedPrincipals, TOKEN } from './helpers.js'
 import { parseSse, schemaProblem } from './openresponses-schema.js'
 
 const AUTH = { authorization: `Bearer ${TOKEN}` }
@@ -230,10 +230,7 @@ t.test('a run that fails mid-stream: an error event, then response.failed', asyn
 t.test('previous_response_id: the same session, across a restart, and only for its owner', async t => {
   const dir = await mkdtemp(join(tmpdir(), 'fsg-responses-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const verify = async (request: { headers: Record<string, unknown> }): Promise<{ id: string } | null> => {
-    const token = String(request.headers.authorization ?? '').replace(/^Bearer /, '')
-    return token === 'alice' || token === 'bob' ? { id: token } : null
-  }
+  const verify = namedPrincipals('alice', 'bob')
   const first = await buildApp(t, { store: new FileStore({ dir }), auth: { verify } })
   const alice = { authorization: 'Bearer alice' }
   const one = await post(first, { input: 'first' }, alice)
