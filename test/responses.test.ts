@@ -383,3 +383,43 @@ t.test('the responses API can be moved or turned off', async t => {
   const off = await buildApp(t, { responses: false })
   t.equal((await post(off, { input: 'x' })).statusCode, 404)
 })
+
+t.test('Idempotency-Key: a retry gets the first response, in the same session, and no second turn', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const once = { 'idempotency-key': 'retry-1' }
+  const first = post(app, { input: 'only once' }, once)
+  await agent.waitStarted(1)
+  const retry = post(app, { input: 'only once', stream: true }, once)
+  await new Promise(resolve => setTimeout(resolve, 20))
+  agent.release()
+  const body = response(t, await first)
+  const events = streamed(t, await retry)
+  t.equal(events.at(-1)?.response.id, body.id, 'the retry streamed the first response')
+  t.equal(agent.started.length, 1, 'one turn')
+  const key = (await first).headers['x-openclaw-session-key'] as string
+  t.equal((await retry).headers['x-openclaw-session-key'], key, 'in the same (fresh) session')
+  await new Promise(resolve => setTimeout(resolve, 20))
+  const later = await post(app, { input: 'only once' }, once)
+  t.equal(response(t, later).id, body.id, 'once it is done, from the store')
+  const laterStream = streamed(t, await post(app, { input: 'only once', stream: true }, once))
+  t.same(laterStream.map(e => e.sequence_number), events.map(e => e.sequence_number), 'the same events, replayed')
+  const { entries } = await app.sessionGateway.history(key, { limit: 10 })
+  t.equal(entries.filter(e => e.message?.role === 'user').length, 1)
+
+  // The same key in a session that names itself: an ordinary idempotent send there.
+  const named = post(app, { input: 'x' }, { 'idempotency-key': 'retry-1', 'x-openclaw-session-key': 'elsewhere' })
+  await agent.waitStarted(2)
+  agent.release()
+  t.not(response(t, await named).id, body.id, 'keys are per session')
+  refused(t, await post(app, { input: 'x' }, { 'idempotency-key': 'bad key with spaces' }), 400, { param: 'Idempotency-Key' })
+})
+
+t.test('Idempotency-Key on a response that kept no record: a clear 409 once it is done', async t => {
+  const app = await buildApp(t)
+  const first = response(t, await post(app, { input: 'x', store: false }, { 'idempotency-key': 'k-1' }))
+  await new Promise(resolve => setTimeout(resolve, 20))
+  const again = await post(app, { input: 'x', store: false }, { 'idempotency-key': 'k-1' })
+  refused(t, again, 409, { code: 'idempotency_key_reused' })
+  t.ok(first.id)
+})

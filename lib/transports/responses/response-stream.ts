@@ -71,6 +71,8 @@ export class ResponseStream {
   readonly events: StreamEvent[] = []
   /** The fields that never change, serialized once: `{"id":…,…,"prompt_cache_key":null` (no closing brace). */
   readonly #baseJson: string
+  /** The final response object's JSON, once there is one. */
+  #finalJson: string | undefined
   readonly #output: OutputItem[] = []
   readonly #listeners = new Set<Listener>()
   #text: TextItem | undefined
@@ -93,6 +95,18 @@ export class ResponseStream {
     this.#emitRaw('response.in_progress', `"response":${response}`)
   }
 
+  /** A finished response's stream, rebuilt from the events it sent (a stored response). */
+  static stored (id: string, events: readonly StreamEvent[]): ResponseStream {
+    const final = JSON.parse((events.at(-1) as StreamEvent).json) as { response: { status: string } }
+    const stream = new ResponseStream(id, {})
+    stream.events.splice(0, stream.events.length, ...events)
+    stream.#status = final.response.status
+    stream.#finalJson = JSON.stringify(final.response)
+    stream.#finished = true
+    stream.#end()
+    return stream
+  }
+
   get finished (): boolean {
     return this.#finished
   }
@@ -113,6 +127,7 @@ export class ResponseStream {
 
   /** The same, as JSON: the unchanging part was serialized once, at the start. */
   responseJson (): string {
+    if (this.#finalJson !== undefined) return this.#finalJson
     return `${this.#baseJson},"completed_at":${JSON.stringify(this.#completedAt)},"status":${JSON.stringify(this.#status)},` +
       `"incomplete_details":${JSON.stringify(this.#incomplete)},"output":${JSON.stringify(this.#output)},` +
       `"error":${JSON.stringify(this.#error)},"usage":${JSON.stringify(this.#usage)}}`
@@ -219,7 +234,8 @@ export class ResponseStream {
       this.#emit('error', { error: { type: 'server_error', code, message: text, param: null } })
       terminal = 'response.failed'
     }
-    this.#emitRaw(terminal, `"response":${this.responseJson()}`)
+    this.#finalJson = this.responseJson()
+    this.#emitRaw(terminal, `"response":${this.#finalJson}`)
     this.#finished = true
     this.#end()
   }

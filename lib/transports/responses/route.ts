@@ -48,7 +48,8 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
   scope.post('/responses', { bodyLimit, config }, async (request, reply) => {
     const body = parseCreateBody(request.body)
     const principal = request.gatewayPrincipal as Principal
-    const live = await service.create(body, principal, requestHints(request))
+    const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key'])
+    const live = await service.create(body, principal, requestHints(request), idempotencyKey === undefined ? {} : { idempotencyKey })
     if (onDisconnect === 'abort') {
       reply.raw.once('close', () => {
         if (!live.stream.finished) void gateway.abort(live.sessionKey, live.id).catch(() => {})
@@ -182,6 +183,15 @@ function streamEvents (reply: FastifyReply, sessionKey: string, subscribe: Subsc
     stop()
   })
   return reply
+}
+
+/** OpenAI's `Idempotency-Key` header: a retry with the same key gets the same response. */
+function idempotencyKeyOf (value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || !/^[\x21-\x7e]{1,256}$/.test(value)) {
+    throw new ResponsesError(400, 'The Idempotency-Key header must be 1 to 256 visible ASCII characters.', { param: 'Idempotency-Key', code: 'invalid_value' })
+  }
+  return value
 }
 
 function startingAfter (value: string | undefined): number {

@@ -1,11 +1,11 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Principal } from '../../auth.js'
 import { SessionNotFoundError } from '../../errors.js'
 import type { SessionGateway } from '../../gateway.js'
 import type { ResolvedSession, SessionHints } from '../../resolver.js'
 import type { TranscriptMessage } from '../../transcript.js'
-import { invalidParam, previousResponseNotFound, responseNotFound } from './errors.js'
+import { invalidParam, previousResponseNotFound, ResponsesError, responseNotFound } from './errors.js'
 import { toolCallNames, toolsFor, translateInput } from './input.js'
 import type { CreateBody } from './request.js'
 import { requestFields, ResponseStream, type ResponseObject, type StreamEvent } from './response-stream.js'
@@ -47,6 +47,11 @@ export interface PreviousResponse {
 export interface CreateOptions {
   /** Looks up `previous_response_id` somewhere else first (WebSocket mode's connection cache). */
   previous?: (id: string) => PreviousResponse | undefined
+  /**
+   * A retry of the same request (HTTP's `Idempotency-Key`) within five minutes attaches to
+   * the first response instead of starting another turn.
+   */
+  idempotencyKey?: string
 }
 
 export class ResponsesService {
@@ -75,11 +80,13 @@ export class ResponsesService {
     // Listen before sending, so not one event of the run can slip by.
     const subscription = await this.#gateway.subscribe(session.sessionKey, {}, event => stream.onHubEvent(event))
     subscription.start()
+    let ticket
     try {
-      await this.#gateway.send({
+      ticket = await this.#gateway.send({
         sessionKey: session.sessionKey,
         agentId: session.agentId,
         runId: id,
+        ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
         input: input.messages,
         tools,
         toolChoice,
@@ -91,6 +98,10 @@ export class ResponsesService {
     } catch (err) {
       subscription.unsubscribe()
       throw err
+    }
+    if (ticket.status !== 'started') {
+      subscription.unsubscribe()
+      return await this.#repeat(ticket.runId)
     }
     const live: LiveResponse = { id, sessionKey: session.sessionKey, agentId: session.agentId, principal: principal.id, stream }
     this.#live.set(id, live)
@@ -133,9 +144,25 @@ export class ResponsesService {
     return await this.#recentMessages(previous.sessionKey)
   }
 
+  /** The response a repeated idempotency key refers to: still running here, or stored. */
+  async #repeat (id: string): Promise<LiveResponse> {
+    const live = this.#live.get(id)
+    if (live !== undefined) return live
+    const record = await this.#record(id)
+    if (record === undefined) {
+      throw new ResponsesError(409, 'The response made for this Idempotency-Key has finished and was not stored (store: false); send the request with a new key.', { code: 'idempotency_key_reused' })
+    }
+    return { id, sessionKey: record.sessionKey, agentId: record.agentId, principal: record.principal, stream: ResponseStream.stored(id, storedEvents(record)) }
+  }
+
   async #session (body: CreateBody, principal: Principal, hints: SessionHints, options: CreateOptions): Promise<ResolvedSession> {
     const previousId = body.previous_response_id
-    if (previousId === undefined || previousId === null) return await this.#gateway.resolve(hints, principal, 'write', 'fresh')
+    if (previousId === undefined || previousId === null) {
+      // A retry must land where the first try did, even when that was a fresh session.
+      const retried = options.idempotencyKey !== undefined && hints.sessionKey === undefined && hints.user === undefined
+      const named = retried ? { ...hints, sessionKey: `openresponses:retry-${createHash('sha256').update(`${principal.id}\n${options.idempotencyKey as string}`).digest('hex').slice(0, 32)}` } : hints
+      return await this.#gateway.resolve(named, principal, 'write', 'fresh')
+    }
     const previous = options.previous?.(previousId) ?? await this.#previous(previousId, principal)
     if (previous === undefined) throw previousResponseNotFound(previousId)
     const session = await this.#gateway.resolve({ sessionKey: previous.sessionKey, agentId: hints.agentId ?? previous.agentId }, principal, 'write')
