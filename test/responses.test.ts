@@ -307,6 +307,7 @@ t.test('a busy session under busy: reject answers 409 with the running response 
   const before = (await store.read('agent:main:busy', { limit: 50 })).entries.length
   const second = await post(app, { input: 'me too' }, { 'x-openclaw-session-key': 'busy' })
   refused(t, second, 409, { code: 'session_busy', running_response_id: /^resp_/ })
+  t.equal(second.headers['x-openclaw-session-key'], 'agent:main:busy', 'the refusal names the session too')
   t.equal((await store.read('agent:main:busy', { limit: 50 })).entries.length, before, 'the refused turn wrote nothing')
   agent.release()
   const done = response(t, await first)

@@ -39,6 +39,9 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
 
   scope.setErrorHandler(function responsesError (err, request, reply) {
     const error = toResponsesError(err, request.log)
+    // A refusal that knows its session (a busy one) names it, like every other answer.
+    const sessionKey = (err as { sessionKey?: unknown }).sessionKey
+    if (typeof sessionKey === 'string') void reply.header(SESSION_HEADER, sessionKey)
     void reply.code(error.status).send({ error: error.body })
   })
 
