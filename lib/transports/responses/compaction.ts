@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { messageText, type TranscriptMessage } from '../../transcript.js'
 import { invalidParam } from './errors.js'
 
@@ -26,4 +27,41 @@ export function decodeCompaction (content: string, param: string): string {
     } catch {}
   }
   throw invalidParam(param, 'This compaction item was not produced by this server, or it was damaged.')
+}
+
+/**
+ * The answer of `POST /responses/compact` for a conversation: its user messages, kept as
+ * they were, and one compaction item standing for everything.
+ */
+export function compactionResource (conversation: readonly TranscriptMessage[]): Record<string, unknown> {
+  // A rough count, in words: there is no tokenizer here, and the digest is not model output.
+  const inputTokens = conversation.reduce((sum, message) => sum + messageText(message).split(/\s+/).filter(Boolean).length, 0)
+  return {
+    id: `resp_${hex()}`,
+    object: 'response.compaction',
+    created_at: Math.floor(Date.now() / 1000),
+    output: [
+      ...conversation.flatMap(message => message.role !== 'user'
+        ? []
+        : [{
+            type: 'message',
+            id: `msg_${hex()}`,
+            status: 'completed',
+            role: 'user',
+            content: message.content.flatMap(part => part.type === 'text' ? [{ type: 'input_text', text: part.text }] : [])
+          }]),
+      { type: 'compaction', id: `cmp_${hex()}`, encrypted_content: encodeCompaction(conversation) }
+    ],
+    usage: {
+      input_tokens: inputTokens,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: 0,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: inputTokens
+    }
+  }
+}
+
+function hex (): string {
+  return randomUUID().replaceAll('-', '')
 }

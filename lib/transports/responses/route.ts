@@ -1,12 +1,8 @@
-import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { Principal } from '../../auth.js'
 import type { SessionGateway } from '../../gateway.js'
 import { requestHints } from '../../request-hints.js'
-import { messageText } from '../../transcript.js'
-import { encodeCompaction } from './compaction.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
-import { translateInput } from './input.js'
 import { parseCreateBody } from './request.js'
 import type { StreamEvent } from './response-stream.js'
 import { ResponsesService, storedEvents, storedResponse, type LiveResponse, type ResponseRecord } from './service.js'
@@ -92,38 +88,7 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     const unknown = Object.keys(body).find(name => !COMPACT_FIELDS.has(name))
     if (unknown !== undefined) throw invalidParam(unknown, `Unknown parameter: '${unknown}'.`, 'unknown_parameter')
     if (typeof body.model !== 'string' || body.model === '') throw invalidParam('model', "Missing required parameter: 'model'.", 'missing_required_parameter')
-    const parsed = parseCreateBody(body)
-    const principal = request.gatewayPrincipal as Principal
-    // The conversation so far: the previous response's session, then this input.
-    const earlier = parsed.previous_response_id == null ? [] : await service.conversation(parsed.previous_response_id, principal)
-    const { messages } = translateInput(parsed.input, () => 'unknown')
-    const conversation = [...earlier, ...messages]
-    const kept = conversation.filter(message => message.role === 'user')
-    const created = Math.floor(Date.now() / 1000)
-    // A rough count, in words: there is no tokenizer here, and the digest is not model output.
-    const inputTokens = conversation.reduce((sum, message) => sum + messageText(message).split(/\s+/).filter(Boolean).length, 0)
-    return await reply.send({
-      id: `resp_${randomUUID().replaceAll('-', '')}`,
-      object: 'response.compaction',
-      created_at: created,
-      output: [
-        ...kept.map(message => ({
-          type: 'message',
-          id: `msg_${randomUUID().replaceAll('-', '')}`,
-          status: 'completed',
-          role: 'user',
-          content: message.content.flatMap(part => part.type === 'text' ? [{ type: 'input_text', text: part.text }] : [])
-        })),
-        { type: 'compaction', id: `cmp_${randomUUID().replaceAll('-', '')}`, encrypted_content: encodeCompaction(conversation) }
-      ],
-      usage: {
-        input_tokens: inputTokens,
-        input_tokens_details: { cached_tokens: 0 },
-        output_tokens: 0,
-        output_tokens_details: { reasoning_tokens: 0 },
-        total_tokens: inputTokens
-      }
-    })
+    return await reply.send(await service.compact(parseCreateBody(body), request.gatewayPrincipal as Principal))
   })
 
   scope.get<{ Params: { id: string }, Querystring: { stream?: string, starting_after?: string } }>('/responses/:id', { config }, async (request, reply) => {

@@ -5,6 +5,7 @@ import { SessionNotFoundError } from '../../errors.js'
 import type { SessionGateway } from '../../gateway.js'
 import type { ResolvedSession, SessionHints } from '../../resolver.js'
 import type { TranscriptMessage } from '../../transcript.js'
+import { compactionResource } from './compaction.js'
 import { invalidParam, previousResponseNotFound, ResponsesError, responseNotFound } from './errors.js'
 import { toolCallNames, toolsFor, translateInput } from './input.js'
 import type { CreateBody } from './request.js'
@@ -136,8 +137,18 @@ export class ResponsesService {
     return live.stream.response()
   }
 
-  /** The transcript of the session an earlier response belongs to (for compaction). */
-  async conversation (previousId: string, principal: Principal): Promise<TranscriptMessage[]> {
+  /**
+   * `POST /responses/compact`: the conversation so far (the previous response's session,
+   * then this input) as its user messages and one compaction item. Writes nothing.
+   */
+  async compact (body: CreateBody, principal: Principal): Promise<Record<string, unknown>> {
+    const earlier = body.previous_response_id == null ? [] : await this.#conversation(body.previous_response_id, principal)
+    // Outputs of calls the compacted history does not show are kept all the same.
+    const { messages } = translateInput(body.input, () => 'unknown')
+    return compactionResource([...earlier, ...messages])
+  }
+
+  async #conversation (previousId: string, principal: Principal): Promise<TranscriptMessage[]> {
     const previous = await this.#previous(previousId, principal)
     if (previous === undefined) throw previousResponseNotFound(previousId)
     await this.#gateway.resolve({ sessionKey: previous.sessionKey }, principal, 'read')
