@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { FileStore, type Agent } from '../lib/index.js'
+import { FileStore, type Agent, type TranscriptEntry } from '../lib/index.js'
 import { storeContract } from '../lib/testing/index.js'
 import { buildApp, childEnv, user } from './helpers.js'
 
@@ -279,4 +279,28 @@ t.test('a session deleted by another process before this one\'s index write stay
   await here.close()
   t.equal(await there.get(MAIN), undefined)
   t.notOk(MAIN in JSON.parse(await readFile(join(dir, 'agents', 'main', 'sessions', 'sessions.json'), 'utf8')), 'not brought back by the late index write')
+})
+
+t.test('transcript handles stay open: another writer\'s torn line is still caught, many sessions do not exhaust handles', async t => {
+  const dir = await openclawCopy()
+  const store = new FileStore({ dir, fsync: false })
+  const key = 'agent:main:telegram:direct:4242'
+  const path = join(dir, 'agents', 'main', 'sessions', '0a9b8c7d-6e5f-4a3b-2c1d-0e9f8a7b6c5d.jsonl')
+  const row = (id: string): TranscriptEntry => ({ type: 'message', id, parentId: null, timestamp: new Date().toISOString(), message: user(id) })
+  // Two appends at once on a file nobody has open yet: one handle, both lines whole.
+  await Promise.all([store.append(key, [row('both0001')]), store.append(key, [row('both0002')])])
+  await appendFile(path, '{"torn by someone else')
+  await store.append(key, [row('after001')])
+  const lines = (await readFile(path, 'utf8')).split('\n').filter(Boolean)
+  t.same(lines.slice(-2).map(line => line.slice(0, 22)), ['{"torn by someone else', '{"type":"message","id"'], 'the next line starts fresh')
+  t.same((await store.read(key, { limit: 3 })).entries.map(e => e.id).sort(), ['after001', 'both0001', 'both0002'])
+
+  for (let i = 0; i < 70; i++) {
+    await store.ensure(`agent:main:many-${i}`, 'main')
+    await store.append(`agent:main:many-${i}`, [row(`many${String(i).padStart(4, '0')}`)])
+  }
+  const open = (await readdir('/proc/self/fd')).length
+  t.ok(open < 200, `handles are bounded (${open} descriptors open)`)
+  t.equal(await store.delete('agent:main:many-69'), true, 'a session whose handle is open can be deleted (archived)')
+  await store.close()
 })

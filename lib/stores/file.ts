@@ -6,7 +6,7 @@ import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../
 import { AGENT_ID_PATTERN } from '../session-key.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { withFileLock } from './file-lock.js'
-import { appendLines, readTail, sessionHeader } from './jsonl.js'
+import { readTail, sessionHeader, TranscriptFiles } from './jsonl.js'
 import { listRows } from './list-rows.js'
 import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './store.js'
 
@@ -73,7 +73,7 @@ const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
  */
 export class FileStore implements SessionStore {
   readonly dir: string
-  readonly #fsync: boolean
+  readonly #files: TranscriptFiles
   readonly #lockTimeoutMs: number
   readonly #cache = new Map<string, CachedIndex>()
   /** Index writes of this process, one at a time per agent (the lock file orders processes). */
@@ -89,7 +89,7 @@ export class FileStore implements SessionStore {
   constructor (options: FileStoreOptions) {
     if (typeof options?.dir !== 'string' || options.dir === '') throw new InvalidInputError('FileStore needs a dir')
     this.dir = resolve(options.dir)
-    this.#fsync = options.fsync ?? true
+    this.#files = new TranscriptFiles(options.fsync ?? true)
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 10_000
   }
 
@@ -171,6 +171,7 @@ export class FileStore implements SessionStore {
       for (const sessionId of [...(removed.gatewayGenerations ?? []), removed.sessionId]) {
         if (!SESSION_ID_PATTERN.test(sessionId)) continue
         const path = this.#transcriptPath(agentId, sessionId)
+        await this.#files.forget(path)
         await rename(path, `${path}.deleted.${stamp}`).catch(() => {})
       }
       return true
@@ -181,7 +182,7 @@ export class FileStore implements SessionStore {
   async append (key: string, entries: TranscriptEntry[]): Promise<void> {
     const row = await this.get(key)
     if (row === undefined) throw new SessionNotFoundError(key)
-    await appendLines(this.#transcriptPath(row.agentId, checkSessionId(row.sessionId)), entries, this.#fsync)
+    await this.#files.append(this.#transcriptPath(row.agentId, checkSessionId(row.sessionId)), entries)
     // The lines are durable now; the index only orders and labels the list, so it follows a moment later.
     this.#touch(row.agentId, key, row.updatedAt, previewOf(entries))
   }
@@ -220,6 +221,7 @@ export class FileStore implements SessionStore {
     // A flush that failed (a lock held too long by another process) gets one more try.
     for (const agentId of this.#touches.keys()) this.#flush(agentId)
     await Promise.allSettled([...this.#flushes.values(), ...this.#writes.values()])
+    await this.#files.closeAll()
   }
 
   // ── touches: index updates that follow appends ─────────────────────────────
@@ -287,7 +289,7 @@ export class FileStore implements SessionStore {
 
   async #startTranscript (agentId: string, sessionId: string): Promise<void> {
     await mkdir(this.#sessionsDir(agentId), { recursive: true, mode: 0o700 })
-    await appendLines(this.#transcriptPath(agentId, sessionId), [sessionHeader(sessionId)], this.#fsync)
+    await this.#files.append(this.#transcriptPath(agentId, sessionId), [sessionHeader(sessionId)])
   }
 
   /** The index as it is on disk now (re-read only when the file was replaced). */
