@@ -9,13 +9,20 @@ import { FileStore, type Agent, type TranscriptEntry } from '../lib/index.js'
 import { storeContract } from '../lib/testing/index.js'
 import { buildApp, childEnv, user } from './helpers.js'
 
+/** A file store that closes (its open transcript handles) when the test file ends. */
+function fileStore (options: ConstructorParameters<typeof FileStore>[0]): FileStore {
+  const store = new FileStore(options)
+  t.teardown(() => store.close())
+  return store
+}
+
 async function tempDir (): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'fsg-file-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   return dir
 }
 
-storeContract({ test: (name, fn) => t.test(`file store: ${name}`, fn), makeStore: async () => new FileStore({ dir: await tempDir() }) })
+storeContract({ test: (name, fn) => t.test(`file store: ${name}`, fn), makeStore: async () => fileStore({ dir: await tempDir() }) })
 
 const fixture = fileURLToPath(new URL('fixtures/openclaw-state', import.meta.url))
 const MAIN = 'agent:main:main'
@@ -39,7 +46,7 @@ t.test('an OpenClaw state directory is listed, read and continued; OpenClaw can 
       yield { type: 'text', delta: 'Still raining.' }
     }
   }
-  const app = await buildApp(t, { store: new FileStore({ dir }), agent })
+  const app = await buildApp(t, { store: fileStore({ dir }), agent })
   const gw = app.sessionGateway
 
   const { rows } = await gw.list()
@@ -77,7 +84,7 @@ t.test('an OpenClaw state directory is listed, read and continued; OpenClaw can 
 
 t.test('a torn last line is skipped on read, and the next append starts on a fresh line', async t => {
   const dir = await openclawCopy()
-  const store = new FileStore({ dir })
+  const store = fileStore({ dir })
   const path = join(dir, 'agents', 'main', 'sessions', '0a9b8c7d-6e5f-4a3b-2c1d-0e9f8a7b6c5d.jsonl')
   await appendFile(path, '[1,2]\n"a string"\n{"type":"message","id":"torn0001","parentId":"11aa22bb","message":{"role":"assis')
   const key = 'agent:main:telegram:direct:4242'
@@ -91,7 +98,7 @@ t.test('a torn last line is skipped on read, and the next append starts on a fre
 })
 
 t.test('reads from the tail: paging a long transcript returns every entry once, in order', async t => {
-  const store = new FileStore({ dir: await tempDir(), fsync: false })
+  const store = fileStore({ dir: await tempDir(), fsync: false })
   const key = 'agent:main:long'
   await store.ensure(key, 'main')
   const big = 'x'.repeat(3000) // entries that straddle the read chunks
@@ -113,7 +120,7 @@ t.test('reads from the tail: paging a long transcript returns every entry once, 
 t.test('keys and ids never make the store touch a path outside its directory', async t => {
   const parent = await tempDir()
   const dir = join(parent, 'state')
-  const store = new FileStore({ dir })
+  const store = fileStore({ dir })
   const hostile = ['agent:../evil:x', 'agent:nocolon', 'agent:main:../../escape', 'agent:main:/etc/passwd', 'agent:main:..\\..\\escape', 'agent:main:nul\u0000byte', `agent:main:${'a'.repeat(5000)}`, 'global/../../x']
   for (const key of hostile) {
     const row = await store.ensure(key, 'main')
@@ -144,7 +151,7 @@ t.test('keys and ids never make the store touch a path outside its directory', a
 
 t.test('files are private to their owner: 0600 files, 0700 folders', async t => {
   const dir = await tempDir()
-  const store = new FileStore({ dir })
+  const store = fileStore({ dir })
   await store.ensure('agent:main:private', 'main')
   await store.append('agent:main:private', [{ type: 'message', id: 'p0000001', parentId: null, timestamp: new Date().toISOString(), message: user('secret') }])
   await store.putRecord('response', 'resp_1', { ok: true })
@@ -159,7 +166,7 @@ t.test('a broken index is an error, never a silent fresh start', async t => {
   const dir = await openclawCopy()
   const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
   await writeFile(index, '{"agent:main:main": {"sessionId": "6f1c')
-  const store = new FileStore({ dir })
+  const store = fileStore({ dir })
   await t.rejects(store.list({ limit: 10 }), SyntaxError)
   await t.rejects(store.ensure('agent:main:new', 'main'), SyntaxError)
   t.equal(await readFile(index, 'utf8'), '{"agent:main:main": {"sessionId": "6f1c', 'left as it was, for a person to repair')
@@ -171,7 +178,7 @@ t.test('a lock left by a dead process is broken; a live one is waited for, then 
   const dir = await openclawCopy()
   const lock = join(dir, 'agents', 'main', 'sessions', 'sessions.json.lock')
   await writeFile(lock, '999999999') // no such process
-  const store = new FileStore({ dir, lockTimeoutMs: 200 })
+  const store = fileStore({ dir, lockTimeoutMs: 200 })
   await store.patch(MAIN, { label: 'after a crash' })
   t.equal((await store.get(MAIN))?.label, 'after a crash')
 
@@ -214,7 +221,7 @@ t.test('two gateway processes sharing a directory never lose each other\'s updat
   const outputs = await Promise.all([run('left'), run('right')])
   t.same(outputs, ['done\n', 'done\n'])
 
-  const store = new FileStore({ dir })
+  const store = fileStore({ dir })
   const { rows } = await store.list({ limit: 100 })
   t.same(rows.map(row => row.key).sort(), ['left', 'right'].flatMap(p => [0, 1, 2, 3].map(i => `agent:main:${p}-${i}`)).sort(), 'every session is in the index')
   for (const prefix of ['left', 'right']) {
@@ -235,30 +242,30 @@ t.test('two gateway processes sharing a directory never lose each other\'s updat
 t.test('disk errors other than "not there" are reported, never taken for an empty store', async t => {
   const agentsIsFile = await tempDir()
   await writeFile(join(agentsIsFile, 'agents'), '')
-  await t.rejects(new FileStore({ dir: agentsIsFile }).list({ limit: 5 }), { code: 'ENOTDIR' })
+  await t.rejects(fileStore({ dir: agentsIsFile }).list({ limit: 5 }), { code: 'ENOTDIR' })
 
   const agentIsFile = await tempDir()
   await mkdir(join(agentIsFile, 'agents'))
   await writeFile(join(agentIsFile, 'agents', 'main'), '')
-  await t.rejects(new FileStore({ dir: agentIsFile }).get('agent:main:x'), { code: 'ENOTDIR' })
+  await t.rejects(fileStore({ dir: agentIsFile }).get('agent:main:x'), { code: 'ENOTDIR' })
 
   const indexIsFolder = await tempDir()
   await mkdir(join(indexIsFolder, 'agents', 'main', 'sessions', 'sessions.json'), { recursive: true })
-  await t.rejects(new FileStore({ dir: indexIsFolder }).get('agent:main:x'), { code: 'EISDIR' })
+  await t.rejects(fileStore({ dir: indexIsFolder }).get('agent:main:x'), { code: 'EISDIR' })
 
   const loop = await openclawCopy()
   const transcript = join(loop, 'agents', 'main', 'sessions', '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b.jsonl')
   await rm(transcript)
   await symlink(transcript, transcript)
-  await t.rejects(new FileStore({ dir: loop }).read(MAIN, { limit: 5 }), { code: 'ELOOP' })
-  t.throws(() => new FileStore({ dir: '' }), { code: 'FSG_INVALID_INPUT' })
+  await t.rejects(fileStore({ dir: loop }).read(MAIN, { limit: 5 }), { code: 'ELOOP' })
+  t.throws(() => fileStore({ dir: '' }), { code: 'FSG_INVALID_INPUT' })
 })
 
 t.test('an index write that cannot get the lock is kept and written on close', async t => {
   const dir = await openclawCopy()
   const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
   const lock = `${index}.lock`
-  const store = new FileStore({ dir, lockTimeoutMs: 50 })
+  const store = fileStore({ dir, lockTimeoutMs: 50 })
   await writeFile(lock, String(process.pid)) // held by a live process
   await store.append(MAIN, [{ type: 'custom', id: 'l0000000', parentId: null, timestamp: new Date().toISOString() }])
   await store.append(MAIN, [{ type: 'message', id: 'l0000001', parentId: null, timestamp: new Date().toISOString(), message: user('while locked') }])
@@ -272,8 +279,8 @@ t.test('an index write that cannot get the lock is kept and written on close', a
 
 t.test('a session deleted by another process before this one\'s index write stays deleted', async t => {
   const dir = await openclawCopy()
-  const here = new FileStore({ dir })
-  const there = new FileStore({ dir })
+  const here = fileStore({ dir })
+  const there = fileStore({ dir })
   await here.append(MAIN, [{ type: 'message', id: 'd0000001', parentId: null, timestamp: new Date().toISOString(), message: user('last words') }])
   t.equal(await there.delete(MAIN), true)
   await here.close()
@@ -283,7 +290,7 @@ t.test('a session deleted by another process before this one\'s index write stay
 
 t.test('transcript handles stay open: another writer\'s torn line is still caught, many sessions do not exhaust handles', async t => {
   const dir = await openclawCopy()
-  const store = new FileStore({ dir, fsync: false })
+  const store = fileStore({ dir, fsync: false })
   const key = 'agent:main:telegram:direct:4242'
   const path = join(dir, 'agents', 'main', 'sessions', '0a9b8c7d-6e5f-4a3b-2c1d-0e9f8a7b6c5d.jsonl')
   const row = (id: string): TranscriptEntry => ({ type: 'message', id, parentId: null, timestamp: new Date().toISOString(), message: user(id) })

@@ -88,14 +88,11 @@ export class TranscriptFiles {
 
   /** Closes the least recently used handles past `max` that no append is using. */
   async #trim (): Promise<void> {
-    let excess = this.#open.size - this.#max
-    for (const [path, file] of this.#open) {
-      if (excess <= 0) break
-      if (file.users > 0) continue
-      this.#open.delete(path)
-      excess--
-      await file.handle.close()
-    }
+    const excess = this.#open.size - this.#max
+    if (excess <= 0) return
+    const idle = [...this.#open].filter(([, file]) => file.users === 0).slice(0, excess)
+    for (const [path] of idle) this.#open.delete(path)
+    await Promise.all(idle.map(async ([, file]) => await file.handle.close()))
   }
 }
 
