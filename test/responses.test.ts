@@ -329,6 +329,7 @@ t.test('GET returns a response; cancel stops a running one, whatever transport w
   const during = await app.inject({ method: 'GET', url: `/v1/responses/${runId}`, headers: AUTH })
   t.match(response(t, during), { id: runId, status: 'in_progress' })
   const cancelled = await app.inject({ method: 'POST', url: `/v1/responses/${runId}/cancel`, headers: AUTH })
+  t.equal(cancelled.headers['x-openclaw-session-key'], 'agent:main:cancel-me')
   t.match(response(t, cancelled), { status: 'incomplete', incomplete_details: { reason: 'cancelled' } })
   const events = streamed(t, await pending)
   t.equal(events.at(-1)?.type, 'response.incomplete')

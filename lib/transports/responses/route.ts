@@ -111,8 +111,8 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
 
   scope.post<{ Params: { id: string } }>('/responses/:id/cancel', { config }, async (request, reply) => {
     const principal = request.gatewayPrincipal as Principal
-    const response = await service.cancel(request.params.id, principal)
-    return await reply.send(response)
+    const { sessionKey, response } = await service.cancel(request.params.id, principal)
+    return await reply.header(SESSION_HEADER, sessionKey).send(response)
   })
 }
 

@@ -129,12 +129,15 @@ export class ResponsesService {
   }
 
   /** Stops a running response (whatever transport started it) and answers its final object. */
-  async cancel (id: string, principal: Principal): Promise<ResponseObject> {
+  async cancel (id: string, principal: Principal): Promise<{ sessionKey: string, response: ResponseObject }> {
     const { live, record } = await this.find(id, principal)
-    if (live === undefined) return storedResponse(record as ResponseRecord)
+    if (live === undefined) {
+      const stored = record as ResponseRecord
+      return { sessionKey: stored.sessionKey, response: storedResponse(stored) }
+    }
     await this.#gateway.abort(live.sessionKey, live.id)
     await live.stream.ended()
-    return live.stream.response()
+    return { sessionKey: live.sessionKey, response: live.stream.response() }
   }
 
   /**
