@@ -206,6 +206,10 @@ t.test('bad frames get error events and the connection stays usable', async t =>
 t.test('authentication at the upgrade: no token, no socket', async t => {
   const app = await buildApp(t)
   await listen(app)
+  const plain = await app.inject({ method: 'GET', url: '/v1/responses', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(plain.statusCode, 405, 'a GET without an upgrade is told what the path takes')
+  t.equal(plain.headers.allow, 'POST')
+  t.match(plain.json().error, { code: 'method_not_allowed', type: 'invalid_request_error' })
   const port = (app.server.address() as { port: number }).port
   const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/responses`)
   socket.on('error', () => {})

@@ -61,24 +61,34 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
 
   if (options.websocket) {
     // WebSocket mode, on the same path: the thin adapter between the socket and the protocol core.
-    scope.get('/responses', { websocket: true, config }, (socket, request) => {
-      const { sessionKey, agentId } = requestHints(request)
-      const connection = new ResponsesConnection(socket, {
-        service,
-        principal: request.gatewayPrincipal as Principal,
-        hints: { sessionKey, agentId },
-        maxAgeMs: options.websocketMaxAgeMs,
-        maxPayload: options.maxPayload,
-        logger: request.log
-      })
-      // Listeners first, synchronously: a listener added later would miss the first frames.
-      socket.on('message', (data: Buffer, isBinary: boolean) => connection.receive(data, isBinary))
-      socket.on('error', err => request.log.warn({ err }, 'session gateway: responses socket error'))
-      socket.on('close', () => {
-        sockets.delete(connection)
-        connection.dispose()
-      })
-      sockets.add(connection)
+    scope.route({
+      method: 'GET',
+      url: '/responses',
+      config,
+      // A plain GET (no upgrade) is told what this path takes, in the API's own error shape.
+      handler: async (_request, reply) => {
+        void reply.header('allow', 'POST')
+        throw new ResponsesError(405, 'Use POST /responses, or open a WebSocket on this path for WebSocket mode.', { code: 'method_not_allowed' })
+      },
+      wsHandler: (socket, request) => {
+        const { sessionKey, agentId } = requestHints(request)
+        const connection = new ResponsesConnection(socket, {
+          service,
+          principal: request.gatewayPrincipal as Principal,
+          hints: { sessionKey, agentId },
+          maxAgeMs: options.websocketMaxAgeMs,
+          maxPayload: options.maxPayload,
+          logger: request.log
+        })
+        // Listeners first, synchronously: a listener added later would miss the first frames.
+        socket.on('message', (data: Buffer, isBinary: boolean) => connection.receive(data, isBinary))
+        socket.on('error', err => request.log.warn({ err }, 'session gateway: responses socket error'))
+        socket.on('close', () => {
+          sockets.delete(connection)
+          connection.dispose()
+        })
+        sockets.add(connection)
+      }
     })
   }
 
