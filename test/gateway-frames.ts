@@ -154,3 +154,11 @@ export class GatewaySocket {
 export async function listen (app: FastifyInstance): Promise<void> {
   await app.listen({ port: 0, host: '127.0.0.1' })
 }
+
+/** A gateway-protocol client on a listening app, watching `key` (`sessions.open`), closed by the test's teardown. */
+export async function watchSession (t: { teardown: (fn: () => unknown) => void }, app: FastifyInstance, key: string): Promise<GatewaySocket> {
+  const watcher = await GatewaySocket.open(app)
+  t.teardown(() => watcher.close())
+  await watcher.request('sessions.open', { key })
+  return watcher
+}

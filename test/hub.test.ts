@@ -5,10 +5,6 @@ import { buildApp, EventLog, gatedAgent, user } from './helpers.js'
 
 const KEY = 'agent:main:hub'
 
-function runOf (events: SessionEvent[], runId: string): SessionEvent[] {
-  return events.filter(event => 'runId' in event && event.runId === runId)
-}
-
 t.test('a turn: input durable before the ack, then deltas and a final answer', async t => {
   const store = new MemoryStore()
   const app = await buildApp(t, { store })

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { echoAgent } from '../lib/index.js'
-import { GatewaySocket, listen } from './gateway-frames.js'
+import { listen, watchSession } from './gateway-frames.js'
 import { buildApp, gatedAgent, TOKEN } from './helpers.js'
 import { eventProblem, schemaProblem } from './openresponses-schema.js'
 
@@ -150,9 +150,7 @@ t.test('a continuation whose run fails evicts what it continued too', async t =>
 t.test('a WebSocket-mode turn is part of the session and streams live to a gateway watcher', async t => {
   const app = await buildApp(t)
   await listen(app)
-  const watcher = await GatewaySocket.open(app)
-  t.teardown(() => watcher.close())
-  await watcher.request('sessions.open', { key: 'ws-mode' })
+  const watcher = await watchSession(t, app, 'ws-mode')
   const client = await ResponsesClient.open(t, app, { headers: { authorization: `Bearer ${TOKEN}`, 'x-openclaw-session-key': 'ws-mode' } })
   client.create({ input: 'seen from afar' })
   const done = await client.settled(1)

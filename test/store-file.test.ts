@@ -311,3 +311,18 @@ t.test('transcript handles stay open: another writer\'s torn line is still caugh
   t.equal(await store.delete('agent:main:many-69'), true, 'a session whose handle is open can be deleted (archived)')
   await store.close()
 })
+
+t.test('a transcript that cannot be opened for appending is an error, and the next append tries again', async t => {
+  const dir = await openclawCopy()
+  const store = fileStore({ dir, fsync: false })
+  const path = join(dir, 'agents', 'main', 'sessions', '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b.jsonl')
+  const kept = await readFile(path, 'utf8')
+  await rm(path)
+  await mkdir(path)
+  const row = (id: string): TranscriptEntry => ({ type: 'message', id, parentId: null, timestamp: new Date().toISOString(), message: user(id) })
+  await t.rejects(store.append(MAIN, [row('fail0001')]), { code: 'EISDIR' })
+  await rm(path, { recursive: true })
+  await writeFile(path, kept)
+  await store.append(MAIN, [row('again001')])
+  t.equal((await store.read(MAIN, { limit: 1 })).entries[0]?.id, 'again001')
+})

@@ -2,14 +2,15 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Agent, AgentOutput, FunctionTool, ToolChoice } from '../agents/agent.js'
 import {
-  GatewayClosedError, InvalidInputError, RunAbortedError, RunNotFoundError, SessionNotFoundError, sessionBusy
+  GatewayClosedError, InvalidInputError, RunAbortedError, SessionNotFoundError, sessionBusy
 } from '../errors.js'
 import { formatCursor, parseCursor, type SessionEvent } from '../events.js'
 import type { ListPage, ListQuery, ReadPage, SessionRow, SessionStore } from '../stores/store.js'
 import {
   entryId, isMessageEntry, type AssistantMessage, type RunState, type ToolCallPart,
-  type ToolResultMessage, type TranscriptEntry, type TranscriptMessage, type UserMessage
+  type TranscriptEntry, type TranscriptMessage
 } from '../transcript.js'
+import { randomHex } from '../ids.js'
 import { EventRing } from './event-ring.js'
 import { IdempotencyCache } from './idempotency.js'
 import { Run, untilAborted, type RunResult, type StopCause } from './run.js'
@@ -819,7 +820,7 @@ function toolCall (output: Extract<AgentOutput, { type: 'function_call' }>, requ
   if (typeof args !== 'object' || args === null || Array.isArray(args)) {
     throw new AgentProtocolError(`the agent's arguments for "${output.name}" are not a JSON object`)
   }
-  return { type: 'toolCall', id: output.callId ?? `call_${randomUUID().replaceAll('-', '')}`, name: output.name, arguments: args }
+  return { type: 'toolCall', id: output.callId ?? `call_${randomHex()}`, name: output.name, arguments: args }
 }
 
 function outcome (run: Run, failure: { code: string, message: string } | undefined): { state: RunState, error?: { code: string, message: string } } {
@@ -848,7 +849,6 @@ function rowEvents (sessionKey: string, epoch: string, entry: TranscriptEntry): 
   const runId = entry.runId ?? ''
   const events: SessionEvent[] = [{ type: 'message', sessionKey, epoch, seq, at, runId, entry }]
   if (entry.runState !== undefined && entry.message?.role === 'assistant') {
-    const message = entry.message
     events.push({
       type: 'run.finished',
       sessionKey,

@@ -4,11 +4,10 @@ import { StoreBusyError } from '../errors.js'
 
 // A lock file shared by every process that opens the same directory: created with
 // O_EXCL (only one creator wins), holding the owner's pid. A lock whose owner is dead,
-// or that is older than `staleMs` (a hung owner), is broken.
+// or that is older than `STALE_MS` (a hung owner), is broken.
 
 /** A lock older than this is abandoned, whoever holds it: no index write takes that long. */
 const STALE_MS = 30_000
-
 
 /** Runs `fn` holding the lock at `path`; waits at most `timeoutMs` for it. */
 export async function withFileLock<T> (path: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {

@@ -9,7 +9,10 @@ const NEWLINE = 0x0a
 const CHUNK = 64 * 1024
 
 interface OpenFile {
-  handle: FileHandle
+  /** Set the moment the file is first wanted, so concurrent appends share one `open()`. */
+  handle: Promise<FileHandle>
+  /** The open failed: the next append tries again. */
+  failed: boolean
   /** Where our last append ended; -1 until we know. Equal to the size: nobody else wrote since. */
   end: number
   /** Appends in progress: a file is closed only when none is. */
@@ -34,19 +37,20 @@ export class TranscriptFiles {
   }
 
   async append (path: string, entries: readonly unknown[]): Promise<void> {
-    const file = await this.#acquire(path)
+    const file = this.#acquire(path)
     try {
-      const { size } = await file.handle.stat()
+      const handle = await file.handle
+      const { size } = await handle.stat()
       let text = ''
       // The byte before the end is ours when the file ends where we left it; else look.
       if (size > 0 && size !== file.end) {
         const last = Buffer.alloc(1)
-        await file.handle.read(last, 0, 1, size - 1)
+        await handle.read(last, 0, 1, size - 1)
         if (last[0] !== NEWLINE) text = '\n'
       }
       for (const entry of entries) text += JSON.stringify(entry) + '\n'
-      const { bytesWritten } = await file.handle.write(text)
-      if (this.#fsync) await file.handle.datasync()
+      const { bytesWritten } = await handle.write(text)
+      if (this.#fsync) await handle.datasync()
       file.end = size + bytesWritten
     } finally {
       file.users--
@@ -59,25 +63,22 @@ export class TranscriptFiles {
     const file = this.#open.get(path)
     if (file === undefined) return
     this.#open.delete(path)
-    await file.handle.close()
+    await close(file)
   }
 
   async closeAll (): Promise<void> {
     const files = [...this.#open.values()]
     this.#open.clear()
-    await Promise.allSettled(files.map(async file => await file.handle.close()))
+    await Promise.all(files.map(close))
   }
 
-  async #acquire (path: string): Promise<OpenFile> {
+  /** The file's entry, opened now if it is not yet (synchronous: no two opens of one file). */
+  #acquire (path: string): OpenFile {
     let file = this.#open.get(path)
-    if (file === undefined) {
-      file = { handle: await open(path, 'a+', 0o600), end: -1, users: 0 }
-      // Another append may have opened it meanwhile: keep one handle per file.
-      const raced = this.#open.get(path)
-      if (raced !== undefined) {
-        await file.handle.close()
-        file = raced
-      }
+    if (file === undefined || file.failed) {
+      const opening: OpenFile = { handle: open(path, 'a+', 0o600), failed: false, end: -1, users: 0 }
+      opening.handle.catch(() => { opening.failed = true })
+      file = opening
     }
     // Map order is recency: the file moves to the end.
     this.#open.delete(path)
@@ -92,8 +93,13 @@ export class TranscriptFiles {
     if (excess <= 0) return
     const idle = [...this.#open].filter(([, file]) => file.users === 0).slice(0, excess)
     for (const [path] of idle) this.#open.delete(path)
-    await Promise.all(idle.map(async ([, file]) => await file.handle.close()))
+    await Promise.all(idle.map(async ([, file]) => await close(file)))
   }
+}
+
+/** Closes a file's handle; one that never opened has nothing to close. */
+async function close (file: OpenFile): Promise<void> {
+  await file.handle.then(async handle => await handle.close(), () => {})
 }
 
 export interface TailPage {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { randomHex } from '../../ids.js'
 import { messageText, type TranscriptMessage } from '../../transcript.js'
 import { invalidParam } from './errors.js'
 
@@ -37,7 +37,7 @@ export function compactionResource (conversation: readonly TranscriptMessage[]):
   // A rough count, in words: there is no tokenizer here, and the digest is not model output.
   const inputTokens = conversation.reduce((sum, message) => sum + messageText(message).split(/\s+/).filter(Boolean).length, 0)
   return {
-    id: `resp_${hex()}`,
+    id: `resp_${randomHex()}`,
     object: 'response.compaction',
     created_at: Math.floor(Date.now() / 1000),
     output: [
@@ -45,12 +45,12 @@ export function compactionResource (conversation: readonly TranscriptMessage[]):
         ? []
         : [{
             type: 'message',
-            id: `msg_${hex()}`,
+            id: `msg_${randomHex()}`,
             status: 'completed',
             role: 'user',
             content: message.content.flatMap(part => part.type === 'text' ? [{ type: 'input_text', text: part.text }] : [])
           }]),
-      { type: 'compaction', id: `cmp_${hex()}`, encrypted_content: encodeCompaction(conversation) }
+      { type: 'compaction', id: `cmp_${randomHex()}`, encrypted_content: encodeCompaction(conversation) }
     ],
     usage: {
       input_tokens: inputTokens,
@@ -60,8 +60,4 @@ export function compactionResource (conversation: readonly TranscriptMessage[]):
       total_tokens: inputTokens
     }
   }
-}
-
-function hex (): string {
-  return randomUUID().replaceAll('-', '')
 }

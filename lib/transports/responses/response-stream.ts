@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { randomHex } from '../../ids.js'
 import type { SessionEvent } from '../../events.js'
 import type { AssistantMessage } from '../../transcript.js'
 import type { CreateBody } from './request.js'
@@ -66,8 +66,8 @@ export function requestFields (body: CreateBody, model: string): Record<string, 
 }
 
 export class ResponseStream {
+  /** The response's id, which is also its run's id in the session's event log. */
   readonly id: string
-  readonly runId: string
   readonly events: StreamEvent[] = []
   /** The fields that never change, serialized once: `{"id":…,…,"prompt_cache_key":null` (no closing brace). */
   readonly #baseJson: string
@@ -87,7 +87,6 @@ export class ResponseStream {
 
   constructor (id: string, fields: Record<string, unknown>, createdAt = Math.floor(Date.now() / 1000)) {
     this.id = id
-    this.runId = id
     this.#baseJson = JSON.stringify({ id, object: 'response', created_at: createdAt, ...fields }).slice(0, -1)
     this.#ended = new Promise(resolve => { this.#end = resolve })
     const response = this.responseJson()
@@ -140,6 +139,7 @@ export class ResponseStream {
       onEnd()
       return () => {}
     }
+    // Its own function, so the same listener may subscribe twice and leave once.
     const live: Listener = event => listener(event)
     this.#listeners.add(live)
     void this.#ended.then(() => {
@@ -150,7 +150,7 @@ export class ResponseStream {
 
   /** Takes one of the hub's events for this response's run. */
   onHubEvent (event: SessionEvent): void {
-    if (this.#finished || !('runId' in event) || event.runId !== this.runId) return
+    if (this.#finished || !('runId' in event) || event.runId !== this.id) return
     switch (event.type) {
       case 'run.delta':
         this.#delta(event.delta)
@@ -158,7 +158,7 @@ export class ResponseStream {
       case 'run.tool_call': {
         this.#closeText('completed')
         const call = event.call
-        const item: OutputItem = { type: 'function_call', id: `fc_${hex()}`, call_id: call.id, name: call.name, arguments: '', status: 'in_progress' }
+        const item: OutputItem = { type: 'function_call', id: `fc_${randomHex()}`, call_id: call.id, name: call.name, arguments: '', status: 'in_progress' }
         const index = this.#output.push(item) - 1
         const args = JSON.stringify(call.arguments)
         this.#emit('response.output_item.added', { output_index: index, item })
@@ -177,7 +177,7 @@ export class ResponseStream {
   #delta (delta: string): void {
     let text = this.#text
     if (text === undefined) {
-      const item = { type: 'message', id: `msg_${hex()}`, status: 'in_progress', role: 'assistant', content: [] } as unknown as TextItem['item']
+      const item = { type: 'message', id: `msg_${randomHex()}`, status: 'in_progress', role: 'assistant', content: [] } as unknown as TextItem['item']
       const index = this.#output.push(item) - 1
       this.#emit('response.output_item.added', { output_index: index, item })
       const part = { type: 'output_text' as const, text: '', annotations: [] as [], logprobs: [] as [] }
@@ -261,8 +261,4 @@ function abortReason (code: string | undefined): string {
     case 'FSG_SESSION_RESET': return 'session_reset'
     default: return 'cancelled'
   }
-}
-
-function hex (): string {
-  return randomUUID().replaceAll('-', '')
 }

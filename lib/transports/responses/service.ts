@@ -1,9 +1,10 @@
-import { createHash, randomUUID } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Principal } from '../../auth.js'
 import { SessionNotFoundError } from '../../errors.js'
 import type { SessionGateway } from '../../gateway.js'
 import type { ResolvedSession, SessionHints } from '../../resolver.js'
+import { randomHex } from '../../ids.js'
 import type { TranscriptMessage } from '../../transcript.js'
 import { compactionResource } from './compaction.js'
 import { invalidParam, previousResponseNotFound, ResponsesError, responseNotFound } from './errors.js'
@@ -75,7 +76,7 @@ export class ResponsesService {
     const session = await this.#session(body, principal, hints, options)
     const input = await this.#input(body, session.sessionKey)
     const { tools, toolChoice } = toolsFor(body.tools ?? [], body.tool_choice)
-    const id = `resp_${randomUUID().replaceAll('-', '')}`
+    const id = `resp_${randomHex()}`
     const stream = new ResponseStream(id, requestFields(body, body.model ?? `openclaw/${session.agentId}`))
 
     // Listen before sending, so not one event of the run can slip by.
