@@ -36,6 +36,13 @@ export interface RunDeltaEvent extends EventBase {
   text: string
 }
 
+/** The model's reasoning grew (not durable: the answer's row keeps the whole of it). */
+export interface RunReasoningEvent extends EventBase {
+  type: 'run.reasoning'
+  runId: string
+  delta: string
+}
+
 export interface RunToolCallEvent extends EventBase {
   type: 'run.tool_call'
   runId: string
@@ -62,7 +69,7 @@ export interface SessionResetEvent extends EventBase {
   deleted: boolean
 }
 
-export type SessionEvent = MessageEvent | RunStartedEvent | RunDeltaEvent | RunToolCallEvent | RunFinishedEvent | SessionResetEvent
+export type SessionEvent = MessageEvent | RunStartedEvent | RunDeltaEvent | RunReasoningEvent | RunToolCallEvent | RunFinishedEvent | SessionResetEvent
 
 /**
  * A position in a session's log: `<epoch>:<seq>`, meaning "every event up to and

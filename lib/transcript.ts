@@ -7,7 +7,9 @@ export interface TextPart { type: 'text', text: string }
 export interface ImagePart { type: 'image', data?: string, url?: string, mimeType?: string }
 export interface FilePart { type: 'file', data?: string, url?: string, filename?: string, mimeType?: string }
 export interface ToolCallPart { type: 'toolCall', id: string, name: string, arguments: Record<string, unknown> }
-export type ContentPart = TextPart | ImagePart | FilePart | ToolCallPart
+/** The model's reasoning before its answer, in OpenClaw's shape (never sent back upstream). */
+export interface ThinkingPart { type: 'thinking', thinking: string }
+export type ContentPart = TextPart | ImagePart | FilePart | ToolCallPart | ThinkingPart
 
 export interface UserMessage {
   role: 'user'
@@ -19,11 +21,12 @@ export type StopReason = 'stop' | 'length' | 'toolUse' | 'aborted' | 'error'
 
 export interface AssistantMessage {
   role: 'assistant'
-  content: Array<TextPart | ToolCallPart>
+  content: Array<ThinkingPart | TextPart | ToolCallPart>
   stopReason: StopReason
   errorMessage?: string
   model?: string
-  usage?: { input: number, output: number, totalTokens: number }
+  /** OpenClaw's usage names; `cacheRead` and `reasoning` only when the agent counted them. */
+  usage?: { input: number, output: number, totalTokens: number, cacheRead?: number, reasoning?: number }
   timestamp: number
 }
 

@@ -41,7 +41,13 @@ export interface AgentRequest {
 export type AgentOutput =
   | { type: 'text', delta: string }
   | { type: 'function_call', name: string, arguments: string | Record<string, unknown>, callId?: string }
-  | { type: 'usage', inputTokens: number, outputTokens: number }
+  /**
+   * The model's reasoning, where the model shows it: streamed live as its own output
+   * (an OpenResponses `reasoning` item) and kept in the answer's row as a `thinking` part.
+   */
+  | { type: 'reasoning', delta: string }
+  /** Token counts for the turn; the last one given wins. */
+  | { type: 'usage', inputTokens: number, outputTokens: number, cachedTokens?: number, reasoningTokens?: number }
   /** The answer stopped early because it reached `maxOutputTokens`. */
   | { type: 'incomplete', reason: 'max_output_tokens' }
 

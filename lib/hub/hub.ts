@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Agent, AgentOutput, FunctionTool, ToolChoice } from '../agents/agent.js'
 import {
-  GatewayClosedError, InvalidInputError, RunAbortedError, SessionNotFoundError, sessionBusy
+  GatewayClosedError, InvalidInputError, isGatewayError, RunAbortedError, SessionNotFoundError, sessionBusy
 } from '../errors.js'
 import { formatCursor, parseCursor, type SessionEvent } from '../events.js'
 import type { ListPage, ListQuery, ReadPage, SessionRow, SessionStore } from '../stores/store.js'
@@ -13,9 +13,9 @@ import {
 import { randomHex } from '../ids.js'
 import { EventRing } from './event-ring.js'
 import { IdempotencyCache } from './idempotency.js'
-import { Run, untilAborted, type RunResult, type StopCause } from './run.js'
+import { Run, untilAborted, type RunResult, type RunUsage, type StopCause } from './run.js'
 
-export type { RunResult } from './run.js'
+export type { RunResult, RunUsage } from './run.js'
 
 export interface HubOptions {
   store: SessionStore
@@ -304,9 +304,12 @@ export class SessionHub {
       }
     } catch (err) {
       if (run.cause === undefined) {
+        // An agent that fails with a gateway code (an upstream's FSG_UPSTREAM_*) keeps it.
         failure = err instanceof AgentProtocolError
           ? { code: 'FSG_AGENT_PROTOCOL', message: err.message }
-          : { code: 'FSG_AGENT_FAILED', message: err instanceof Error ? err.message : String(err) }
+          : isGatewayError(err)
+            ? { code: err.code, message: err.message }
+            : { code: 'FSG_AGENT_FAILED', message: err instanceof Error ? err.message : String(err) }
         this.#options.logger.error({ err, sessionKey: state.key, runId: run.runId }, 'session gateway: agent failed')
       }
     } finally {
@@ -329,8 +332,19 @@ export class SessionHub {
         this.#emit(state, { type: 'run.tool_call', runId: run.runId, call })
         return
       }
+      case 'reasoning':
+        if (typeof output.delta !== 'string') throw new AgentProtocolError('a reasoning output without a string delta')
+        if (output.delta === '') return
+        run.reasoning += output.delta
+        this.#emit(state, { type: 'run.reasoning', runId: run.runId, delta: output.delta })
+        return
       case 'usage':
-        run.usage = { inputTokens: output.inputTokens, outputTokens: output.outputTokens }
+        run.usage = {
+          inputTokens: output.inputTokens,
+          outputTokens: output.outputTokens,
+          ...(output.cachedTokens === undefined ? {} : { cachedTokens: output.cachedTokens }),
+          ...(output.reasoningTokens === undefined ? {} : { reasoningTokens: output.reasoningTokens })
+        }
         return
       case 'incomplete':
         run.incomplete = true
@@ -342,16 +356,16 @@ export class SessionHub {
 
   async #finish (state: SessionState, run: Run, failure: { code: string, message: string } | undefined): Promise<void> {
     let { state: runState, error } = outcome(run, failure)
-    const content: AssistantMessage['content'] = run.text === '' ? [] : [{ type: 'text', text: run.text }]
+    const content: AssistantMessage['content'] = []
+    if (run.reasoning !== '') content.push({ type: 'thinking', thinking: run.reasoning })
+    if (run.text !== '') content.push({ type: 'text', text: run.text })
     content.push(...run.toolCalls)
     const message: AssistantMessage = {
       role: 'assistant',
       content,
       stopReason: stopReason(runState, run),
       ...(error === undefined ? {} : { errorMessage: error.message }),
-      ...(run.usage === undefined
-        ? {}
-        : { usage: { input: run.usage.inputTokens, output: run.usage.outputTokens, totalTokens: run.usage.inputTokens + run.usage.outputTokens } }),
+      ...(run.usage === undefined ? {} : { usage: transcriptUsage(run.usage) }),
       timestamp: Date.now()
     }
     let entry: TranscriptEntry
@@ -862,6 +876,16 @@ function rowEvents (sessionKey: string, epoch: string, entry: TranscriptEntry): 
     })
   }
   return events
+}
+
+function transcriptUsage (usage: RunUsage): NonNullable<AssistantMessage['usage']> {
+  return {
+    input: usage.inputTokens,
+    output: usage.outputTokens,
+    totalTokens: usage.inputTokens + usage.outputTokens,
+    ...(usage.cachedTokens === undefined ? {} : { cacheRead: usage.cachedTokens }),
+    ...(usage.reasoningTokens === undefined ? {} : { reasoning: usage.reasoningTokens })
+  }
 }
 
 function snapshot (run: Run | undefined): RunningSnapshot | undefined {

@@ -1,5 +1,12 @@
 import type { RunState, ToolCallPart, AssistantMessage, TranscriptEntry } from '../transcript.js'
 
+export interface RunUsage {
+  inputTokens: number
+  outputTokens: number
+  cachedTokens?: number
+  reasoningTokens?: number
+}
+
 /** Why a run ended before its agent finished. */
 export type StopCause =
   | { kind: 'abort' }
@@ -17,7 +24,7 @@ export interface RunResult {
   text: string
   toolCalls: ToolCallPart[]
   error?: { code: string, message: string }
-  usage?: { inputTokens: number, outputTokens: number }
+  usage?: RunUsage
   /** The cursor just after the run's last event. */
   cursor: string
 }
@@ -26,8 +33,9 @@ export interface RunResult {
 export class Run {
   readonly controller = new AbortController()
   text = ''
+  reasoning = ''
   readonly toolCalls: ToolCallPart[] = []
-  usage: { inputTokens: number, outputTokens: number } | undefined
+  usage: RunUsage | undefined
   incomplete = false
   cause: StopCause | undefined
   finished = false

@@ -41,8 +41,9 @@ export function sessionEventFrames (event: SessionEvent, withCursor: boolean): O
  * Translates the hub's session events into gateway event frames, one frame per event
  * so every frame has its own cursor: `message` → `session.message` (the answer's row
  * too), `run.delta` → `chat` delta (with the cumulative message), `run.finished` →
- * `chat` final/aborted/error, `session.reset` → `session.reset`. `run.started` and
- * `run.tool_call` have no frame of their own: the final message carries tool calls.
+ * `chat` final/aborted/error, `session.reset` → `session.reset`. `run.started`,
+ * `run.reasoning` and `run.tool_call` have no frame of their own: the final message
+ * carries the reasoning (a `thinking` part) and the tool calls.
  */
 export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): OutgoingEvent[] {
   const cursor = withCursor ? { cursor: eventCursor(event) } : {}
@@ -91,6 +92,7 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
         }
       }]
     case 'run.started':
+    case 'run.reasoning':
     case 'run.tool_call':
       return []
   }

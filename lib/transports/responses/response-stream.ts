@@ -24,6 +24,11 @@ interface TextItem {
   index: number
 }
 
+interface ReasoningItem {
+  item: OutputItem & { summary: [], content: Array<{ type: 'reasoning_text', text: string }> }
+  index: number
+}
+
 type Listener = (event: StreamEvent) => void
 
 /** The fields of the response object that the request decides, with the specification's defaults. */
@@ -76,6 +81,7 @@ export class ResponseStream {
   readonly #output: OutputItem[] = []
   readonly #listeners = new Set<Listener>()
   #text: TextItem | undefined
+  #reasoning: ReasoningItem | undefined
   #status = 'in_progress'
   #completedAt: number | null = null
   #incomplete: { reason: string } | null = null
@@ -153,9 +159,15 @@ export class ResponseStream {
     if (this.#finished || !('runId' in event) || event.runId !== this.id) return
     switch (event.type) {
       case 'run.delta':
+        this.#closeReasoning('completed')
         this.#delta(event.delta)
         return
+      case 'run.reasoning':
+        this.#closeText('completed')
+        this.#reasoningDelta(event.delta)
+        return
       case 'run.tool_call': {
+        this.#closeReasoning('completed')
         this.#closeText('completed')
         const call = event.call
         const item: OutputItem = { type: 'function_call', id: `fc_${randomHex()}`, call_id: call.id, name: call.name, arguments: '', status: 'in_progress' }
@@ -190,6 +202,35 @@ export class ResponseStream {
     this.#emit('response.output_text.delta', { item_id: text.item.id, output_index: text.index, content_index: 0, delta, logprobs: [] })
   }
 
+  /** The model's reasoning, as a `reasoning` item whose one content part grows. */
+  #reasoningDelta (delta: string): void {
+    let reasoning = this.#reasoning
+    if (reasoning === undefined) {
+      const item = { type: 'reasoning', id: `rs_${randomHex()}`, status: 'in_progress', summary: [], content: [] } as unknown as ReasoningItem['item']
+      const index = this.#output.push(item) - 1
+      this.#emit('response.output_item.added', { output_index: index, item })
+      const part = { type: 'reasoning_text' as const, text: '' }
+      item.content.push(part)
+      this.#emit('response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part })
+      reasoning = this.#reasoning = { item, index }
+    }
+    const part = reasoning.item.content[0] as ReasoningItem['item']['content'][number]
+    part.text += delta
+    this.#emit('response.reasoning.delta', { item_id: reasoning.item.id, output_index: reasoning.index, content_index: 0, delta })
+  }
+
+  #closeReasoning (status: 'completed' | 'incomplete'): void {
+    const reasoning = this.#reasoning
+    if (reasoning === undefined) return
+    this.#reasoning = undefined
+    const { item, index } = reasoning
+    const part = item.content[0] as ReasoningItem['item']['content'][number]
+    this.#emit('response.reasoning.done', { item_id: item.id, output_index: index, content_index: 0, text: part.text })
+    this.#emit('response.content_part.done', { item_id: item.id, output_index: index, content_index: 0, part })
+    item.status = status
+    this.#emit('response.output_item.done', { output_index: index, item })
+  }
+
   #closeText (status: 'completed' | 'incomplete'): void {
     const text = this.#text
     if (text === undefined) return
@@ -209,22 +250,25 @@ export class ResponseStream {
         input_tokens: usage.input,
         output_tokens: usage.output,
         total_tokens: usage.totalTokens,
-        input_tokens_details: { cached_tokens: 0 },
-        output_tokens_details: { reasoning_tokens: 0 }
+        input_tokens_details: { cached_tokens: usage.cacheRead ?? 0 },
+        output_tokens_details: { reasoning_tokens: usage.reasoning ?? 0 }
       }
     }
     let terminal: string
     if (state === 'final' && message.stopReason !== 'length') {
+      this.#closeReasoning('completed')
       this.#closeText('completed')
       this.#status = 'completed'
       this.#completedAt = Math.floor(Date.now() / 1000)
       terminal = 'response.completed'
     } else if (state !== 'error') {
+      this.#closeReasoning('incomplete')
       this.#closeText('incomplete')
       this.#status = 'incomplete'
       this.#incomplete = { reason: state === 'final' ? 'max_output_tokens' : abortReason(error?.code) }
       terminal = 'response.incomplete'
     } else {
+      this.#closeReasoning('incomplete')
       this.#closeText('incomplete')
       this.#status = 'failed'
       // The hub always says why a run ended in error.
