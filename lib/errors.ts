@@ -53,6 +53,29 @@ export const GatewayClosedError = createError<'FSG_GATEWAY_CLOSED', 503, []>(
 export const StoreBusyError = createError<'FSG_STORE_BUSY', 503, [string]>(
   'FSG_STORE_BUSY', 'The session store is busy: could not lock %s in time', 503)
 
+// An upstream model server (see lib/agents/upstream/) failed a turn. The run ends with
+// state `error` and one of these codes; the message names the upstream, its status and
+// what to check, and never carries a credential.
+
+/** The upstream failed: a 5xx, a connection that failed, or an error it reported mid-stream. */
+export const UpstreamFailedError = createError<'FSG_UPSTREAM_FAILED', 502, [string]>(
+  'FSG_UPSTREAM_FAILED', '%s', 502)
+
+/** The upstream refused the request (4xx other than 429): credentials, model or request shape. */
+export const UpstreamRejectedError = createError<'FSG_UPSTREAM_REJECTED', 502, [string]>(
+  'FSG_UPSTREAM_REJECTED', '%s', 502)
+
+export const UpstreamRateLimitedError = createError<'FSG_UPSTREAM_RATE_LIMITED', 429, [string]>(
+  'FSG_UPSTREAM_RATE_LIMITED', '%s', 429)
+
+/** The upstream went silent for longer than the agent's `timeoutMs`. */
+export const UpstreamTimeoutError = createError<'FSG_UPSTREAM_TIMEOUT', 504, [string]>(
+  'FSG_UPSTREAM_TIMEOUT', '%s', 504)
+
+/** The upstream's stream was not what its API promises (not an event stream, bad JSON, no end). */
+export const UpstreamProtocolError = createError<'FSG_UPSTREAM_PROTOCOL', 502, [string]>(
+  'FSG_UPSTREAM_PROTOCOL', '%s', 502)
+
 export const InvalidOptionError = createError<'FSG_INVALID_OPTION', 500, [string, string]>(
   'FSG_INVALID_OPTION', 'Invalid session gateway option "%s": %s', 500)
 

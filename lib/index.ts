@@ -22,11 +22,14 @@ export { isGatewayError } from './errors.js'
 export { formatCursor, parseCursor, eventCursor, type Cursor, type SessionEvent } from './events.js'
 export type * from './events.js'
 export {
-  SessionHub, type ChangeListener, type SessionChange, type HubOptions, type OpenResult, type Replay, type RunningSnapshot, type RunResult,
+  SessionHub, type RunUsage, type ChangeListener, type SessionChange, type HubOptions, type OpenResult, type Replay, type RunningSnapshot, type RunResult,
   type RunTicket, type SendRequest, type SessionListener, type SubscribeOptions, type Subscription, type HistoryQuery
 } from './hub/hub.js'
 export type { Agent, AgentOutput, AgentRequest, FunctionTool, ToolChoice } from './agents/agent.js'
 export { echoAgent, type EchoAgentOptions } from './agents/echo.js'
+export { openAIAgent, type OpenAIAgentOptions } from './agents/openai.js'
+export { openClawAgent, type OpenClawAgentOptions } from './agents/openclaw.js'
+export type { UpstreamOptions } from './agents/upstream/upstream-options.js'
 export { MemoryStore } from './stores/memory.js'
 export { FileStore, type FileStoreOptions } from './stores/file.js'
 export { listRows } from './stores/list-rows.js'
