@@ -29,6 +29,7 @@ export type { Agent, AgentOutput, AgentRequest, FunctionTool, ToolChoice } from 
 export { echoAgent, type EchoAgentOptions } from './agents/echo.js'
 export { MemoryStore } from './stores/memory.js'
 export { FileStore, type FileStoreOptions } from './stores/file.js'
+export type { OpenFile } from './stores/file-layer.js'
 export { listRows } from './stores/list-rows.js'
 export { previewOf, PREVIEW_LENGTH, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './stores/store.js'
 export type * from './transcript.js'
