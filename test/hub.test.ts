@@ -464,6 +464,43 @@ t.test('reset aborts a running turn first', async t => {
   t.equal(result.error?.code, 'FSG_SESSION_RESET')
 })
 
+t.test('a reset that interrupts a turn: the old generation gets the aborted answer, the new one stays empty', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('interrupted')] })
+  await agent.waitStarted(1)
+  const row = await gw.reset(KEY)
+  const result = await ticket.result
+  t.match(result, { state: 'aborted', error: { code: 'FSG_SESSION_RESET' } })
+  t.equal(result.cursor, `${ticket.sessionId}:4`, 'the run ended in the old epoch')
+  t.same((await gw.history(KEY, { limit: 10, sessionId: ticket.sessionId })).entries.map(e => [e.message?.role, e.runState]),
+    [['user', undefined], ['assistant', 'aborted']], 'the aborted answer is recorded where the run began')
+  const fresh = await gw.history(KEY, { limit: 10 })
+  t.same(fresh.entries, [], 'the new generation is empty')
+  t.equal(fresh.cursor, `${row.sessionId}:0`, 'at its first cursor')
+  t.equal((await gw.get(KEY))?.cursor, `${row.sessionId}:0`, 'and so does the row')
+})
+
+t.test('a delete that interrupts a turn: nothing throws, the session is gone', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('interrupted')] })
+  await agent.waitStarted(1)
+  t.equal(await gw.delete(KEY), true)
+  t.match(await ticket.result, { state: 'aborted', error: { code: 'FSG_SESSION_RESET' } })
+  t.equal(await gw.get(KEY), undefined, 'the session is gone')
+  await t.rejects(gw.history(KEY, { limit: 10 }), { code: 'FSG_SESSION_NOT_FOUND' })
+  const again = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('a new start')] })
+  t.not(again.sessionId, ticket.sessionId)
+  t.equal(again.cursor, `${again.sessionId}:0`, 'a send after it starts a new session at its first cursor')
+  await agent.waitStarted(2)
+  agent.release() // the interrupted run's gate
+  agent.release()
+  t.equal((await again.result).state, 'final')
+})
+
 t.test('list: newest first, paged, filtered, and only what the principal may read', async t => {
   const app = await buildApp(t, {
     authorize: ({ principal, sessionKey }) => principal.id === 'admin' || sessionKey.includes(`:${principal.id}-`)
