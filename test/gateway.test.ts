@@ -501,6 +501,42 @@ t.test('reset and delete reach the watchers', async t => {
   t.match(await socket.next(f => f.event === 'session.reset' && f.payload.deleted === true), { payload: { cursor: 'new:0' } })
 })
 
+t.test('a closed connection lets go: none of its listeners remains, and its sessions can leave memory', async t => {
+  let asked = 0 // authorize runs for each sessions.changed a subscribed connection might be sent
+  const app = await gatewayApp(t, { maxIdleSessions: 0, authorize: () => { asked++; return true } })
+  const gw = app.sessionGateway
+  const socket = await open(t, app)
+  t.equal((await socket.request('chat.send', { sessionKey: 'sent', message: 'one two', idempotencyKey: 'c-1' })).ok, true)
+  await socket.next(f => f.event === 'chat' && f.payload.state === 'final')
+  t.equal((await socket.request('sessions.open', { key: 'opened' })).ok, true)
+  await (await gw.send({ sessionKey: 'agent:main:opened', agentId: 'main', input: [user('three')] })).result
+  t.equal((await socket.request('sessions.subscribe')).ok, true)
+
+  // A session still in memory replays exactly; one that was dropped can only catch up from the store.
+  const inMemory = async (key: string): Promise<boolean> => {
+    const epoch = (await gw.get(key))?.cursor.split(':')[0] as string
+    const sub = await gw.subscribe(key, { since: `${epoch}:1` }, () => {})
+    sub.unsubscribe()
+    return sub.replay.kind === 'replay'
+  }
+  const keys = ['agent:main:sent', 'agent:main:opened']
+  for (const key of keys) t.equal(await inMemory(key), true, `${key}: held while the connection watches it`)
+
+  socket.close()
+  await socket.closedWith()
+  // The server learns of the close a moment after the client: wait for it, boundedly.
+  let held = keys
+  for (let i = 0; i < 100 && held.length > 0; i++) {
+    held = (await Promise.all(keys.map(async key => await inMemory(key) ? [key] : []))).flat()
+    if (held.length > 0) await sleep(10)
+  }
+  t.same(held, [], 'no watcher of the closed connection keeps a session in memory')
+  asked = 0
+  await (await gw.send({ sessionKey: 'agent:main:sent', agentId: 'main', input: [user('after')] })).result
+  await gw.patch('agent:main:opened', { label: 'changed' })
+  t.equal(asked, 0, 'and no change listener of it is still asking who may hear of changes')
+})
+
 t.test('shutting down closes sockets with 1012 and records running turns as aborted', async t => {
   const agent = gatedAgent()
   const app = await buildApp(t, { agent })
