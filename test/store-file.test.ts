@@ -327,6 +327,18 @@ t.test('a transcript that cannot be opened for appending is an error, and the ne
   t.equal((await store.read(MAIN, { limit: 1 })).entries[0]?.id, 'again001')
 })
 
+t.test('a reset right after an append drops the index update still owed to the old generation', async t => {
+  const store = fileStore({ dir: await tempDir() })
+  const key = 'agent:main:reset-soon'
+  await store.ensure(key, 'main')
+  t.equal((await store.reset(key))?.preview, undefined, 'with nothing owed')
+  await store.append(key, [{ type: 'message', id: 'old00001', parentId: null, timestamp: new Date().toISOString(), message: user('old words') }])
+  // The index update that follows the append waits a moment; the reset comes first.
+  t.equal((await store.reset(key))?.preview, undefined, 'the new generation does not show the old preview')
+  await store.close() // writes whatever is still owed
+  t.equal((await store.get(key))?.preview, undefined, 'nor is it written later')
+})
+
 /** A file layer that notes every flush: of which file (relative to `dir`), and its size then. */
 function countingFlushes (dir: string): { openFile: OpenFile, flushes: Array<{ path: string, size: number }> } {
   const flushes: Array<{ path: string, size: number }> = []
