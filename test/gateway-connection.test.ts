@@ -130,7 +130,7 @@ t.test('a consumer far behind is closed with 1008 (it can resume by cursor)', as
   t.same(socket.closed, { code: 1008, reason: 'slow consumer' })
 })
 
-t.test('at exactly maxBufferedBytes deltas still go one by one; at exactly four times it the connection stays', async t => {
+t.test('at exactly maxBufferedBytes deltas still go one by one; at exactly four times it, the connection stays open', async t => {
   const agent = gatedAgent(() => ['one', ' two'].map(delta => ({ type: 'text' as const, delta })))
   const { socket, connection, until } = await connected(t, { agent })
   request(connection, 'o', 'sessions.open', { key: 'edge' })

@@ -370,7 +370,7 @@ t.test('what a send acknowledges is on the disk: its rows, and the index entry t
   const acknowledged = await size()
   t.ok(flushes.some(flush => flush.path === transcript && flush.size === acknowledged), 'the transcript was flushed with the user\'s row in it')
   const index = flushes.findIndex(flush => isIndexTemp(flush.path))
-  t.ok(index >= 0, 'the new index was flushed before it replaced the old one')
+  t.ok(index >= 0, 'the new index was flushed, as the temp file that replaces the old one')
   t.ok(flushes.slice(index + 1).some(flush => flush.path === SESSIONS), 'then its folder: the rename, and the new transcript\'s name, are on the disk too')
 
   agent.release()
@@ -397,7 +397,7 @@ t.test('every append, index rewrite and record is flushed before it resolves; wi
     for (let i = 0; i < 3; i++) {
       await store.append(key, [{ type: 'message', id: `c000000${i}`, parentId: null, timestamp: new Date().toISOString(), message: user(`row ${i}`) }])
       // The index update that follows an append comes later, by design: only the transcript counts here.
-      t.same(since(seen).filter(path => path === transcript).length, fsync ? i + 1 : 0, `fsync ${String(fsync)}: append ${i + 1}`)
+      t.equal(since(seen).filter(path => path === transcript).length, fsync ? i + 1 : 0, `fsync ${String(fsync)}: append ${i + 1}`)
     }
     await store.close() // the index updates that followed the appends
     seen = flushes.length

@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import type { TranscriptEntry } from '../transcript.js'
-import { openFile as nodeOpenFile, type OpenFile } from './file-layer.js'
+import type { OpenFile } from './file-layer.js'
 
 // OpenClaw's transcript files: one JSON object per line, a `session` header first.
 // Writes are whole lines in one write() call; reads go backwards from the end, so the
@@ -33,7 +33,7 @@ export class TranscriptFiles {
   readonly #openFile: OpenFile
   readonly #max: number
 
-  constructor (fsync: boolean, openFile: OpenFile = nodeOpenFile, max = 64) {
+  constructor (fsync: boolean, openFile: OpenFile, max = 64) {
     this.#fsync = fsync
     this.#openFile = openFile
     this.#max = max
