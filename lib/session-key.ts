@@ -61,7 +61,8 @@ export function canonicalizeSessionKey (raw: string, ctx: KeyContext): Canonical
     if (rest === '') throw new InvalidSessionKeyError('nothing follows "agent:<agentId>:"')
     if (ctx.explicitAgent && keyAgent !== ctx.agentId) throw new AgentMismatchError(ctx.agentId, keyAgent)
     checkRest(rest)
-    return { sessionKey: key, agentId: keyAgent }
+    // Measured again once lower-cased: a few characters grow (`İ` becomes two).
+    return finish(key, keyAgent)
   }
 
   checkRest(key)

@@ -130,6 +130,26 @@ t.test('a consumer far behind is closed with 1008 (it can resume by cursor)', as
   t.same(socket.closed, { code: 1008, reason: 'slow consumer' })
 })
 
+t.test('at exactly maxBufferedBytes deltas still go one by one; at exactly four times it, the connection stays open', async t => {
+  const agent = gatedAgent(() => ['one', ' two'].map(delta => ({ type: 'text' as const, delta })))
+  const { socket, connection, until } = await connected(t, { agent })
+  request(connection, 'o', 'sessions.open', { key: 'edge' })
+  await until(frame => frame.id === 'o')
+  socket.bufferedAmount = LIMIT
+  request(connection, 's1', 'chat.send', { sessionKey: 'edge', message: 'go', idempotencyKey: 'edge-1' })
+  await until(frame => frame.id === 's1')
+  agent.release()
+  await until(frame => frame.event === 'chat' && frame.payload.runId === 'edge-1' && frame.payload.state === 'final')
+  t.same(socket.chats().map(frame => frame.payload.deltaText ?? frame.payload.state), ['one', ' two', 'final'], 'nothing merged')
+
+  socket.bufferedAmount = 4 * LIMIT
+  request(connection, 's2', 'chat.send', { sessionKey: 'edge', message: 'again', idempotencyKey: 'edge-2' })
+  await until(frame => frame.id === 's2')
+  agent.release()
+  await until(frame => frame.event === 'chat' && frame.payload.runId === 'edge-2' && frame.payload.state === 'final')
+  t.equal(socket.closed, undefined, 'not closed')
+})
+
 t.test('a socket whose send throws is closed with 1011, and nothing else is written', async t => {
   const { socket, connection } = await connected(t)
   socket.failSends = true

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { GatewayClient } from '@openclaw/gateway-client'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { echoAgent } from '../lib/index.js'
+import { echoAgent, MemoryStore } from '../lib/index.js'
 import { GatewaySocket, listen, type Frame } from './gateway-frames.js'
 import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
 
@@ -138,9 +138,17 @@ t.test('handshake failures close with the right code', async t => {
   socket.socket.send(Buffer.from([1, 2, 3]))
   t.match(await socket.closedWith(), { code: 1008 })
 
+  // Before connect, frames may be 64 KiB: exactly that is read, one byte more is not.
+  const padded = (bytes: number): string => {
+    const frame = (padding: string): string => JSON.stringify({ type: 'req', id: 'big', method: 'connect', params: { ...connect, padding } })
+    return frame('x'.repeat(bytes - frame('').length))
+  }
   socket = await open(t, app, { raw: true })
-  socket.send({ type: 'req', id: '1', method: 'connect', params: { ...connect, padding: 'x'.repeat(70 * 1024) } })
-  t.match(await socket.closedWith(), { code: 1009 })
+  socket.send(padded(64 * 1024))
+  t.match(await socket.next(f => f.id === 'big'), { ok: true, payload: { type: 'hello-ok' } }, 'a connect of exactly 64 KiB')
+  socket = await open(t, app, { raw: true })
+  socket.send(padded(64 * 1024 + 1))
+  t.match(await socket.closedWith(), { code: 1009 }, 'one byte more')
 
   socket = await open(t, app, { raw: true })
   const invalid = await socket.request('connect', { ...connect, client: { id: 'test' } })
@@ -229,11 +237,47 @@ t.test('bad requests get an answer naming the problem, and the connection stays 
   t.equal((await socket.request('chat.history', { sessionKey: 'k' })).ok, true, 'still connected')
 })
 
-t.test('a frame over maxPayload closes with 1009', async t => {
-  const app = await gatewayApp(t, { maxPayload: 64 * 1024 })
-  const socket = await open(t, app)
-  socket.send({ type: 'req', id: 'big', method: 'chat.send', params: { sessionKey: 'k', message: 'x'.repeat(100 * 1024), idempotencyKey: 'b' } })
-  t.match(await socket.closedWith(), { code: 1009 })
+/** A `sessions.list` request of exactly `bytes` bytes (its search padded to fit). */
+function listFrame (bytes: number, id: string): string {
+  const frame = (search: string): string => JSON.stringify({ type: 'req', id, method: 'sessions.list', params: { search } })
+  return frame('x'.repeat(bytes - frame('').length))
+}
+
+t.test('maxPayload: a frame of exactly maxPayload bytes is answered; one byte more closes with 1009', async t => {
+  for (const [options, limit] of [[{ maxPayload: 4096 }, 4096], [{}, 4 * 1024 * 1024]] as const) {
+    const app = await gatewayApp(t, options)
+    const fits = await open(t, app)
+    fits.send(listFrame(limit, 'fits'))
+    t.match(await fits.next(f => f.id === 'fits'), { ok: true }, `${limit} bytes`)
+    const over = await open(t, app)
+    over.send(listFrame(limit + 1, 'over'))
+    t.match(await over.closedWith(), { code: 1009 }, `${limit + 1} bytes`)
+  }
+})
+
+t.test('history limits: at most 1000 per page; by default 200 for chat.history, 50 for sessions.open and sessions.list', async t => {
+  const store = new MemoryStore()
+  await store.ensure('agent:main:long', 'main')
+  await store.append('agent:main:long', Array.from({ length: 1001 }, (_, i) => ({
+    type: 'message', id: `m${i}`, parentId: null, timestamp: new Date().toISOString(), message: user(`row ${i}`)
+  })))
+  for (let i = 0; i < 1000; i++) await store.ensure(`agent:main:s${i}`, 'main')
+  const socket = await open(t, await gatewayApp(t, { store }))
+  const page = async (method: string, params: Record<string, unknown>): Promise<string[] | string> => {
+    const res = await socket.request(method, params)
+    if (res.ok !== true) return res.error?.message ?? ''
+    return (res.payload.messages ?? res.payload.sessions).map((item: { id?: string, key?: string }) => item.id ?? item.key)
+  }
+  const newest = (n: number): string[] => Array.from({ length: n }, (_, i) => `m${1001 - n + i}`)
+  t.same(await page('chat.history', { sessionKey: 'long' }), newest(200), 'chat.history: the newest 200')
+  t.same(await page('chat.history', { sessionKey: 'long', limit: 1000 }), newest(1000))
+  t.match(await page('chat.history', { sessionKey: 'long', limit: 1001 }), /params\.limit/)
+  t.same(await page('sessions.open', { key: 'long' }), newest(50), 'sessions.open: the newest 50')
+  t.same(await page('sessions.open', { key: 'long', limit: 1000 }), newest(1000))
+  t.match(await page('sessions.open', { key: 'long', limit: 1001 }), /params\.limit/)
+  t.equal((await page('sessions.list', {})).length, 50, 'sessions.list: 50 rows')
+  t.equal((await page('sessions.list', { limit: 1000 })).length, 1000, 'of 1001')
+  t.match(await page('sessions.list', { limit: 1001 }), /params\.limit/)
 })
 
 t.test('watchers: every watcher of a session sees the same events; nobody else sees them', async t => {
@@ -499,6 +543,42 @@ t.test('reset and delete reach the watchers', async t => {
   t.match(await socket.next(f => f.event === 'session.reset'), { payload: { sessionKey: 'agent:main:r', deleted: false, sessionId: payload.entry.sessionId, cursor: `${String(payload.entry.sessionId)}:0` } })
   await socket.request('sessions.delete', { key: 'r' })
   t.match(await socket.next(f => f.event === 'session.reset' && f.payload.deleted === true), { payload: { cursor: 'new:0' } })
+})
+
+t.test('a closed connection lets go: none of its listeners remains, and its sessions can leave memory', async t => {
+  let asked = 0 // authorize runs for each sessions.changed a subscribed connection might be sent
+  const app = await gatewayApp(t, { maxIdleSessions: 0, authorize: () => { asked++; return true } })
+  const gw = app.sessionGateway
+  const socket = await open(t, app)
+  t.equal((await socket.request('chat.send', { sessionKey: 'sent', message: 'one two', idempotencyKey: 'c-1' })).ok, true)
+  await socket.next(f => f.event === 'chat' && f.payload.state === 'final')
+  t.equal((await socket.request('sessions.open', { key: 'opened' })).ok, true)
+  await (await gw.send({ sessionKey: 'agent:main:opened', agentId: 'main', input: [user('three')] })).result
+  t.equal((await socket.request('sessions.subscribe')).ok, true)
+
+  // A session still in memory replays exactly; one that was dropped can only catch up from the store.
+  const inMemory = async (key: string): Promise<boolean> => {
+    const epoch = (await gw.get(key))?.cursor.split(':')[0] as string
+    const sub = await gw.subscribe(key, { since: `${epoch}:1` }, () => {})
+    sub.unsubscribe()
+    return sub.replay.kind === 'replay'
+  }
+  const keys = ['agent:main:sent', 'agent:main:opened']
+  for (const key of keys) t.equal(await inMemory(key), true, `${key}: held while the connection watches it`)
+
+  socket.close()
+  await socket.closedWith()
+  // The server learns of the close a moment after the client: wait for it, boundedly.
+  let held = keys
+  for (let i = 0; i < 100 && held.length > 0; i++) {
+    held = (await Promise.all(keys.map(async key => await inMemory(key) ? [key] : []))).flat()
+    if (held.length > 0) await sleep(10)
+  }
+  t.same(held, [], 'no watcher of the closed connection keeps a session in memory')
+  asked = 0
+  await (await gw.send({ sessionKey: 'agent:main:sent', agentId: 'main', input: [user('after')] })).result
+  await gw.patch('agent:main:opened', { label: 'changed' })
+  t.equal(asked, 0, 'and no change listener of it is still asking who may hear of changes')
 })
 
 t.test('shutting down closes sockets with 1012 and records running turns as aborted', async t => {

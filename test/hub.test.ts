@@ -115,6 +115,21 @@ t.test('the queue is bounded', async t => {
   t.equal((await bTicket.result).state, 'final')
 })
 
+t.test('maxQueue is 16 by default: sixteen sends wait their turn, the seventeenth is refused', async t => {
+  let open: () => void = () => {}
+  const gate = new Promise<void>(resolve => { open = resolve })
+  const agent: Agent = { async * respond () { await gate; yield { type: 'text', delta: 'done' } } }
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const running = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('running')] })
+  const waiting = Array.from({ length: 16 }, async (_, i) => await gw.send({ sessionKey: KEY, agentId: 'main', input: [user(`waiting ${i}`)] }))
+  const over = gw.send({ sessionKey: KEY, agentId: 'main', input: [user('one too many')] }).then(() => 'queued', (err: { code?: string, runId?: string }) => `${err.code}:${err.runId}`)
+  open()
+  const results = await Promise.all([running.result, ...await Promise.all(waiting.map(async pending => await (await pending).result))])
+  t.same(results.map(result => result.state), Array(17).fill('final'), 'the running turn and the sixteen waiting ones all ran')
+  t.equal(await over, `FSG_SESSION_BUSY:${running.runId}`, 'the seventeenth was refused, naming the running run')
+})
+
 t.test('fan-out: every watcher sees the same events', async t => {
   const app = await buildApp(t)
   const gw = app.sessionGateway
@@ -192,6 +207,20 @@ t.test('when memory no longer covers the gap, the durable transcript does (catch
   fromMiddle.unsubscribe()
   agent.release()
   await second.result
+})
+
+t.test('replay keeps 512 events by default: a gap of 512 is replayed from memory, one of 513 is caught up', async t => {
+  const app = await buildApp(t) // the echo agent: one event per word, four more per turn
+  const gw = app.sessionGateway
+  const end = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user(Array(509).fill('w').join(' '))] })).result
+  const [epoch, head] = end.cursor.split(':')
+  t.equal(head, '513', 'one turn of 509 words is 513 events')
+  const exact = await gw.subscribe(KEY, { since: `${epoch}:1` }, () => {})
+  t.equal(exact.replay.kind === 'replay' && exact.replay.events.length, 512, 'the newest 512 events, from memory')
+  exact.unsubscribe()
+  const past = await gw.subscribe(KEY, { since: `${epoch}:0` }, () => {})
+  t.equal(past.replay.kind, 'catchup', 'one more than memory holds: from the transcript')
+  past.unsubscribe()
 })
 
 t.test('a cursor from another epoch, or from the future, is answered with a reset', async t => {
@@ -464,6 +493,43 @@ t.test('reset aborts a running turn first', async t => {
   t.equal(result.error?.code, 'FSG_SESSION_RESET')
 })
 
+t.test('a reset that interrupts a turn: the old generation gets the aborted answer, the new one stays empty', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('interrupted')] })
+  await agent.waitStarted(1)
+  const row = await gw.reset(KEY)
+  const result = await ticket.result
+  t.match(result, { state: 'aborted', error: { code: 'FSG_SESSION_RESET' } })
+  t.equal(result.cursor, `${ticket.sessionId}:4`, 'the run ended in the old epoch')
+  t.same((await gw.history(KEY, { limit: 10, sessionId: ticket.sessionId })).entries.map(e => [e.message?.role, e.runState]),
+    [['user', undefined], ['assistant', 'aborted']], 'the aborted answer is recorded where the run began')
+  const fresh = await gw.history(KEY, { limit: 10 })
+  t.same(fresh.entries, [], 'the new generation is empty')
+  t.equal(fresh.cursor, `${row.sessionId}:0`, 'at its first cursor')
+  t.equal((await gw.get(KEY))?.cursor, `${row.sessionId}:0`, 'and so does the row')
+})
+
+t.test('a delete that interrupts a turn: nothing throws, the session is gone', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent })
+  const gw = app.sessionGateway
+  const ticket = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('interrupted')] })
+  await agent.waitStarted(1)
+  t.equal(await gw.delete(KEY), true)
+  t.match(await ticket.result, { state: 'aborted', error: { code: 'FSG_SESSION_RESET' } })
+  t.equal(await gw.get(KEY), undefined, 'the session is gone')
+  await t.rejects(gw.history(KEY, { limit: 10 }), { code: 'FSG_SESSION_NOT_FOUND' })
+  const again = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('a new start')] })
+  t.not(again.sessionId, ticket.sessionId)
+  t.equal(again.cursor, `${again.sessionId}:0`, 'a send after it starts a new session at its first cursor')
+  await agent.waitStarted(2)
+  agent.release() // the interrupted run's gate
+  agent.release()
+  t.equal((await again.result).state, 'final')
+})
+
 t.test('list: newest first, paged, filtered, and only what the principal may read', async t => {
   const app = await buildApp(t, {
     authorize: ({ principal, sessionKey }) => principal.id === 'admin' || sessionKey.includes(`:${principal.id}-`)
@@ -575,6 +641,23 @@ t.test('idle sessions are forgotten from memory, not from the store', async t =>
   t.equal(sub.replay.kind, 'catchup', 'the replay ring went with the memory; the transcript remains')
   t.equal((await gw.get('agent:main:a'))?.cursor, a.cursor)
   sub.unsubscribe()
+})
+
+t.test('maxIdleSessions is 10000 by default: that many idle sessions stay in memory, the least recently used leaves first', async t => {
+  const app = await buildApp(t)
+  const gw = app.sessionGateway
+  // In memory, a session's missed events are replayed exactly; once dropped, caught up from the store.
+  const inMemory = async (key: string): Promise<boolean> => {
+    const epoch = (await gw.get(key))?.cursor.split(':')[0] as string
+    const sub = await gw.subscribe(key, { since: `${epoch}:1` }, () => {})
+    sub.unsubscribe()
+    return sub.replay.kind === 'replay'
+  }
+  for (const key of ['agent:main:a', 'agent:main:b']) await (await gw.send({ sessionKey: key, agentId: 'main', input: [user(key)] })).result
+  for (let i = 0; i < 9998; i++) await gw.create(`agent:main:idle-${i}`, 'main')
+  t.equal(await inMemory('agent:main:a'), true, '10000 idle sessions: the oldest is still kept (and now the most recently used)')
+  await gw.create('agent:main:one-more', 'main')
+  t.equal(await inMemory('agent:main:b'), false, 'one more: the least recently used (b) left')
 })
 
 t.test('the history an agent sees is the transcript before this turn', async t => {

@@ -65,3 +65,27 @@ t.test('good options register, with defaults filled in', async t => {
     routes () {}
   }), undefined)
 })
+
+t.test('every bounded option is taken at its bounds and refused just past them', async t => {
+  const bounds: Array<[string, (value: number) => Record<string, unknown>, number, number?]> = [
+    ['replay', value => ({ replay: value }), 0, 1_000_000],
+    ['runTimeoutMs', value => ({ runTimeoutMs: value }), 1, 2_147_483_647],
+    ['maxQueue', value => ({ maxQueue: value }), 0, 100_000],
+    ['maxIdleSessions', value => ({ maxIdleSessions: value }), 0],
+    ['maxPayload', value => ({ maxPayload: value }), 1024, 1_073_741_824],
+    ['gateway', value => ({ gateway: { tickIntervalMs: value } }), 10, 3_600_000],
+    ['gateway', value => ({ gateway: { maxBufferedBytes: value } }), 1024],
+    ['gateway', value => ({ gateway: { handshakeTimeoutMs: value } }), 10, 600_000],
+    ['responses', value => ({ responses: { bodyLimit: value } }), 1024, 1_073_741_824],
+    ['responses', value => ({ responses: { websocketMaxAgeMs: value } }), 10, 2_147_483_647]
+  ]
+  for (const [name, option, min, max] of bounds) {
+    const edges: Array<[number, boolean]> = [[min, true], [min - 1, false], ...(max === undefined ? [] : [[max, true], [max + 1, false]] as Array<[number, boolean]>)]
+    for (const [value, good] of edges) {
+      const options = { auth: false, ...option(value) }
+      const err = await register(options)
+      if (good) t.equal(err, undefined, JSON.stringify(options))
+      else t.match(err, { code: 'FSG_INVALID_OPTION', message: new RegExp(`option "${name}`) }, JSON.stringify(options))
+    }
+  }
+})

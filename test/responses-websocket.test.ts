@@ -197,8 +197,21 @@ t.test('bad frames get error events and the connection stays usable', async t =>
     [400, 'type'], [400, 'stream'], [400, 'background'], [400, 'surprise'], [400, 'type'], [400, 'type']
   ])
   t.equal(client.frames.at(-1)?.type, 'response.completed')
-  client.socket.send('x'.repeat(5000))
-  t.equal((await client.closed).code, 1009, 'a frame over maxPayload closes the socket')
+})
+
+t.test('maxPayload: a frame of exactly maxPayload bytes is answered; one byte more closes with 1009', async t => {
+  const app = await buildApp(t, { maxPayload: 4096 })
+  await listen(app)
+  const client = await ResponsesClient.open(t, app)
+  const frame = (bytes: number): string => {
+    const padded = (input: string): string => JSON.stringify({ type: 'response.create', input })
+    return padded('x'.repeat(bytes - padded('').length))
+  }
+  client.socket.send(frame(4096))
+  await client.settled(1)
+  t.equal(client.frames.at(-1)?.type, 'response.completed', '4096 bytes')
+  client.socket.send(frame(4097))
+  t.equal((await client.closed).code, 1009, '4097 bytes')
 })
 
 t.test('authentication at the upgrade: no token, no socket', async t => {

@@ -415,6 +415,24 @@ t.test('Idempotency-Key: a retry gets the first response, in the same session, a
   refused(t, await post(app, { input: 'x' }, { 'idempotency-key': 'bad key with spaces' }), 400, { param: 'Idempotency-Key' })
 })
 
+t.test('Idempotency-Key: 256 visible characters are a key, 257 are refused', async t => {
+  const app = await buildApp(t)
+  response(t, await post(app, { input: 'x' }, { 'idempotency-key': 'k'.repeat(256) }))
+  refused(t, await post(app, { input: 'x' }, { 'idempotency-key': 'k'.repeat(257) }), 400, { param: 'Idempotency-Key' })
+})
+
+t.test('bodyLimit: a body of exactly bodyLimit bytes is taken, one byte more is 413; maxPayload is its default', async t => {
+  const body = (bytes: number): string => {
+    const padded = (input: string): string => JSON.stringify({ input })
+    return padded('x'.repeat(bytes - padded('').length))
+  }
+  for (const [options, limit] of [[{ responses: { bodyLimit: 2048 } }, 2048], [{ maxPayload: 4096 }, 4096], [{}, 4 * 1024 * 1024]] as const) {
+    const app = await buildApp(t, options)
+    t.equal(response(t, await post(app, body(limit))).status, 'completed', `${limit} bytes`)
+    refused(t, await post(app, body(limit + 1)), 413, { code: 'request_too_large' })
+  }
+})
+
 t.test('Idempotency-Key on a response that kept no record: a clear 409 once it is done', async t => {
   const app = await buildApp(t)
   const first = response(t, await post(app, { input: 'x', store: false }, { 'idempotency-key': 'k-1' }))

@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
+import { appendFile, cp, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { FileStore, type Agent, type TranscriptEntry } from '../lib/index.js'
+import { FileStore, type Agent, type OpenFile, type TranscriptEntry } from '../lib/index.js'
 import { storeContract } from '../lib/testing/index.js'
-import { buildApp, childEnv, user } from './helpers.js'
+import { buildApp, childEnv, gatedAgent, user } from './helpers.js'
 
 /** A file store that closes (its open transcript handles) when the test file ends. */
 function fileStore (options: ConstructorParameters<typeof FileStore>[0]): FileStore {
@@ -325,4 +325,85 @@ t.test('a transcript that cannot be opened for appending is an error, and the ne
   await writeFile(path, kept)
   await store.append(MAIN, [row('again001')])
   t.equal((await store.read(MAIN, { limit: 1 })).entries[0]?.id, 'again001')
+})
+
+t.test('a reset right after an append drops the index update still owed to the old generation', async t => {
+  const store = fileStore({ dir: await tempDir() })
+  const key = 'agent:main:reset-soon'
+  await store.ensure(key, 'main')
+  t.equal((await store.reset(key))?.preview, undefined, 'with nothing owed')
+  await store.append(key, [{ type: 'message', id: 'old00001', parentId: null, timestamp: new Date().toISOString(), message: user('old words') }])
+  // The index update that follows the append waits a moment; the reset comes first.
+  t.equal((await store.reset(key))?.preview, undefined, 'the new generation does not show the old preview')
+  await store.close() // writes whatever is still owed
+  t.equal((await store.get(key))?.preview, undefined, 'nor is it written later')
+})
+
+/** A file layer that notes every flush: of which file (relative to `dir`), and its size then. */
+function countingFlushes (dir: string): { openFile: OpenFile, flushes: Array<{ path: string, size: number }> } {
+  const flushes: Array<{ path: string, size: number }> = []
+  const openFile: OpenFile = async (path, flags, mode) => {
+    const handle = await open(path, flags, mode)
+    for (const method of ['sync', 'datasync'] as const) {
+      const flush = handle[method].bind(handle)
+      handle[method] = async () => {
+        flushes.push({ path: relative(dir, path), size: (await handle.stat()).size })
+        await flush()
+      }
+    }
+    return handle
+  }
+  return { openFile, flushes }
+}
+
+const SESSIONS = join('agents', 'main', 'sessions')
+const isIndexTemp = (path: string): boolean => path.startsWith(join(SESSIONS, 'sessions.json.')) && path.endsWith('.tmp')
+
+t.test('what a send acknowledges is on the disk: its rows, and the index entry that finds them', async t => {
+  const dir = await tempDir()
+  const { openFile, flushes } = countingFlushes(dir)
+  const agent = gatedAgent()
+  const app = await buildApp(t, { store: fileStore({ dir, openFile }), agent })
+  const ticket = await app.sessionGateway.send({ sessionKey: 'agent:main:durable', agentId: 'main', input: [user('keep this')] })
+  const transcript = join(SESSIONS, `${ticket.sessionId}.jsonl`)
+  const size = async (): Promise<number> => (await stat(join(dir, transcript))).size
+  const acknowledged = await size()
+  t.ok(flushes.some(flush => flush.path === transcript && flush.size === acknowledged), 'the transcript was flushed with the user\'s row in it')
+  const index = flushes.findIndex(flush => isIndexTemp(flush.path))
+  t.ok(index >= 0, 'the new index was flushed, as the temp file that replaces the old one')
+  t.ok(flushes.slice(index + 1).some(flush => flush.path === SESSIONS), 'then its folder: the rename, and the new transcript\'s name, are on the disk too')
+
+  agent.release()
+  await ticket.result
+  const answered = await size()
+  t.ok(answered > acknowledged, 'the answer was appended')
+  t.ok(flushes.some(flush => flush.path === transcript && flush.size === answered), 'the answer was flushed before the run said it ended')
+})
+
+t.test('every append, index rewrite and record is flushed before it resolves; with fsync: false nothing is', async t => {
+  for (const fsync of [true, false]) {
+    const dir = await tempDir()
+    const { openFile, flushes } = countingFlushes(dir)
+    const store = fileStore({ dir, fsync, openFile })
+    const key = 'agent:main:counted'
+    const row = await store.ensure(key, 'main')
+    const since = (from: number): string[] => flushes.slice(from).map(flush => isIndexTemp(flush.path) ? 'index temp' : flush.path)
+
+    let seen = flushes.length
+    await store.patch(key, { label: 'counted' })
+    t.same(since(seen), fsync ? ['index temp', SESSIONS] : [], `fsync ${String(fsync)}: an index rewrite, then its folder`)
+    seen = flushes.length
+    const transcript = join(SESSIONS, `${row.sessionId}.jsonl`)
+    for (let i = 0; i < 3; i++) {
+      await store.append(key, [{ type: 'message', id: `c000000${i}`, parentId: null, timestamp: new Date().toISOString(), message: user(`row ${i}`) }])
+      // The index update that follows an append comes later, by design: only the transcript counts here.
+      t.equal(since(seen).filter(path => path === transcript).length, fsync ? i + 1 : 0, `fsync ${String(fsync)}: append ${i + 1}`)
+    }
+    await store.close() // the index updates that followed the appends
+    seen = flushes.length
+    const records = join('records', 'response')
+    await store.putRecord('response', 'resp_1', { n: 1 })
+    t.same(since(seen).map(path => path.startsWith(join(records, 'resp_1.json.')) ? 'record temp' : path),
+      fsync ? ['record temp', records] : [], `fsync ${String(fsync)}: a record, then its folder`)
+  }
 })

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
 import { AGENT_ID_PATTERN } from '../session-key.js'
 import type { TranscriptEntry } from '../transcript.js'
+import { openFile, replaceFile, type OpenFile } from './file-layer.js'
 import { withFileLock } from './file-lock.js'
 import { readTail, sessionHeader, TranscriptFiles } from './jsonl.js'
 import { listRows } from './list-rows.js'
@@ -14,12 +15,18 @@ export interface FileStoreOptions {
   /** The state directory (OpenClaw's `~/.openclaw` has this layout). Created when missing. */
   dir: string
   /**
-   * Flush each transcript append to the disk before it is acknowledged (default true).
-   * Without it an append survives a crash of the process, not of the machine.
+   * Flush every write to the disk before it is acknowledged: transcript appends, index
+   * rewrites and records (default true). Without it a write survives a crash of the
+   * process, not of the machine.
    */
   fsync?: boolean
   /** How long a write waits for another process's lock on an index (default 10 s). */
   lockTimeoutMs?: number
+  /**
+   * Opens every file the store writes and flushes (default `fs.promises.open`): a wrapper
+   * sees each write and each flush, to measure them or, in tests, to count them.
+   */
+  openFile?: OpenFile
 }
 
 /**
@@ -74,6 +81,8 @@ const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
 export class FileStore implements SessionStore {
   readonly dir: string
   readonly #files: TranscriptFiles
+  readonly #fsync: boolean
+  readonly #openFile: OpenFile
   readonly #lockTimeoutMs: number
   readonly #cache = new Map<string, CachedIndex>()
   /** Index writes of this process, one at a time per agent (the lock file orders processes). */
@@ -89,7 +98,9 @@ export class FileStore implements SessionStore {
   constructor (options: FileStoreOptions) {
     if (typeof options?.dir !== 'string' || options.dir === '') throw new InvalidInputError('FileStore needs a dir')
     this.dir = resolve(options.dir)
-    this.#files = new TranscriptFiles(options.fsync ?? true)
+    this.#fsync = options.fsync ?? true
+    this.#openFile = options.openFile ?? openFile
+    this.#files = new TranscriptFiles(this.#fsync, this.#openFile)
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 10_000
   }
 
@@ -203,7 +214,7 @@ export class FileStore implements SessionStore {
   async putRecord (kind: string, id: string, value: unknown): Promise<void> {
     const folder = join(this.dir, 'records', checkRecordId(kind))
     await mkdir(folder, { recursive: true, mode: 0o700 })
-    await writeAtomically(join(folder, `${checkRecordId(id)}.json`), JSON.stringify(value))
+    await replaceFile(this.#openFile, join(folder, `${checkRecordId(id)}.json`), JSON.stringify(value), this.#fsync)
   }
 
   async getRecord (kind: string, id: string): Promise<unknown> {
@@ -325,7 +336,8 @@ export class FileStore implements SessionStore {
         const before = JSON.stringify(index)
         const result = await change(index)
         if (JSON.stringify(index) !== before) {
-          await writeAtomically(path, JSON.stringify(index, null, 2))
+          // Flushes the folder too, and with it the entry of a transcript `change` just created there.
+          await replaceFile(this.#openFile, path, JSON.stringify(index, null, 2), this.#fsync)
           const info = await stat(path)
           this.#cache.set(agentId, { stamp: `${info.ino}:${info.size}:${info.mtimeMs}`, index })
         }
@@ -401,12 +413,6 @@ function * entriesOf (index: Index): Generator<[string, IndexEntry]> {
     const entry = entryOf(index, key)
     if (entry !== undefined) yield [key, entry]
   }
-}
-
-async function writeAtomically (path: string, text: string): Promise<void> {
-  const temp = `${path}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`
-  await writeFile(temp, text, { mode: 0o600 })
-  await rename(temp, path)
 }
 
 function toRow (key: string, agentId: string, entry: IndexEntry): SessionRow {

@@ -1,5 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import type { TranscriptEntry } from '../transcript.js'
+import type { OpenFile } from './file-layer.js'
 
 // OpenClaw's transcript files: one JSON object per line, a `session` header first.
 // Writes are whole lines in one write() call; reads go backwards from the end, so the
@@ -8,7 +9,7 @@ import type { TranscriptEntry } from '../transcript.js'
 const NEWLINE = 0x0a
 const CHUNK = 64 * 1024
 
-interface OpenFile {
+interface TranscriptFile {
   /** Set the moment the file is first wanted, so concurrent appends share one `open()`. */
   handle: Promise<FileHandle>
   /** The open failed: the next append tries again. */
@@ -27,12 +28,14 @@ interface OpenFile {
  * fresh and the torn one stays the only casualty.
  */
 export class TranscriptFiles {
-  readonly #open = new Map<string, OpenFile>()
+  readonly #open = new Map<string, TranscriptFile>()
   readonly #fsync: boolean
+  readonly #openFile: OpenFile
   readonly #max: number
 
-  constructor (fsync: boolean, max = 64) {
+  constructor (fsync: boolean, openFile: OpenFile, max = 64) {
     this.#fsync = fsync
+    this.#openFile = openFile
     this.#max = max
   }
 
@@ -73,10 +76,10 @@ export class TranscriptFiles {
   }
 
   /** The file's entry, opened now if it is not yet (synchronous: no two opens of one file). */
-  #acquire (path: string): OpenFile {
+  #acquire (path: string): TranscriptFile {
     let file = this.#open.get(path)
     if (file === undefined || file.failed) {
-      const opening: OpenFile = { handle: open(path, 'a+', 0o600), failed: false, end: -1, users: 0 }
+      const opening: TranscriptFile = { handle: this.#openFile(path, 'a+', 0o600), failed: false, end: -1, users: 0 }
       opening.handle.catch(() => { opening.failed = true })
       file = opening
     }
@@ -98,7 +101,7 @@ export class TranscriptFiles {
 }
 
 /** Closes a file's handle; one that never opened has nothing to close. */
-async function close (file: OpenFile): Promise<void> {
+async function close (file: TranscriptFile): Promise<void> {
   await file.handle.then(async handle => await handle.close(), () => {})
 }
 
