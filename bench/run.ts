@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, each against a baseline measured in the same run,
 // on 127.0.0.1, servers and load generators in separate processes, all bounded in time.
-// Prints one table. ONLY=roundtrip,streaming,… runs a subset.
+// Prints one table. ONLY=roundtrip,upstream,… runs a subset.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,6 +25,8 @@ async function roundTrip (server: string, env: Record<string, string>, connectio
     await started.stop()
   }
 }
+
+interface Turns { turns: number, p50: number, p99: number, turnsPerSec: number }
 
 interface Streaming { watchers: number, deltas: number, ok: boolean, eventsPerSec: number, bytes: number }
 
@@ -197,6 +199,35 @@ const sections: Record<string, () => Promise<void>> = {
       goal: 'under 1 s',
       met: ourMedian < 1000
     })
+  },
+
+  async upstream () {
+    // The same instant upstream, reached straight and through the gateway, in one run; and the
+    // gateway's own turn with no upstream (echo agent), to say where the added time goes.
+    const upstream = await start('bench/servers/instant-upstream.ts')
+    const turns = async (env: Record<string, string>, client: Record<string, string>): Promise<Turns> => {
+      const gateway = await start('bench/servers/gateway.ts', { STORE: 'memory', ...env })
+      try {
+        return await run<Turns>('bench/clients/turns.ts', { URL: gateway.line, MODE: 'gateway', DURATION_MS: String(durationMs), ...client })
+      } finally {
+        await gateway.stop()
+      }
+    }
+    try {
+      const direct = await run<Turns>('bench/clients/turns.ts', { URL: upstream.line, MODE: 'upstream', DURATION_MS: String(durationMs) })
+      const through = await turns({ AGENT: 'openai', UPSTREAM_URL: upstream.line }, {})
+      const echo = await turns({}, { EXPECTED: 'hello' })
+      rows.push({
+        what: 'turn through openAIAgent, instant upstream, 1 client (HTTP JSON, a fresh session each)',
+        ours: `p50 ${round(through.p50)} ms, p99 ${round(through.p99)} ms, ${Math.round(through.turnsPerSec)} turns/s`,
+        baseline: `straight to the upstream (streamed chat completion): p50 ${round(direct.p50)} ms, p99 ${round(direct.p99)} ms; the gateway's own turn (echo agent): p50 ${round(echo.p50)} ms`,
+        ratio: `adds ${round(through.p50 - direct.p50)} ms p50 (×${round(through.p50 / direct.p50)}): ${round(echo.p50)} ms the gateway's turn, ${round(through.p50 - direct.p50 - echo.p50)} ms the hop`,
+        goal: 'say where the time goes',
+        met: undefined
+      })
+    } finally {
+      await upstream.stop()
+    }
   },
 
   async streaming () {

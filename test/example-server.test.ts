@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
+import { startFakeOpenClaw, OPENCLAW_TOKEN } from './fake-openclaw.js'
+import { chatChunks, startFakeUpstream, writeSse } from './fake-upstream.js'
 import { GatewaySocket } from './gateway-frames.js'
 import { childEnv } from './helpers.js'
 
@@ -130,4 +132,56 @@ t.test('kill -9 in the middle of a stream: every acknowledged message and every 
   const index = JSON.parse(await readFile(join(dir, 'agents', 'main', 'sessions', 'sessions.json'), 'utf8')) as Record<string, { sessionId: string }>
   const transcript = await readFile(join(dir, 'agents', 'main', 'sessions', `${index['agent:main:crash']?.sessionId}.jsonl`), 'utf8')
   for (const line of transcript.trimEnd().split('\n')) t.doesNotThrow(() => JSON.parse(line), 'every line is whole JSON')
+})
+
+/** Runs `npm start`'s server expecting it to refuse to start: its exit code and what it printed. */
+async function failedStart (env: Record<string, string>): Promise<{ code: number | null, stderr: string, stdout: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/server.ts'], { cwd: root, env: childEnv({ PORT: '0', ...env }), stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', chunk => { stdout += String(chunk) })
+  child.stderr.on('data', chunk => { stderr += String(chunk) })
+  const [code] = await once(child, 'exit') as [number | null]
+  return { code, stderr, stdout }
+}
+
+t.test('AGENT=openai and AGENT=openclaw put a real upstream behind npm start', async t => {
+  const upstream = await startFakeUpstream(t)
+  upstream.handle(async (_request, res) => { await writeSse(res, chatChunks({ text: 'from the model' })) })
+  const openai = await start({ GATEWAY_TOKEN: SECRET, GATEWAY_DATA_DIR: await dataDir(t), AGENT: 'openai', OPENAI_BASE_URL: `${upstream.origin}/v1`, OPENAI_MODEL: 'local-model', OPENAI_API_KEY: 'sk-local' })
+  t.teardown(() => openai.stop('SIGKILL'))
+  const answer = await fetch(`${openai.url}/v1/responses`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openclaw', input: 'hi' })
+  })
+  t.match(await answer.json(), { status: 'completed', output: [{ content: [{ text: 'from the model' }] }] })
+  t.match(upstream.requests[0], { path: '/v1/chat/completions', headers: { authorization: 'Bearer sk-local' }, body: { model: 'local-model' } })
+
+  const claw = await startFakeOpenClaw(t)
+  const openclaw = await start({ GATEWAY_TOKEN: SECRET, GATEWAY_DATA_DIR: await dataDir(t), AGENT: 'openclaw', OPENCLAW_URL: claw.origin, OPENCLAW_TOKEN: OPENCLAW_TOKEN })
+  t.teardown(() => openclaw.stop('SIGKILL'))
+  const socket = await connect(openclaw.port)
+  await socket.request('chat.send', { sessionKey: 'claw', message: 'hello', idempotencyKey: 'o-1' })
+  const final = await socket.next(f => f.event === 'chat' && f.payload.state === 'final')
+  t.equal(final.payload.message.content[0].text, 'echo: hello (turn 1 of agent:main:claw)')
+  socket.close()
+})
+
+t.test('a missing or bad variable stops the start with one line saying which, and exit code 1', async t => {
+  const cases: Array<[Record<string, string>, string]> = [
+    [{ AGENT: 'openai' }, 'cannot start: AGENT=openai needs OPENAI_MODEL: the model to ask for, such as gpt-4o-mini\n'],
+    [{ AGENT: 'openai', OPENAI_MODEL: 'gpt-4o-mini' }, 'cannot start: AGENT=openai needs OPENAI_API_KEY: the key for api.openai.com (or set OPENAI_BASE_URL for another server)\n'],
+    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'localhost:8000/v1' }, 'cannot start: Invalid session gateway option "openAIAgent.baseURL": an http(s) URL such as "https://api.openai.com/v1"\n'],
+    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_API_KEY: 'k', OPENAI_API: 'soap' }, 'cannot start: OPENAI_API must be "chat" or "responses", not "soap"\n'],
+    [{ AGENT: 'openclaw' }, "cannot start: AGENT=openclaw needs OPENCLAW_URL: the OpenClaw gateway's URL, such as http://127.0.0.1:18789\n"],
+    [{ AGENT: 'gpt' }, 'cannot start: AGENT must be echo, openai or openclaw, not "gpt"\n'],
+    [{ ECHO_DELAY_MS: 'slow' }, 'cannot start: ECHO_DELAY_MS must be a whole number of milliseconds, not "slow"\n']
+  ]
+  for (const [env, line] of cases) {
+    const { code, stderr, stdout } = await failedStart(env)
+    t.equal(code, 1, line)
+    t.equal(stderr, line)
+    t.equal(stdout, '', 'nothing started')
+  }
 })

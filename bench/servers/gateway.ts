@@ -1,10 +1,11 @@
 // The plugin as a benchmark server: `listening <url>` on stdout, token `bench`.
-//   STORE=memory|file   DATA_DIR, FSYNC=0|1 (for file)   AGENT=echo|burst   DELTAS (burst: deltas per turn)
+//   STORE=memory|file   DATA_DIR, FSYNC=0|1 (for file)   AGENT=echo|burst|openai   DELTAS (burst: deltas per turn)
+//   UPSTREAM_URL (openai: an OpenAI-compatible server, such as bench/servers/instant-upstream.ts)
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Fastify from 'fastify'
-import sessionGateway, { echoAgent, FileStore, MemoryStore, type Agent, type SessionStore } from '../../lib/index.js'
+import sessionGateway, { echoAgent, FileStore, MemoryStore, openAIAgent, type Agent, type SessionStore } from '../../lib/index.js'
 
 // Asked before its memory is read (SIGUSR2): collect garbage. Installed before anything can send it.
 process.on('SIGUSR2', () => (globalThis as { gc?: () => void }).gc?.())
@@ -24,10 +25,16 @@ function store (): SessionStore {
   return new FileStore({ dir, fsync: process.env.FSYNC !== '0' })
 }
 
+function agent (): Agent {
+  if (process.env.AGENT === 'burst') return burst
+  if (process.env.AGENT === 'openai') return openAIAgent({ baseURL: `${process.env.UPSTREAM_URL as string}/v1`, model: 'bench', maxRetries: 0 })
+  return echoAgent()
+}
+
 const app = Fastify({ logger: false })
 await app.register(sessionGateway, {
   auth: { token: 'bench' },
-  agent: process.env.AGENT === 'burst' ? burst : echoAgent(),
+  agent: agent(),
   replay: 4096,
   store: store(),
   gateway: { maxBufferedBytes: 64 * 1024 * 1024 }

@@ -92,7 +92,6 @@ export async function * postEventStream (endpoint: UpstreamEndpoint, body: unkno
     })
     const reader = response.body.getReader()
     const decoder = new TextDecoder()
-    silence.restart()
     for (;;) {
       let chunk: Awaited<ReturnType<typeof reader.read>>
       try {
