@@ -79,6 +79,19 @@ export const UpstreamProtocolError = createError<'FSG_UPSTREAM_PROTOCOL', 502, [
 export const InvalidOptionError = createError<'FSG_INVALID_OPTION', 500, [string, string]>(
   'FSG_INVALID_OPTION', 'Invalid session gateway option "%s": %s', 500)
 
+/**
+ * Why a run ended in `error` or `aborted`: the code on its `run.finished` event and on
+ * its transcript row. Transports translate these; none matches a string of its own.
+ */
+export const RunErrorCode = {
+  agentFailed: 'FSG_AGENT_FAILED',
+  agentProtocol: 'FSG_AGENT_PROTOCOL',
+  runTimeout: 'FSG_RUN_TIMEOUT',
+  storeFailed: 'FSG_STORE_FAILED',
+  gatewayClosed: 'FSG_GATEWAY_CLOSED',
+  sessionReset: 'FSG_SESSION_RESET'
+} as const
+
 export type SessionBusy = InstanceType<typeof SessionBusyError> & {
   sessionKey: string
   runId: string

@@ -3,7 +3,7 @@ import { sessionGateway } from './plugin.js'
 export default sessionGateway
 export { sessionGateway, type GatewayRouteConfig } from './plugin.js'
 export { requestHints } from './request-hints.js'
-export { SessionGateway, type ListOptions } from './gateway.js'
+export { SessionService, type ListOptions } from './session-service.js'
 export type { SessionGatewayOptions } from './options.js'
 export {
   createAuthenticator, requestCredentials, ANONYMOUS_PRINCIPAL, TOKEN_PRINCIPAL,

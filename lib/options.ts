@@ -11,7 +11,7 @@ import { FileStore } from './stores/file.js'
 import type { SessionStore } from './stores/store.js'
 
 export interface SessionGatewayOptions {
-  /** Where sessions and transcripts live. Default: a new `MemoryStore`. */
+  /** Where sessions and transcripts live. Default: a `FileStore` in `./data` (OpenClaw's layout). */
   store?: SessionStore
   /** What generates the answers. Default: `echoAgent()`. */
   agent?: Agent

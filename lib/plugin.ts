@@ -2,12 +2,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import websocket from '@fastify/websocket'
 import fp from 'fastify-plugin'
 import { requestCredentials, type Principal } from './auth.js'
-import { SessionGateway } from './gateway.js'
+import { SessionService } from './session-service.js'
 import { logSerializers } from './logging.js'
 import { resolveOptions, type SessionGatewayOptions } from './options.js'
 import { requestHints } from './request-hints.js'
-import { CloseCode } from './transports/gateway/protocol.js'
-import { gatewayRoute } from './transports/gateway/route.js'
+import { CloseCode } from './transports/close-codes.js'
+import { openClawRoute } from './transports/openclaw/route.js'
 import { LiveSockets } from './transports/live-sockets.js'
 import { responsesRoutes } from './transports/responses/route.js'
 import { ResponsesService } from './transports/responses/service.js'
@@ -30,7 +30,7 @@ export interface GatewayRouteConfig {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    sessionGateway: SessionGateway
+    sessionGateway: SessionService
   }
   interface FastifyRequest {
     /** Who is calling; set by the gateway's `onRequest` hook (null until authenticated). */
@@ -45,11 +45,11 @@ declare module 'fastify' {
 
 async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGatewayOptions): Promise<void> {
   const options = resolveOptions(rawOptions)
-  const gateway = new SessionGateway(options, app.log)
-  app.decorate('sessionGateway', gateway)
+  const sessions = new SessionService(options, app.log)
+  app.decorate('sessionGateway', sessions)
   app.decorateRequest('gatewayPrincipal', null)
   app.decorateRequest('gatewaySession', null)
-  app.addHook('onClose', async () => { await gateway.close() })
+  app.addHook('onClose', async () => { await sessions.close() })
 
   // Shutdown closes every WebSocket with 1012 (service restart), so clients know to come
   // back; added before @fastify/websocket's own hook, which would close them without a code.
@@ -67,7 +67,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
       const config = request.routeOptions.config.sessionGateway ?? {}
       const credentials = requestCredentials(request)
       if (config.auth === 'deferred' && credentials.token === undefined) return
-      request.gatewayPrincipal = await gateway.authenticate(request, credentials)
+      request.gatewayPrincipal = await sessions.authenticate(request, credentials)
     })
 
     scope.addHook('preHandler', async function resolveSession (request: FastifyRequest, _reply: FastifyReply) {
@@ -77,13 +77,13 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
       const hints = requestHints(request)
       if (mode === 'optional' && hints.sessionKey === undefined && hints.user === undefined) return
       const action = config.action ?? (request.method === 'GET' ? 'read' : 'write')
-      request.gatewaySession = await gateway.resolve(hints, request.gatewayPrincipal, action, mode === 'optional' ? 'error' : mode)
+      request.gatewaySession = await sessions.resolve(hints, request.gatewayPrincipal, action, mode === 'optional' ? 'error' : mode)
     })
 
     if (options.gateway !== false) {
-      await scope.register(gatewayRoute, {
+      await scope.register(openClawRoute, {
         ...options.gateway,
-        gateway,
+        sessions,
         sockets,
         maxPayload: options.maxPayload,
         serverVersion: VERSION,
@@ -94,8 +94,8 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
     if (options.responses !== false) {
       await scope.register(responsesRoutes, {
         ...options.responses,
-        gateway,
-        service: new ResponsesService(gateway, app.log),
+        sessions,
+        service: new ResponsesService(sessions, app.log),
         sockets,
         maxPayload: options.maxPayload
       })

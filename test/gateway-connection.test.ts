@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { GatewayConnection, type GatewaySocket } from '../lib/transports/gateway/connection.js'
+import { OpenClawConnection, type OpenClawSocket } from '../lib/transports/openclaw/connection.js'
 import { MemoryStore } from '../lib/index.js'
 import { buildApp, gatedAgent, TOKEN } from './helpers.js'
 
@@ -7,7 +7,7 @@ import { buildApp, gatedAgent, TOKEN } from './helpers.js'
 
 interface Written { type: string, id?: string, ok?: boolean, event?: string, payload?: any, error?: any, seq?: number }
 
-class FakeSocket implements GatewaySocket {
+class FakeSocket implements OpenClawSocket {
   readonly frames: Written[] = []
   closed: { code: number, reason: string } | undefined
   bufferedAmount = 0
@@ -33,11 +33,11 @@ class FakeSocket implements GatewaySocket {
 
 const LIMIT = 1000
 
-async function connected (t: Test, options: Parameters<typeof buildApp>[1] = {}): Promise<{ socket: FakeSocket, connection: GatewayConnection, until: (match: (frame: Written) => boolean) => Promise<Written> }> {
+async function connected (t: Test, options: Parameters<typeof buildApp>[1] = {}): Promise<{ socket: FakeSocket, connection: OpenClawConnection, until: (match: (frame: Written) => boolean) => Promise<Written> }> {
   const app = await buildApp(t, options)
   const socket = new FakeSocket()
-  const connection = new GatewayConnection(socket, {
-    gateway: app.sessionGateway,
+  const connection = new OpenClawConnection(socket, {
+    sessions: app.sessionGateway,
     principal: null,
     authenticate: async credentials => {
       if (credentials.token !== TOKEN) throw new Error('not this token')
@@ -70,7 +70,7 @@ async function connected (t: Test, options: Parameters<typeof buildApp>[1] = {})
   return { socket, connection, until }
 }
 
-function request (connection: GatewayConnection, id: string, method: string, params: unknown): void {
+function request (connection: OpenClawConnection, id: string, method: string, params: unknown): void {
   connection.receive(JSON.stringify({ type: 'req', id, method, params }), false)
 }
 
@@ -100,7 +100,7 @@ t.test('merged deltas go out once the buffer drains, even with no final yet', as
   request(connection, 's', 'chat.send', { sessionKey: 'drain', message: 'go', idempotencyKey: 'drain-1' })
   await until(frame => frame.id === 's')
   // Hold the final back: the agent is released, but the run's final waits on the store.
-  const store = (connection.gateway.store as MemoryStore)
+  const store = (connection.sessions.store as MemoryStore)
   const append = store.append.bind(store)
   let releaseAppend: () => void = () => {}
   store.append = async (...args) => {
@@ -166,8 +166,8 @@ t.test('requests sent before hello-ok are refused, not lost silently', async t =
   const app = await buildApp(t)
   const socket = new FakeSocket()
   let letIn: () => void = () => {}
-  const connection = new GatewayConnection(socket, {
-    gateway: app.sessionGateway,
+  const connection = new OpenClawConnection(socket, {
+    sessions: app.sessionGateway,
     principal: null,
     authenticate: async () => { await new Promise<void>(resolve => { letIn = resolve }); return { id: 'late' } },
     defaultHints: {},
@@ -224,7 +224,7 @@ t.test('method edge cases answer as a client would expect', async t => {
   t.match(sent, { ok: true, payload: { runId: 'timed-1', status: 'started' } })
   await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
 
-  await connection.gateway.close()
+  await connection.sessions.close()
   t.match(await answer('late', 'chat.send', { sessionKey: 'timed', message: 'again', idempotencyKey: 'timed-2' }),
     { ok: false, error: { code: 'UNAVAILABLE', retryable: true, retryAfterMs: 1000, details: { code: 'FSG_GATEWAY_CLOSED' } } })
 })
@@ -232,7 +232,7 @@ t.test('method edge cases answer as a client would expect', async t => {
 t.test('a session reset between a send and its subscription is announced, not replayed from another life', async t => {
   const agent = gatedAgent()
   const { connection, until } = await connected(t, { agent })
-  const gateway = connection.gateway
+  const gateway = connection.sessions
   const subscribe = gateway.subscribe.bind(gateway)
   // The race, made certain: the reset lands after the send, before the connection subscribes.
   gateway.subscribe = async (...args) => {
@@ -251,9 +251,9 @@ t.test('the connection lifecycle: oversize frames, password auth, closing mid-ha
   const agent = gatedAgent(() => [{ type: 'text', delta: 'counted' }, { type: 'usage', inputTokens: 3, outputTokens: 1 }])
   const app = await buildApp(t, { agent })
   const options = { tickIntervalMs: 30_000, maxPayload: 70_000, maxBufferedBytes: LIMIT, handshakeTimeoutMs: 5000, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' }
-  const make = (authenticate: (credentials: { token?: string, password?: string }) => Promise<{ id: string }>): { socket: FakeSocket, connection: GatewayConnection } => {
+  const make = (authenticate: (credentials: { token?: string, password?: string }) => Promise<{ id: string }>): { socket: FakeSocket, connection: OpenClawConnection } => {
     const socket = new FakeSocket()
-    const connection = new GatewayConnection(socket, { gateway: app.sessionGateway, principal: null, authenticate, defaultHints: {}, options, logger: app.log })
+    const connection = new OpenClawConnection(socket, { sessions: app.sessionGateway, principal: null, authenticate, defaultHints: {}, options, logger: app.log })
     t.teardown(() => connection.dispose())
     connection.open()
     return { socket, connection }

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { Principal } from '../../auth.js'
-import type { SessionGateway } from '../../gateway.js'
+import type { SessionService } from '../../session-service.js'
 import { requestHints } from '../../request-hints.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
 import { parseCreateBody } from './request.js'
@@ -10,7 +10,7 @@ import { ResponsesConnection } from './websocket-connection.js'
 import type { LiveSockets } from '../live-sockets.js'
 
 export interface ResponsesRouteOptions {
-  gateway: SessionGateway
+  sessions: SessionService
   service: ResponsesService
   sockets: LiveSockets
   prefix: string
@@ -31,7 +31,7 @@ const COMPACT_FIELDS = new Set(['model', 'input', 'previous_response_id', 'instr
  * `{"error":{…}}`, whichever layer raised it (authentication, body parsing, the resolver).
  */
 export async function responsesRoutes (scope: FastifyInstance, options: ResponsesRouteOptions): Promise<void> {
-  const { gateway, service, bodyLimit, onDisconnect, sockets } = options
+  const { sessions, service, bodyLimit, onDisconnect, sockets } = options
 
   scope.setErrorHandler(function responsesError (err, request, reply) {
     const error = toResponsesError(err, request.log)
@@ -51,7 +51,7 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     const live = await service.create(body, principal, requestHints(request), idempotencyKey === undefined ? {} : { idempotencyKey })
     if (onDisconnect === 'abort') {
       reply.raw.once('close', () => {
-        if (!live.stream.finished) void gateway.abort(live.sessionKey, live.id).catch(() => {})
+        if (!live.stream.finished) void sessions.abort(live.sessionKey, live.id).catch(() => {})
       })
     }
     if (body.stream === true) return streamEvents(reply, live.sessionKey, subscriber(live, -1))

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Principal } from '../../auth.js'
 import { SessionNotFoundError } from '../../errors.js'
-import type { SessionGateway } from '../../gateway.js'
+import type { SessionService } from '../../session-service.js'
 import type { ResolvedSession, SessionHints } from '../../resolver.js'
 import { randomHex } from '../../ids.js'
 import type { TranscriptMessage } from '../../transcript.js'
@@ -57,12 +57,12 @@ export interface CreateOptions {
 }
 
 export class ResponsesService {
-  readonly #gateway: SessionGateway
+  readonly #sessions: SessionService
   readonly #logger: FastifyBaseLogger
   readonly #live = new Map<string, LiveResponse>()
 
-  constructor (gateway: SessionGateway, logger: FastifyBaseLogger) {
-    this.#gateway = gateway
+  constructor (sessions: SessionService, logger: FastifyBaseLogger) {
+    this.#sessions = sessions
     this.#logger = logger
   }
 
@@ -80,11 +80,11 @@ export class ResponsesService {
     const stream = new ResponseStream(id, requestFields(body, body.model ?? `openclaw/${session.agentId}`))
 
     // Listen before sending, so not one event of the run can slip by.
-    const subscription = await this.#gateway.subscribe(session.sessionKey, {}, event => stream.onHubEvent(event))
+    const subscription = await this.#sessions.subscribe(session.sessionKey, {}, event => stream.onHubEvent(event))
     subscription.start()
     let ticket
     try {
-      ticket = await this.#gateway.send({
+      ticket = await this.#sessions.send({
         sessionKey: session.sessionKey,
         agentId: session.agentId,
         runId: id,
@@ -136,7 +136,7 @@ export class ResponsesService {
       const stored = record as ResponseRecord
       return { sessionKey: stored.sessionKey, response: storedResponse(stored) }
     }
-    await this.#gateway.abort(live.sessionKey, live.id)
+    await this.#sessions.abort(live.sessionKey, live.id)
     await live.stream.ended()
     return { sessionKey: live.sessionKey, response: live.stream.response() }
   }
@@ -155,7 +155,7 @@ export class ResponsesService {
   async #conversation (previousId: string, principal: Principal): Promise<TranscriptMessage[]> {
     const previous = await this.#previous(previousId, principal)
     if (previous === undefined) throw previousResponseNotFound(previousId)
-    await this.#gateway.resolve({ sessionKey: previous.sessionKey }, principal, 'read')
+    await this.#sessions.resolve({ sessionKey: previous.sessionKey }, principal, 'read')
     return await this.#recentMessages(previous.sessionKey)
   }
 
@@ -176,13 +176,13 @@ export class ResponsesService {
       // A retry must land where the first try did, even when that was a fresh session.
       const retried = options.idempotencyKey !== undefined && hints.sessionKey === undefined && hints.user === undefined
       const named = retried ? { ...hints, sessionKey: `openresponses:retry-${createHash('sha256').update(`${principal.id}\n${options.idempotencyKey as string}`).digest('hex').slice(0, 32)}` } : hints
-      return await this.#gateway.resolve(named, principal, 'write', 'fresh')
+      return await this.#sessions.resolve(named, principal, 'write', 'fresh')
     }
     const previous = options.previous?.(previousId) ?? await this.#previous(previousId, principal)
     if (previous === undefined) throw previousResponseNotFound(previousId)
-    const session = await this.#gateway.resolve({ sessionKey: previous.sessionKey, agentId: hints.agentId ?? previous.agentId }, principal, 'write')
+    const session = await this.#sessions.resolve({ sessionKey: previous.sessionKey, agentId: hints.agentId ?? previous.agentId }, principal, 'write')
     if (hints.sessionKey !== undefined) {
-      const named = await this.#gateway.resolve(hints, principal, 'write')
+      const named = await this.#sessions.resolve(hints, principal, 'write')
       if (named.sessionKey !== session.sessionKey) {
         throw invalidParam('previous_response_id', `The previous response belongs to session '${session.sessionKey}', not to '${named.sessionKey}'.`, 'session_mismatch')
       }
@@ -212,7 +212,7 @@ export class ResponsesService {
 
   async #recentMessages (sessionKey: string): Promise<TranscriptMessage[]> {
     try {
-      const { entries } = await this.#gateway.history(sessionKey, { limit: CALL_LOOKUP_ROWS })
+      const { entries } = await this.#sessions.history(sessionKey, { limit: CALL_LOOKUP_ROWS })
       return entries.flatMap(entry => entry.message === undefined ? [] : [entry.message])
     } catch (err) {
       if (err instanceof SessionNotFoundError) return []
@@ -222,7 +222,7 @@ export class ResponsesService {
 
   async #record (id: string): Promise<ResponseRecord | undefined> {
     if (!/^resp_[A-Za-z0-9]{1,123}$/.test(id)) return undefined
-    const record = await this.#gateway.store.getRecord(RECORD_KIND, id) as ResponseRecord | undefined
+    const record = await this.#sessions.store.getRecord(RECORD_KIND, id) as ResponseRecord | undefined
     return record?.v === 1 ? record : undefined
   }
 
@@ -234,7 +234,7 @@ export class ResponsesService {
       agentId: live.agentId,
       events: live.stream.events.map(event => event.json)
     }
-    await this.#gateway.store.putRecord(RECORD_KIND, live.id, record)
+    await this.#sessions.store.putRecord(RECORD_KIND, live.id, record)
   }
 }
 

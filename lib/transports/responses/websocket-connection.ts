@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Principal } from '../../auth.js'
 import type { SessionHints } from '../../resolver.js'
+import { CloseCode } from '../close-codes.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
 import { parseCreateBody, type CreateBody } from './request.js'
 import type { PreviousResponse, ResponsesService } from './service.js'
@@ -55,7 +56,7 @@ export class ResponsesConnection {
   receive (data: Buffer | string, isBinary: boolean): void {
     if (this.#closed) return
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length
-    if (size > this.#context.maxPayload) return this.close(1009, 'frame too large')
+    if (size > this.#context.maxPayload) return this.close(CloseCode.tooBig, 'frame too large')
     if (this.#expired) return this.#limitReached()
     if (this.#running >= MAX_PENDING) {
       return this.#error(new ResponsesError(429, `More than ${MAX_PENDING} responses are waiting on this connection; wait for some to finish.`, { code: 'too_many_pending_responses' }))
@@ -136,7 +137,7 @@ export class ResponsesConnection {
   #limitReached (): void {
     const message = 'This connection has reached its time limit; open a new one to continue (continue with previous_response_id).'
     this.#send(JSON.stringify({ type: 'error', status: 400, error: { type: 'invalid_request_error', code: LIMIT_CODE, message, param: null } }))
-    this.close(1000, LIMIT_CODE)
+    this.close(CloseCode.normal, LIMIT_CODE)
   }
 
   #send (text: string): void {
@@ -145,7 +146,7 @@ export class ResponsesConnection {
       this.#socket.send(text)
     } catch (err) {
       this.#context.logger.warn({ err }, 'session gateway: a responses frame could not be sent')
-      this.close(1011, 'send failed')
+      this.close(CloseCode.serverError, 'send failed')
     }
   }
 }

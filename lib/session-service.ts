@@ -22,7 +22,7 @@ const MAX_LIST_SCAN_PAGES = 20
  * `app.sessionGateway`: the machinery every transport uses, for application code
  * and tests. Keys given to its methods must be canonical (from `resolve`).
  */
-export class SessionGateway {
+export class SessionService {
   readonly resolve: Resolver
   readonly store: SessionStore
   readonly #hub: SessionHub

@@ -2,7 +2,7 @@ import { InvalidInputError, SessionNotFoundError } from '../../errors.js'
 import { UNBORN_CURSOR, type Subscription } from '../../hub/hub.js'
 import type { SessionRow } from '../../stores/store.js'
 import type { UserMessage } from '../../transcript.js'
-import type { GatewayConnection } from './connection.js'
+import type { OpenClawConnection } from './connection.js'
 import type { MethodName, MethodParams } from './protocol.js'
 import { runningSnapshot, sessionEventFrames } from './session-events.js'
 
@@ -12,7 +12,7 @@ export interface MethodResult {
   after?: () => void
 }
 
-type Handler<M extends MethodName> = (connection: GatewayConnection, params: MethodParams<M>) => Promise<MethodResult>
+type Handler<M extends MethodName> = (connection: OpenClawConnection, params: MethodParams<M>) => Promise<MethodResult>
 
 const DEFAULT_HISTORY_LIMIT = 200
 const DEFAULT_OPEN_LIMIT = 50
@@ -21,7 +21,7 @@ const DEFAULT_OPEN_LIMIT = 50
 const handlers: { [M in MethodName]: Handler<M> } = {
   async 'chat.send' (connection, params) {
     const { sessionKey, agentId } = await connection.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'write')
-    const ticket = await connection.gateway.send({
+    const ticket = await connection.sessions.send({
       sessionKey,
       agentId,
       input: [userMessage(params.message, params.attachments)],
@@ -43,7 +43,7 @@ const handlers: { [M in MethodName]: Handler<M> } = {
   async 'chat.history' (connection, params) {
     const { sessionKey } = await connection.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')
     try {
-      const page = await connection.gateway.history(sessionKey, {
+      const page = await connection.sessions.history(sessionKey, {
         limit: params.limit ?? DEFAULT_HISTORY_LIMIT,
         ...(params.before === undefined ? {} : { before: params.before }),
         ...(params.sessionId === undefined ? {} : { sessionId: params.sessionId })
@@ -66,12 +66,12 @@ const handlers: { [M in MethodName]: Handler<M> } = {
 
   async 'chat.abort' (connection, params) {
     const { sessionKey } = await connection.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'write')
-    const { aborted, runIds } = await connection.gateway.abort(sessionKey, params.runId)
+    const { aborted, runIds } = await connection.sessions.abort(sessionKey, params.runId)
     return { payload: { ok: true, aborted, runIds } }
   },
 
   async 'sessions.list' (connection, params) {
-    const page = await connection.gateway.list({
+    const page = await connection.sessions.list({
       principal: connection.principal,
       limit: params.limit ?? 50,
       ...(params.label === undefined ? {} : { label: params.label }),
@@ -90,18 +90,18 @@ const handlers: { [M in MethodName]: Handler<M> } = {
   },
 
   async 'sessions.resolve' (connection, params) {
-    const gateway = connection.gateway
+    const sessions = connection.sessions
     let rows: SessionRow[]
     if (params.key !== undefined) {
       const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
-      const row = await gateway.get(sessionKey)
+      const row = await sessions.get(sessionKey)
       rows = row === undefined ? [] : [row]
     } else if (params.sessionId !== undefined) {
-      const row = await gateway.store.findBySessionId(params.sessionId)
+      const row = await sessions.store.findBySessionId(params.sessionId)
       // Found or not, a session the principal may not read looks the same: not there.
       rows = row !== undefined && await readable(connection, row.key) ? [row] : []
     } else if (params.label !== undefined) {
-      rows = (await gateway.list({ principal: connection.principal, label: params.label, limit: 10 })).rows
+      rows = (await sessions.list({ principal: connection.principal, label: params.label, limit: 10 })).rows
     } else {
       throw new InvalidInputError('sessions.resolve needs one of key, sessionId or label')
     }
@@ -113,28 +113,28 @@ const handlers: { [M in MethodName]: Handler<M> } = {
 
   async 'sessions.create' (connection, params) {
     const { sessionKey, agentId } = params.key === undefined
-      ? await connection.gateway.resolve({ agentId: params.agentId }, connection.principal, 'write', 'fresh')
+      ? await connection.sessions.resolve({ agentId: params.agentId }, connection.principal, 'write', 'fresh')
       : await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
-    let row = await connection.gateway.create(sessionKey, agentId)
-    if (params.label !== undefined) row = await connection.gateway.patch(sessionKey, { label: params.label })
+    let row = await connection.sessions.create(sessionKey, agentId)
+    if (params.label !== undefined) row = await connection.sessions.patch(sessionKey, { label: params.label })
     return { payload: { ok: true, key: row.key, sessionId: row.sessionId, entry: sessionRow(row) } }
   },
 
   async 'sessions.patch' (connection, params) {
     const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
-    const row = await connection.gateway.patch(sessionKey, params.label === undefined ? {} : { label: params.label ?? undefined })
+    const row = await connection.sessions.patch(sessionKey, params.label === undefined ? {} : { label: params.label ?? undefined })
     return { payload: { ok: true, key: row.key, entry: sessionRow(row) } }
   },
 
   async 'sessions.reset' (connection, params) {
     const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
-    const row = await connection.gateway.reset(sessionKey)
+    const row = await connection.sessions.reset(sessionKey)
     return { payload: { ok: true, key: row.key, entry: sessionRow(row) } }
   },
 
   async 'sessions.delete' (connection, params) {
     const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
-    const deleted = await connection.gateway.delete(sessionKey)
+    const deleted = await connection.sessions.delete(sessionKey)
     return { payload: { ok: true, key: sessionKey, deleted, archived: [] } }
   },
 
@@ -162,7 +162,7 @@ const handlers: { [M in MethodName]: Handler<M> } = {
 
   async 'sessions.open' (connection, params) {
     const { sessionKey, agentId } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
-    const opened = await connection.gateway.open(sessionKey, {
+    const opened = await connection.sessions.open(sessionKey, {
       limit: params.limit ?? DEFAULT_OPEN_LIMIT,
       ...(params.since === undefined ? {} : { since: params.since })
     }, event => connection.sessionEvent(event))
@@ -184,12 +184,12 @@ const handlers: { [M in MethodName]: Handler<M> } = {
   }
 }
 
-export async function callMethod<M extends MethodName> (connection: GatewayConnection, method: M, params: MethodParams<M>): Promise<MethodResult> {
+export async function callMethod<M extends MethodName> (connection: OpenClawConnection, method: M, params: MethodParams<M>): Promise<MethodResult> {
   return await (handlers[method] as Handler<M>)(connection, params)
 }
 
-async function subscribe (connection: GatewayConnection, sessionKey: string, since: string | undefined): Promise<Subscription> {
-  const subscription = await connection.gateway.subscribe(sessionKey, since === undefined ? {} : { since }, event => connection.sessionEvent(event))
+async function subscribe (connection: OpenClawConnection, sessionKey: string, since: string | undefined): Promise<Subscription> {
+  const subscription = await connection.sessions.subscribe(sessionKey, since === undefined ? {} : { since }, event => connection.sessionEvent(event))
   connection.adopt(sessionKey, subscription)
   return subscription
 }
@@ -198,7 +198,7 @@ async function subscribe (connection: GatewayConnection, sessionKey: string, sin
  * Sends what a subscription missed, then lets its live events flow. `answered` says the
  * history (for a reset) and the running turn already went out in the answer.
  */
-function deliver (connection: GatewayConnection, sessionKey: string, subscription: Subscription, answered = false): void {
+function deliver (connection: OpenClawConnection, sessionKey: string, subscription: Subscription, answered = false): void {
   const { replay, cursor } = subscription
   const withCursor = connection.withCursor
   switch (replay.kind) {
@@ -218,9 +218,9 @@ function deliver (connection: GatewayConnection, sessionKey: string, subscriptio
   subscription.start()
 }
 
-async function readable (connection: GatewayConnection, sessionKey: string): Promise<boolean> {
+async function readable (connection: OpenClawConnection, sessionKey: string): Promise<boolean> {
   try {
-    await connection.gateway.resolve({ sessionKey }, connection.principal, 'read')
+    await connection.sessions.resolve({ sessionKey }, connection.principal, 'read')
     return true
   } catch {
     return false

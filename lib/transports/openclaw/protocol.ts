@@ -7,17 +7,6 @@ import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
 
 export const PROTOCOL_VERSION = 4
 
-/** WebSocket close codes, with the meaning OpenClaw gives them. */
-export const CloseCode = {
-  normal: 1000,
-  protocolMismatch: 1002,
-  /** Bad handshake, bad credentials, a slow consumer. */
-  policy: 1008,
-  tooBig: 1009,
-  serverError: 1011,
-  restart: 1012
-} as const
-
 export const ErrorCode = {
   invalidRequest: 'INVALID_REQUEST',
   forbidden: 'FORBIDDEN',
@@ -30,13 +19,6 @@ export interface ErrorShape {
   details?: unknown
   retryable?: boolean
   retryAfterMs?: number
-}
-
-export interface RequestFrame {
-  type: 'req'
-  id: string
-  method: string
-  params?: unknown
 }
 
 /** Frames before `connect` may be at most this big; OpenClaw's own limit. */

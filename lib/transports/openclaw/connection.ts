@@ -1,27 +1,28 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Credentials, Principal } from '../../auth.js'
-import type { SessionGateway } from '../../gateway.js'
+import type { SessionService } from '../../session-service.js'
 import type { SessionEvent } from '../../events.js'
 import type { Subscription } from '../../hub/hub.js'
 import type { ResolvedSession, SessionAction, SessionHints } from '../../resolver.js'
+import { CloseCode } from '../close-codes.js'
 import { invalidRequest, toErrorShape } from './errors.js'
 import { callMethod } from './methods.js'
 import {
-  CloseCode, CURSOR_CAPABILITY, EVENTS, MAX_HANDSHAKE_BYTES, METHODS, PROTOCOL_VERSION,
+  CURSOR_CAPABILITY, EVENTS, MAX_HANDSHAKE_BYTES, METHODS, PROTOCOL_VERSION,
   checkConnect, checkParams, describeInvalid, isMethod, type ErrorShape
 } from './protocol.js'
 import { mergeDeltas, payloadJson, sessionEventFrames, type OutgoingEvent } from './session-events.js'
 
 /** All the protocol core needs from a socket; adapters provide it (see route.ts). */
-export interface GatewaySocket {
+export interface OpenClawSocket {
   send (data: string): void
   close (code: number, reason: string): void
   /** Bytes written but not yet handed to the network. */
   readonly bufferedAmount: number
 }
 
-export interface GatewayConnectionOptions {
+export interface OpenClawConnectionOptions {
   tickIntervalMs: number
   maxPayload: number
   /** Past this, deltas are merged; past four times this, the connection is closed (1008). */
@@ -32,14 +33,14 @@ export interface GatewayConnectionOptions {
   mainKey: string
 }
 
-export interface GatewayConnectionContext {
-  gateway: SessionGateway
+export interface OpenClawConnectionContext {
+  sessions: SessionService
   /** Authenticated at the upgrade, or null when the credentials come in `connect`. */
   principal: Principal | null
   authenticate (credentials: Credentials): Promise<Principal>
   /** The connection's default session, from the upgrade's header or query. */
   defaultHints: SessionHints
-  options: GatewayConnectionOptions
+  options: OpenClawConnectionOptions
   logger: FastifyBaseLogger
 }
 
@@ -48,17 +49,17 @@ const DRAIN_CHECK_MS = 20
 /**
  * One client of OpenClaw's gateway protocol v4: the handshake, request dispatch, the
  * sessions this connection watches, and backpressure. It knows no socket library:
- * feed it `receive()` and it writes through `GatewaySocket`.
+ * feed it `receive()` and it writes through `OpenClawSocket`.
  */
-export class GatewayConnection {
+export class OpenClawConnection {
   readonly connId = randomUUID()
-  readonly #socket: GatewaySocket
-  readonly gateway: SessionGateway
+  readonly #socket: OpenClawSocket
+  readonly sessions: SessionService
   readonly logger: FastifyBaseLogger
-  readonly #options: GatewayConnectionOptions
+  readonly #options: OpenClawConnectionOptions
   readonly #defaultHints: SessionHints
   // Holds the upgrade request; dropped once the handshake is over, so an idle connection stays small.
-  #authenticate: GatewayConnectionContext['authenticate'] | undefined
+  #authenticate: OpenClawConnectionContext['authenticate'] | undefined
   #phase: 'handshake' | 'connecting' | 'ready' | 'closed' = 'handshake'
   #principal: Principal | null
   #withCursor = false
@@ -70,9 +71,9 @@ export class GatewayConnection {
   #handshakeTimer: NodeJS.Timeout | undefined
   #drainTimer: NodeJS.Timeout | undefined
 
-  constructor (socket: GatewaySocket, context: GatewayConnectionContext) {
+  constructor (socket: OpenClawSocket, context: OpenClawConnectionContext) {
     this.#socket = socket
-    this.gateway = context.gateway
+    this.sessions = context.sessions
     this.logger = context.logger
     this.#options = context.options
     this.#defaultHints = context.defaultHints
@@ -153,13 +154,13 @@ export class GatewayConnection {
       return this.close(CloseCode.policy, 'invalid connect params')
     }
     if (params.minProtocol > PROTOCOL_VERSION || params.maxProtocol < PROTOCOL_VERSION) {
-      this.#respond(id, { code: 'INVALID_REQUEST', message: `protocol mismatch: this gateway speaks ${PROTOCOL_VERSION}`, details: { expectedProtocol: PROTOCOL_VERSION } })
+      this.#respond(id, { code: 'INVALID_REQUEST', message: `protocol mismatch: this sessions speaks ${PROTOCOL_VERSION}`, details: { expectedProtocol: PROTOCOL_VERSION } })
       return this.close(CloseCode.protocolMismatch, 'protocol mismatch')
     }
     try {
       if (this.#principal === null) {
         const auth = params.auth ?? {}
-        const authenticate = this.#authenticate as GatewayConnectionContext['authenticate']
+        const authenticate = this.#authenticate as OpenClawConnectionContext['authenticate']
         this.#principal = await authenticate({
           ...(auth.token === undefined ? {} : { token: auth.token }),
           ...(auth.password === undefined ? {} : { password: auth.password })
@@ -227,7 +228,7 @@ export class GatewayConnection {
   async resolve (hints: SessionHints, action: SessionAction): Promise<ResolvedSession> {
     const given = hints.sessionKey !== undefined
     const defaults = this.#defaultHints
-    return await this.gateway.resolve(given ? hints : { ...defaults, agentId: hints.agentId ?? defaults.agentId }, this.principal, action)
+    return await this.sessions.resolve(given ? hints : { ...defaults, agentId: hints.agentId ?? defaults.agentId }, this.principal, action)
   }
 
   // ── watching sessions ──────────────────────────────────────────────────────
@@ -252,8 +253,8 @@ export class GatewayConnection {
   /** `sessions.changed` for every session this principal may read. */
   watchList (): void {
     if (this.#stopWatchingList !== undefined) return
-    this.#stopWatchingList = this.gateway.onChange(change => {
-      this.gateway.resolve({ sessionKey: change.sessionKey }, this.principal, 'read').then(
+    this.#stopWatchingList = this.sessions.onChange(change => {
+      this.sessions.resolve({ sessionKey: change.sessionKey }, this.principal, 'read').then(
         () => this.#event('sessions.changed', { sessionKey: change.sessionKey, agentId: change.agentId, reason: change.kind, ts: Date.now() }),
         () => {} // not this principal's to see
       )

@@ -1,13 +1,13 @@
 import type { FastifyInstance } from 'fastify'
 import type {} from '@fastify/websocket'
 import type { WebSocket } from 'ws'
-import type { SessionGateway } from '../../gateway.js'
+import type { SessionService } from '../../session-service.js'
 import { requestHints } from '../../request-hints.js'
 import type { LiveSockets } from '../live-sockets.js'
-import { GatewayConnection, type GatewayConnectionOptions, type GatewaySocket } from './connection.js'
+import { OpenClawConnection, type OpenClawConnectionOptions, type OpenClawSocket } from './connection.js'
 
-export interface GatewayRouteOptions extends Omit<GatewayConnectionOptions, 'defaultAgentId' | 'mainKey'> {
-  gateway: SessionGateway
+export interface OpenClawRouteOptions extends Omit<OpenClawConnectionOptions, 'defaultAgentId' | 'mainKey'> {
+  sessions: SessionService
   sockets: LiveSockets
   path: string
   defaultAgentId: string
@@ -19,9 +19,9 @@ export interface GatewayRouteOptions extends Omit<GatewayConnectionOptions, 'def
  * socket's listeners before anything else can happen, and runs one timer for all of
  * its connections (ticks, and pings that find dead peers).
  */
-export async function gatewayRoute (scope: FastifyInstance, options: GatewayRouteOptions): Promise<void> {
-  const { gateway, sockets, path, ...connectionOptions } = options
-  const live = new Map<WebSocket, { connection: GatewayConnection, alive: boolean }>()
+export async function openClawRoute (scope: FastifyInstance, options: OpenClawRouteOptions): Promise<void> {
+  const { sessions, sockets, path, ...connectionOptions } = options
+  const live = new Map<WebSocket, { connection: OpenClawConnection, alive: boolean }>()
 
   const heartbeat = setInterval(() => {
     for (const [socket, peer] of live) {
@@ -45,10 +45,10 @@ export async function gatewayRoute (scope: FastifyInstance, options: GatewayRout
   }, (socket, request) => {
     // Long-lived closures below must not hold `request`: an idle connection would keep it all.
     const log = request.log
-    const connection = new GatewayConnection(batchedSocket(socket), {
-      gateway,
+    const connection = new OpenClawConnection(batchedSocket(socket), {
+      sessions,
       principal: request.gatewayPrincipal,
-      authenticate: async credentials => await gateway.authenticate(request, credentials),
+      authenticate: async credentials => await sessions.authenticate(request, credentials),
       defaultHints: requestHints(request),
       options: connectionOptions,
       logger: log
@@ -74,7 +74,7 @@ export async function gatewayRoute (scope: FastifyInstance, options: GatewayRout
  * together: the first write goes out at once and the rest coalesce into one writev,
  * instead of a system call per frame.
  */
-function batchedSocket (socket: WebSocket): GatewaySocket {
+function batchedSocket (socket: WebSocket): OpenClawSocket {
   let queue: string[] = []
   let queuedBytes = 0
   const flush = (): void => {
