@@ -89,7 +89,9 @@ export const RunErrorCode = {
   runTimeout: 'FSG_RUN_TIMEOUT',
   storeFailed: 'FSG_STORE_FAILED',
   gatewayClosed: 'FSG_GATEWAY_CLOSED',
-  sessionReset: 'FSG_SESSION_RESET'
+  sessionReset: 'FSG_SESSION_RESET',
+  /** The session log refused the run's events (unreachable, or the run lost its lane). */
+  logUnavailable: 'FSG_LOG_UNAVAILABLE'
 } as const
 
 export type SessionBusy = InstanceType<typeof SessionBusyError> & {

@@ -25,6 +25,8 @@ export {
   SessionHub, type RunUsage, type ChangeListener, type SessionChange, type HubOptions, type OpenResult, type Replay, type RunningSnapshot, type RunResult,
   type RunTicket, type SendRequest, type SessionListener, type SubscribeOptions, type Subscription, type HistoryQuery
 } from './hub/hub.js'
+export { InProcessSessionLog, type InProcessLogOptions } from './hub/in-process-log.js'
+export type { Lane, LaneOptions, LogListener, LogPosition, LogSubscription, RestartNotice, SessionLog } from './hub/session-log.js'
 export type { Agent, AgentOutput, AgentRequest, FunctionTool, ToolChoice } from './agents/agent.js'
 export { echoAgent, type EchoAgentOptions } from './agents/echo.js'
 export { openAIAgent, type OpenAIAgentOptions } from './agents/openai.js'

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Agent } from './agents/agent.js'
 import { echoAgent } from './agents/echo.js'
 import type { AuthOption } from './auth.js'
+import type { SessionLog } from './hub/session-log.js'
 import { InvalidOptionError } from './errors.js'
 import type { AuthorizeFunction } from './resolver.js'
 import { AGENT_ID_PATTERN } from './session-key.js'
@@ -13,6 +14,11 @@ import type { SessionStore } from './stores/store.js'
 export interface SessionGatewayOptions {
   /** Where sessions and transcripts live. Default: a `FileStore` in `./data` (OpenClaw's layout). */
   store?: SessionStore
+  /**
+   * What processes share about each session at run time: its event log, lane, idempotency
+   * claims and aborts. Default: an in-process log (one process per store).
+   */
+  sessionLog?: SessionLog
   /** What generates the answers. Default: `echoAgent()`. */
   agent?: Agent
   /** Required: `{ token }`, `{ verify }`, or `false` to run without authentication. */
@@ -79,10 +85,12 @@ TypeRegistry.Set<{ methods: string[] }>('FsgMethods', (schema, value) =>
 const methods = (names: string[], expected: string): TSchema =>
   Type.Unsafe({ [Kind]: 'FsgMethods', methods: names, expected })
 
+const LOG_METHODS = ['position', 'append', 'read', 'subscribe', 'restart', 'acquire', 'release', 'dropWaiting', 'abort', 'claim', 'unclaim', 'forget', 'close']
 const STORE_METHODS = ['get', 'findBySessionId', 'ensure', 'list', 'patch', 'reset', 'delete', 'append', 'read', 'putRecord', 'getRecord']
 
 const OptionsSchema = Type.Object({
   store: Type.Optional(methods(STORE_METHODS, `a SessionStore (${STORE_METHODS.join(', ')})`)),
+  sessionLog: Type.Optional(methods(LOG_METHODS, `a SessionLog (${LOG_METHODS.join(', ')})`)),
   agent: Type.Optional(methods(['respond'], 'an Agent (an object with a respond(request) method)')),
   auth: Type.Union([
     Type.Literal(false),
@@ -121,8 +129,8 @@ const OptionsSchema = Type.Object({
 
 const checkOptions = TypeCompiler.Compile(OptionsSchema)
 
-export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses'>> &
-  Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes'> & {
+export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'sessionLog'>> &
+  Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'sessionLog'> & {
     gateway: false | Required<GatewayProtocolOptions>
     responses: false | Required<ResponsesOptions>
   }

@@ -4,6 +4,8 @@ import {
   SessionHub, type ChangeListener, type HistoryQuery, type OpenResult, type RunTicket, type SendRequest,
   type SessionListener, type SubscribeOptions, type Subscription, type RunningSnapshot
 } from './hub/hub.js'
+import { InProcessSessionLog } from './hub/in-process-log.js'
+import type { SessionLog } from './hub/session-log.js'
 import type { ResolvedOptions } from './options.js'
 import { createResolver, type Resolver, type SessionAction } from './resolver.js'
 import type { ListPage, ListQuery, ReadPage, SessionRow, SessionStore } from './stores/store.js'
@@ -14,6 +16,8 @@ export interface ListOptions extends Partial<ListQuery> {
 }
 
 const MAX_LIST_LIMIT = 1000
+/** How long a repeated idempotency key attaches to the first run (OpenAI keeps them 24 h; a turn is shorter). */
+const IDEMPOTENCY_TTL_MS = 5 * 60_000
 // Bounds the store pages one filtered listing may scan, so a principal who may read
 // almost nothing cannot make one call walk an entire database.
 const MAX_LIST_SCAN_PAGES = 20
@@ -26,6 +30,7 @@ export class SessionService {
   readonly resolve: Resolver
   readonly store: SessionStore
   readonly #hub: SessionHub
+  readonly #log: SessionLog
   readonly #authenticate: Authenticator
   readonly #options: ResolvedOptions
 
@@ -39,15 +44,16 @@ export class SessionService {
       ...(options.authorize === undefined ? {} : { authorize: options.authorize })
     })
     this.#authenticate = createAuthenticator(options.auth)
+    this.#log = options.sessionLog ?? new InProcessSessionLog({ replay: options.replay, claimTtlMs: IDEMPOTENCY_TTL_MS })
     this.#hub = new SessionHub({
       store: options.store,
+      log: this.#log,
       agent: options.agent,
       busy: options.busy,
-      replay: options.replay,
       runTimeoutMs: options.runTimeoutMs,
       maxQueue: options.maxQueue,
       maxIdleSessions: options.maxIdleSessions,
-      idempotencyTtlMs: 5 * 60_000,
+      idempotencyTtlMs: IDEMPOTENCY_TTL_MS,
       logger
     })
   }
@@ -62,7 +68,7 @@ export class SessionService {
     return await this.#hub.send(request)
   }
 
-  async history (sessionKey: string, query: HistoryQuery): Promise<ReadPage & { sessionId: string, cursor: string }> {
+  async history (sessionKey: string, query: HistoryQuery): Promise<ReadPage & { sessionId?: string, cursor: string }> {
     return await this.#hub.history(sessionKey, query)
   }
 
@@ -128,6 +134,7 @@ export class SessionService {
   /** Stops every running turn (recorded as aborted) and refuses new ones. */
   async close (): Promise<void> {
     await this.#hub.close()
+    await this.#log.close()
     await this.store.close?.()
   }
 }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { MemoryStore, echoAgent, eventCursor, isGatewayError, parseCursor, type Agent, type SessionEvent } from '../lib/index.js'
+import { InProcessSessionLog, MemoryStore, echoAgent, eventCursor, isGatewayError, parseCursor, type Agent, type SessionEvent } from '../lib/index.js'
 import { buildApp, EventLog, gatedAgent, user } from './helpers.js'
 
 const KEY = 'agent:main:hub'
@@ -477,7 +477,8 @@ t.test('reset and delete start a new epoch and tell the watchers', async t => {
   t.equal(await gw.get(KEY), undefined)
   t.equal(await gw.delete(KEY), false)
   await t.rejects(gw.reset(KEY), { code: 'FSG_SESSION_NOT_FOUND' })
-  await t.rejects(gw.history(KEY, { limit: 1 }), { code: 'FSG_SESSION_NOT_FOUND' })
+  t.same(await gw.history(KEY, { limit: 1 }), { entries: [], cursor: 'new:0' }, 'a deleted session has an empty history at the unborn cursor')
+  await t.rejects(gw.history(KEY, { limit: 1, sessionId: 'gone' }), { code: 'FSG_SESSION_NOT_FOUND' }, 'an old generation of it must exist')
   await t.rejects(gw.patch(KEY, { label: 'x' }), { code: 'FSG_SESSION_NOT_FOUND' })
 })
 
@@ -520,7 +521,7 @@ t.test('a delete that interrupts a turn: nothing throws, the session is gone', a
   t.equal(await gw.delete(KEY), true)
   t.match(await ticket.result, { state: 'aborted', error: { code: 'FSG_SESSION_RESET' } })
   t.equal(await gw.get(KEY), undefined, 'the session is gone')
-  await t.rejects(gw.history(KEY, { limit: 10 }), { code: 'FSG_SESSION_NOT_FOUND' })
+  t.same(await gw.history(KEY, { limit: 10 }), { entries: [], cursor: 'new:0' })
   const again = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('a new start')] })
   t.not(again.sessionId, ticket.sessionId)
   t.equal(again.cursor, `${again.sessionId}:0`, 'a send after it starts a new session at its first cursor')
@@ -883,4 +884,53 @@ t.test('catch-up from the transcript keeps why a run ended', async t => {
   const again = await gw.subscribe(KEY, { since: timed.cursor }, () => {})
   t.match(again.replay.kind === 'catchup' && again.replay.events.at(-1), { type: 'run.finished', state: 'error', error: { code: 'FSG_RUN_TIMEOUT' } })
   again.unsubscribe()
+})
+
+t.test('a session log that refuses a run\'s events ends the run with FSG_LOG_UNAVAILABLE; the session heals', async t => {
+  const log = new InProcessSessionLog({ replay: 64, claimTtlMs: 60_000 })
+  let refuse = false
+  let positionFails = 0
+  const append = log.append.bind(log)
+  log.append = async (key, events) => {
+    if (refuse && events.some(event => event.type === 'run.delta')) throw new Error('connection lost')
+    await append(key, events)
+  }
+  const position = log.position.bind(log)
+  log.position = async (key, seed) => {
+    if (positionFails > 0) {
+      positionFails--
+      throw new Error('still down')
+    }
+    return await position(key, seed)
+  }
+  const app = await buildApp(t, { sessionLog: log, agent: echoAgent() }, { logger: false })
+  const gw = app.sessionGateway
+  refuse = true
+  const failed = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('one two three')] })).result
+  t.equal(failed.state, 'error')
+  t.match(failed.error, { code: 'FSG_LOG_UNAVAILABLE', message: "the session log refused the run's events" })
+  refuse = false
+  t.equal((await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('again')] })).result).state, 'final', 'the next turn runs')
+
+  refuse = true
+  positionFails = 1 // the log cannot even say where it is, at first
+  t.equal((await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('four five')] })).result).state, 'error')
+  refuse = false
+  t.equal((await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('six')] })).result).state, 'error', 'the next turn finds the log out of step and fails too')
+  const healed = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('seven')] })).result
+  t.equal(healed.state, 'final', 'then the head is the log\'s again and turns run')
+  const watcher = new EventLog()
+  const sub = await gw.subscribe(KEY, { since: healed.cursor }, watcher.listener)
+  t.equal(sub.replay.kind, 'live', "the session's cursor is the log's")
+  sub.unsubscribe()
+})
+
+t.test('an idempotency key another process claimed answers busy, with that run and the cursor', async t => {
+  const log = new InProcessSessionLog({ replay: 64, claimTtlMs: 60_000 })
+  await log.claim(KEY, 'shared-key', 'run-elsewhere')
+  const app = await buildApp(t, { sessionLog: log })
+  await t.rejects(app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('hi')], idempotencyKey: 'shared-key' }),
+    { code: 'FSG_SESSION_BUSY', runId: 'run-elsewhere', cursor: 'new:0' })
+  const own = await app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('hi')], idempotencyKey: 'own-key' })
+  t.equal(own.status, 'started', 'other keys start runs as usual')
 })

@@ -13,6 +13,8 @@ export type StopCause =
   | { kind: 'timeout', ms: number }
   | { kind: 'shutdown' }
   | { kind: 'reset' }
+  /** The session log refused the run's events (it is unreachable, or the run lost its lane). */
+  | { kind: 'log', message: string }
 
 export interface RunResult {
   runId: string
@@ -42,7 +44,7 @@ export class Run {
   readonly result: Promise<RunResult>
   settle!: (result: RunResult) => void
 
-  constructor (readonly runId: string, readonly sessionKey: string) {
+  constructor (readonly runId: string) {
     this.result = new Promise(resolve => { this.settle = resolve })
   }
 

@@ -1,2 +1,3 @@
 // `fastify-session-gateway/testing`: helpers for people who build on the package.
 export { storeContract, type StoreContractOptions } from './store-contract.js'
+export { sessionLogContract, type SessionLogContractOptions } from './session-log-contract.js'

@@ -1,4 +1,4 @@
-import { InvalidInputError, SessionNotFoundError } from '../../errors.js'
+import { InvalidInputError } from '../../errors.js'
 import { UNBORN_CURSOR, type Subscription } from '../../hub/hub.js'
 import type { SessionRow } from '../../stores/store.js'
 import type { UserMessage } from '../../transcript.js'
@@ -42,25 +42,19 @@ const handlers: { [M in MethodName]: Handler<M> } = {
 
   async 'chat.history' (connection, params) {
     const { sessionKey } = await connection.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')
-    try {
-      const page = await connection.sessions.history(sessionKey, {
-        limit: params.limit ?? DEFAULT_HISTORY_LIMIT,
-        ...(params.before === undefined ? {} : { before: params.before }),
-        ...(params.sessionId === undefined ? {} : { sessionId: params.sessionId })
-      })
-      return {
-        payload: {
-          sessionKey,
-          sessionId: page.sessionId,
-          messages: page.entries.filter(entry => entry.message !== undefined).map(entry => ({ ...entry.message, id: entry.id })),
-          cursor: page.cursor,
-          ...(page.before === undefined ? {} : { before: page.before })
-        }
+    const page = await connection.sessions.history(sessionKey, {
+      limit: params.limit ?? DEFAULT_HISTORY_LIMIT,
+      ...(params.before === undefined ? {} : { before: params.before }),
+      ...(params.sessionId === undefined ? {} : { sessionId: params.sessionId })
+    })
+    return {
+      payload: {
+        sessionKey,
+        ...(page.sessionId === undefined ? {} : { sessionId: page.sessionId }),
+        messages: page.entries.filter(entry => entry.message !== undefined).map(entry => ({ ...entry.message, id: entry.id })),
+        cursor: page.cursor,
+        ...(page.before === undefined ? {} : { before: page.before })
       }
-    } catch (err) {
-      // A session that does not exist yet has an empty history, not an error.
-      if (!(err instanceof SessionNotFoundError) || params.sessionId !== undefined) throw err
-      return { payload: { sessionKey, messages: [], cursor: UNBORN_CURSOR } }
     }
   },
 

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Principal } from '../../auth.js'
-import { SessionNotFoundError } from '../../errors.js'
 import type { SessionService } from '../../session-service.js'
 import type { ResolvedSession, SessionHints } from '../../resolver.js'
 import { randomHex } from '../../ids.js'
@@ -211,13 +210,8 @@ export class ResponsesService {
   }
 
   async #recentMessages (sessionKey: string): Promise<TranscriptMessage[]> {
-    try {
-      const { entries } = await this.#sessions.history(sessionKey, { limit: CALL_LOOKUP_ROWS })
-      return entries.flatMap(entry => entry.message === undefined ? [] : [entry.message])
-    } catch (err) {
-      if (err instanceof SessionNotFoundError) return []
-      throw err
-    }
+    const { entries } = await this.#sessions.history(sessionKey, { limit: CALL_LOOKUP_ROWS })
+    return entries.flatMap(entry => entry.message === undefined ? [] : [entry.message])
   }
 
   async #record (id: string): Promise<ResponseRecord | undefined> {
