@@ -14,7 +14,7 @@ export {
   type Resolver, type ResolverOptions, type SessionAction, type SessionHints, type WhenMissing
 } from './resolver.js'
 export {
-  canonicalizeSessionKey, freshSessionKey, normalizeAgentId, userSessionKey,
+  agentOfKey, canonicalizeSessionKey, freshSessionKey, keyForAgent, mainSessionKey, normalizeAgentId, userSessionKey,
   AGENT_ID_PATTERN, MAX_SESSION_KEY_LENGTH, RESERVED_NAMESPACES, type CanonicalKey
 } from './session-key.js'
 export * as errors from './errors.js'

@@ -51,7 +51,7 @@ export function canonicalizeSessionKey (raw: string, ctx: KeyContext): Canonical
   const key = trimmed.toLowerCase()
 
   if (key === GLOBAL_SESSION_KEY) return { sessionKey: key, agentId: ctx.agentId }
-  if (key === ctx.mainKey || key === 'main') return { sessionKey: `agent:${ctx.agentId}:${ctx.mainKey}`, agentId: ctx.agentId }
+  if (key === ctx.mainKey || key === 'main') return { sessionKey: mainSessionKey(ctx.agentId, ctx.mainKey), agentId: ctx.agentId }
 
   if (key.startsWith('agent:')) {
     const second = key.indexOf(':', 6)
@@ -67,6 +67,23 @@ export function canonicalizeSessionKey (raw: string, ctx: KeyContext): Canonical
 
   checkRest(key)
   return finish(`agent:${ctx.agentId}:${key}`, ctx.agentId)
+}
+
+/** The key of an agent's main session. */
+export function mainSessionKey (agentId: string, mainKey: string): string {
+  return `agent:${agentId}:${mainKey}`
+}
+
+/** The agent a canonical key names (`agent:<id>:…`), or undefined for keys like `global`. */
+export function agentOfKey (key: string): string | undefined {
+  const id = /^agent:([^:]*):/.exec(key)?.[1]
+  return id !== undefined && AGENT_ID_PATTERN.test(id) ? id : undefined
+}
+
+/** The same canonical key under another agent id (`global`, which names none, stays). */
+export function keyForAgent (key: string, agentId: string): string {
+  const current = agentOfKey(key)
+  return current === undefined ? key : `agent:${agentId}:${key.slice(`agent:${current}:`.length)}`
 }
 
 /** The key an OpenResponses request with `user` and no explicit key lands on. */

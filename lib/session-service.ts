@@ -7,6 +7,7 @@ import {
 import { InProcessSessionLog } from './hub/in-process-log.js'
 import type { SessionLog } from './hub/session-log.js'
 import type { ResolvedOptions } from './options.js'
+import { isGatewayError } from './errors.js'
 import { createResolver, type Resolver, type SessionAction } from './resolver.js'
 import type { ListPage, ListQuery, ReadPage, SessionRow, SessionStore } from './stores/store.js'
 
@@ -110,6 +111,27 @@ export class SessionService {
     return await this.#hub.delete(sessionKey)
   }
 
+  /**
+   * Whether `principal` may `action` the session: the one question every transport and
+   * listing asks, answered by the resolver (the agent allow-list, then `authorize`).
+   */
+  async allows (principal: Principal, sessionKey: string, action: SessionAction): Promise<boolean> {
+    try {
+      await this.resolve({ sessionKey }, principal, action)
+      return true
+    } catch (err) {
+      if (isGatewayError(err)) return false
+      throw err
+    }
+  }
+
+  /** The row of the session whose current generation is `sessionId`, if `principal` may read it. */
+  async findBySessionId (sessionId: string, principal: Principal): Promise<SessionRow | undefined> {
+    const row = await this.store.findBySessionId(sessionId)
+    // Found or not, a session the principal may not read looks the same: not there.
+    return row !== undefined && await this.allows(principal, row.key, 'read') ? row : undefined
+  }
+
   /** Sessions newest first; with a `principal`, only those it may read. */
   async list (options: ListOptions = {}): Promise<ListPage> {
     const { principal, ...rest } = options
@@ -123,7 +145,7 @@ export class SessionService {
     for (let pages = 0; pages < MAX_LIST_SCAN_PAGES; pages++) {
       const page = await this.#hub.list({ ...query, limit: limit - rows.length, ...(cursor === undefined ? {} : { cursor }) })
       for (const row of page.rows) {
-        if (await authorize({ principal, sessionKey: row.key, agentId: row.agentId, action: 'read' as SessionAction })) rows.push(row)
+        if (await this.allows(principal, row.key, 'read')) rows.push(row)
       }
       cursor = page.cursor
       if (cursor === undefined || rows.length >= limit) break

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { OpenClawConnection, type OpenClawSocket } from '../lib/transports/openclaw/connection.js'
 import { MemoryStore } from '../lib/index.js'
@@ -33,7 +34,7 @@ class FakeSocket implements OpenClawSocket {
 
 const LIMIT = 1000
 
-async function connected (t: Test, options: Parameters<typeof buildApp>[1] = {}): Promise<{ socket: FakeSocket, connection: OpenClawConnection, until: (match: (frame: Written) => boolean) => Promise<Written> }> {
+async function connected (t: Test, options: Parameters<typeof buildApp>[1] = {}, caps: string[] = []): Promise<{ app: FastifyInstance, socket: FakeSocket, connection: OpenClawConnection, until: (match: (frame: Written) => boolean) => Promise<Written> }> {
   const app = await buildApp(t, options)
   const socket = new FakeSocket()
   const connection = new OpenClawConnection(socket, {
@@ -57,7 +58,7 @@ async function connected (t: Test, options: Parameters<typeof buildApp>[1] = {})
   })
   t.teardown(() => connection.dispose())
   connection.open()
-  connection.receive(JSON.stringify({ type: 'req', id: 'c', method: 'connect', params: { minProtocol: 4, maxProtocol: 4, client: { id: 'test', version: '1', platform: 'node', mode: 'backend' }, auth: { token: TOKEN } } }), false)
+  connection.receive(JSON.stringify({ type: 'req', id: 'c', method: 'connect', params: { minProtocol: 4, maxProtocol: 4, client: { id: 'test', version: '1', platform: 'node', mode: 'backend' }, auth: { token: TOKEN }, caps } }), false)
   const until = async (match: (frame: Written) => boolean): Promise<Written> => {
     for (let i = 0; i < 500; i++) {
       const found = socket.frames.find(match)
@@ -67,7 +68,7 @@ async function connected (t: Test, options: Parameters<typeof buildApp>[1] = {})
     throw new Error('the frame never came')
   }
   await until(frame => frame.id === 'c')
-  return { socket, connection, until }
+  return { app, socket, connection, until }
 }
 
 function request (connection: OpenClawConnection, id: string, method: string, params: unknown): void {
@@ -91,16 +92,37 @@ t.test('a slow consumer gets its deltas merged, never loses the final, and catch
   t.equal(final.payload.message.content[0].text, 'one two three four')
 })
 
+t.test('with cursors, a merged delta says which positions it stands for, so nothing looks lost', async t => {
+  const agent = gatedAgent(() => ['one', ' two', ' three'].map(delta => ({ type: 'text' as const, delta })))
+  const { socket, connection, until } = await connected(t, { agent }, ['session-cursor'])
+  request(connection, 'o', 'sessions.open', { key: 'slow' })
+  await until(frame => frame.id === 'o')
+  socket.bufferedAmount = LIMIT + 1
+  request(connection, 's', 'chat.send', { sessionKey: 'slow', message: 'go', idempotencyKey: 'slow-1' })
+  await until(frame => frame.id === 's')
+  agent.release()
+  await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
+  const positioned = socket.frames.filter(frame => frame.type === 'event' && frame.payload?.cursor !== undefined)
+  const seqOf = (cursor: unknown): number => Number(String(cursor).split(':').at(-1))
+  let expected = seqOf(positioned[0]?.payload.cursor)
+  for (const frame of positioned) {
+    t.equal(seqOf(frame.payload.cursorFrom ?? frame.payload.cursor), expected, `${frame.event as string} starts where the last frame ended`)
+    expected = seqOf(frame.payload.cursor) + 1
+  }
+  const merged = socket.chats().find(frame => frame.payload.state === 'delta')
+  t.equal(seqOf(merged?.payload.cursor) - seqOf(merged?.payload.cursorFrom), 2, 'three deltas in one frame: it spans three positions')
+})
+
 t.test('merged deltas go out once the buffer drains, even with no final yet', async t => {
   const agent = gatedAgent(() => ['a', 'b'].map(delta => ({ type: 'text' as const, delta })))
-  const { socket, connection, until } = await connected(t, { agent })
+  const { app, socket, connection, until } = await connected(t, { agent })
   request(connection, 'o', 'sessions.open', { key: 'drain' })
   await until(frame => frame.id === 'o')
   socket.bufferedAmount = LIMIT + 1
   request(connection, 's', 'chat.send', { sessionKey: 'drain', message: 'go', idempotencyKey: 'drain-1' })
   await until(frame => frame.id === 's')
   // Hold the final back: the agent is released, but the run's final waits on the store.
-  const store = (connection.sessions.store as MemoryStore)
+  const store = (app.sessionGateway.store as MemoryStore)
   const append = store.append.bind(store)
   let releaseAppend: () => void = () => {}
   store.append = async (...args) => {
@@ -188,7 +210,7 @@ t.test('requests sent before hello-ok are refused, not lost silently', async t =
 
 t.test('a failure that is not ours is answered "internal error", without its message', async t => {
   const store = new MemoryStore()
-  const { connection, until } = await connected(t, { store })
+  const { app, connection, until } = await connected(t, { store })
   store.list = async () => { throw new Error('connection string with a password') }
   request(connection, 'l', 'sessions.list', {})
   const answer = await until(frame => frame.id === 'l')
@@ -203,7 +225,7 @@ t.test('method edge cases answer as a client would expect', async t => {
     { type: 'session_info', id: 'i0', parentId: null, timestamp: new Date().toISOString() },
     { type: 'message', id: 'i1', parentId: 'i0', timestamp: new Date().toISOString(), message: { role: 'user', content: [{ type: 'text', text: 'old' }], timestamp: 1 } }
   ])
-  const { connection, until } = await connected(t, { store })
+  const { app, connection, until } = await connected(t, { store })
   const answer = async (id: string, method: string, params: unknown): Promise<Written> => {
     request(connection, id, method, params)
     return await until(frame => frame.id === id)
@@ -224,19 +246,19 @@ t.test('method edge cases answer as a client would expect', async t => {
   t.match(sent, { ok: true, payload: { runId: 'timed-1', status: 'started' } })
   await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
 
-  await connection.sessions.close()
+  await app.sessionGateway.close()
   t.match(await answer('late', 'chat.send', { sessionKey: 'timed', message: 'again', idempotencyKey: 'timed-2' }),
     { ok: false, error: { code: 'UNAVAILABLE', retryable: true, retryAfterMs: 1000, details: { code: 'FSG_GATEWAY_CLOSED' } } })
 })
 
 t.test('a session reset between a send and its subscription is announced, not replayed from another life', async t => {
   const agent = gatedAgent()
-  const { connection, until } = await connected(t, { agent })
-  const gateway = connection.sessions
-  const subscribe = gateway.subscribe.bind(gateway)
+  const { app, connection, until } = await connected(t, { agent })
+  const sessions = app.sessionGateway
+  const subscribe = sessions.subscribe.bind(sessions)
   // The race, made certain: the reset lands after the send, before the connection subscribes.
-  gateway.subscribe = async (...args) => {
-    await gateway.reset(args[0])
+  sessions.subscribe = async (...args) => {
+    await sessions.reset(args[0])
     return await subscribe(...args)
   }
   request(connection, 's', 'chat.send', { sessionKey: 'raced', message: 'hi', idempotencyKey: 'raced-1' })
@@ -279,16 +301,6 @@ t.test('the connection lifecycle: oversize frames, password auth, closing mid-ha
   letIn()
   await new Promise(resolve => setTimeout(resolve, 10))
   t.equal(slow.socket.answer('c'), undefined, 'no hello-ok for a connection that is gone')
-
-  // A subscription that completes after the connection closed is dropped at once.
-  const late = make(async () => ({ id: 'late' }))
-  request(late.connection, 'c', 'connect', connect)
-  await new Promise(resolve => setTimeout(resolve, 10))
-  const subscription = await app.sessionGateway.subscribe('agent:main:late', {}, () => t.fail('no events after close'))
-  late.connection.close(1000, 'bye')
-  late.connection.adopt('agent:main:late', subscription)
-  subscription.start()
-  t.equal(late.connection.isWatching('agent:main:late'), false)
 
   const usage = make(async () => ({ id: 'u' }))
   request(usage.connection, 'c', 'connect', connect)
@@ -354,4 +366,30 @@ t.test('open and resolve: paging, no label, a foreign cursor while a turn runs',
   const failed = await until(frame => frame.event === 'chat' && frame.payload.runId === 'p-3' && frame.payload.state !== 'delta')
   t.match(failed.payload, { state: 'error', errorMessage: /took longer than 20 ms/, message: { stopReason: 'error' } }, 'a run that fails says why')
   agent.release()
+})
+
+t.test('a watch that completes after its connection closed is let go: nothing holds the session in memory', async t => {
+  const store = new MemoryStore()
+  // The session's load waits until the connection is gone.
+  let loaded: () => void = () => {}
+  const get = store.get.bind(store)
+  store.get = async key => {
+    if (key === 'agent:main:late') await new Promise<void>(resolve => { loaded = resolve })
+    return await get(key)
+  }
+  const { app, socket, connection } = await connected(t, { store, maxIdleSessions: 0 })
+  request(connection, 'o', 'sessions.open', { key: 'late' })
+  await new Promise(resolve => setTimeout(resolve, 10))
+  connection.close(1000, 'bye')
+  loaded()
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.equal(socket.answer('o'), undefined, 'no answer after close')
+  store.get = get
+  const first = await (await app.sessionGateway.send({ sessionKey: 'agent:main:late', agentId: 'main', input: [{ role: 'user', content: [{ type: 'text', text: 'one two' }], timestamp: Date.now() }] })).result
+  // With maxIdleSessions 0 an idle session leaves memory at once, and its missed events are
+  // caught up from the store; a leftover watcher would have kept it in memory (exact replay).
+  const epoch = first.cursor.split(':')[0] as string
+  const sub = await app.sessionGateway.subscribe('agent:main:late', { since: `${epoch}:1` }, () => {})
+  sub.unsubscribe()
+  t.equal(sub.replay.kind, 'catchup', 'the session left memory: no watcher of the closed connection remained')
 })

@@ -92,7 +92,9 @@ t.test('busy: reject refuses with the running run and the cursor', async t => {
   await t.rejects(gw.send({ sessionKey: KEY, agentId: 'main', input: [user('b')] }), {
     code: 'FSG_SESSION_BUSY', statusCode: 409, runId: 'run-a', sessionKey: KEY, cursor: `${a.sessionId}:2`
   })
-  t.ok(await gw.send({ sessionKey: 'agent:main:other', agentId: 'main', input: [user('x')] }), 'other sessions are not held up')
+  const other = await gw.send({ sessionKey: 'agent:main:other', agentId: 'main', input: [user('x')] })
+  t.match(other, { status: 'started', sessionKey: 'agent:main:other', cursor: `${other.sessionId}:0` }, 'other sessions are not held up: their own run starts')
+  t.equal(agent.started.length, 2, 'and its agent runs while the first session is busy')
   agent.release()
   agent.release()
   await a.result
@@ -933,4 +935,19 @@ t.test('an idempotency key another process claimed answers busy, with that run a
     { code: 'FSG_SESSION_BUSY', runId: 'run-elsewhere', cursor: 'new:0' })
   const own = await app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('hi')], idempotencyKey: 'own-key' })
   t.equal(own.status, 'started', 'other keys start runs as usual')
+})
+
+t.test('an authorize hook that fails is a failure, not a "no": listing says so instead of hiding rows', async t => {
+  const app = await buildApp(t, {
+    authorize: ({ sessionKey }) => {
+      if (sessionKey.endsWith(':broken')) throw new Error('the permission service is down')
+      return true
+    }
+  })
+  const gw = app.sessionGateway
+  await gw.create('agent:main:fine', 'main')
+  t.equal((await gw.list({ principal: { id: 'a' } })).rows.length, 1)
+  await gw.create('agent:main:broken', 'main')
+  await t.rejects(gw.list({ principal: { id: 'a' } }), { message: 'the permission service is down' })
+  t.equal(await gw.allows({ id: 'a' }, 'agent:main:fine', 'read'), true)
 })

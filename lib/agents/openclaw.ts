@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import type { Agent, AgentOutput, AgentRequest } from './agent.js'
-import { AGENT_ID_PATTERN } from '../session-key.js'
+import { AGENT_ID_PATTERN, keyForAgent } from '../session-key.js'
 import { postEventStream, type UpstreamEndpoint } from './upstream/event-stream.js'
 import { inputItems, responsesBody } from './upstream/responses-api.js'
 import { responsesOutputs } from './upstream/responses-api.js'
@@ -53,7 +53,8 @@ export function openClawAgent (options: OpenClawAgentOptions): Agent {
   return {
     async * respond (request: AgentRequest): AsyncIterable<AgentOutput> {
       const agentId = agents[request.agentId] ?? request.agentId
-      const sessionKey = upstreamKey(request.sessionKey, request.agentId, agentId)
+      // The same key, under OpenClaw's id for the agent.
+      const sessionKey = agentId === request.agentId ? request.sessionKey : keyForAgent(request.sessionKey, agentId)
       const body = responsesBody(request, `openclaw/${agentId}`, [])
       body.input = request.input.flatMap(inputItems)
       const target: UpstreamEndpoint = {
@@ -63,10 +64,4 @@ export function openClawAgent (options: OpenClawAgentOptions): Agent {
       yield * withRetries(retries, request.signal, () => responsesOutputs(target, postEventStream(target, body, request.signal)))
     }
   }
-}
-
-/** The session's key as OpenClaw knows it: the same key, under OpenClaw's id for the agent. */
-export function upstreamKey (sessionKey: string, ours: string, theirs: string): string {
-  const prefix = `agent:${ours}:`
-  return ours !== theirs && sessionKey.startsWith(prefix) ? `agent:${theirs}:${sessionKey.slice(prefix.length)}` : sessionKey
 }

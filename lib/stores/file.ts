@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
-import { AGENT_ID_PATTERN } from '../session-key.js'
+import { AGENT_ID_PATTERN, agentOfKey } from '../session-key.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { openFile, replaceFile, type OpenFile } from './file-layer.js'
 import { withFileLock } from './file-lock.js'
@@ -124,7 +124,7 @@ export class FileStore implements SessionStore {
   async ensure (key: string, agentId: string): Promise<SessionRow> {
     const existing = await this.get(key)
     if (existing !== undefined) return existing
-    const agent = checkAgentId(this.#agentOf(key) ?? agentId)
+    const agent = checkAgentId(agentOfKey(key) ?? agentId)
     return await this.#update(agent, async index => {
       const found = entryOf(index, key)
       if (found !== undefined) return toRow(key, agent, found) // another process was first
@@ -365,15 +365,9 @@ export class FileStore implements SessionStore {
     return undefined
   }
 
-  /** The agent a key names (`agent:<id>:…`), or undefined for keys like `global`. */
-  #agentOf (key: string): string | undefined {
-    const id = /^agent:([^:]*):/.exec(key)?.[1]
-    return id !== undefined && AGENT_ID_PATTERN.test(id) ? id : undefined
-  }
-
   /** Where a key may live: its own agent's index, or every index for a key without one. */
   async #agentsFor (key: string): Promise<string[]> {
-    const agentId = this.#agentOf(key)
+    const agentId = agentOfKey(key)
     return agentId === undefined ? await this.#agents() : [agentId]
   }
 

@@ -4,10 +4,11 @@ import type { Credentials, Principal } from '../../auth.js'
 import type { SessionService } from '../../session-service.js'
 import type { SessionEvent } from '../../events.js'
 import type { Subscription } from '../../hub/hub.js'
-import type { ResolvedSession, SessionAction, SessionHints } from '../../resolver.js'
+import type { ResolvedSession, SessionAction, SessionHints, WhenMissing } from '../../resolver.js'
+import { mainSessionKey } from '../../session-key.js'
 import { CloseCode } from '../close-codes.js'
 import { invalidRequest, toErrorShape } from './errors.js'
-import { callMethod } from './methods.js'
+import { callMethod, type MethodContext } from './methods.js'
 import {
   CURSOR_CAPABILITY, EVENTS, MAX_HANDSHAKE_BYTES, METHODS, PROTOCOL_VERSION,
   checkConnect, checkParams, describeInvalid, isMethod, type ErrorShape
@@ -54,8 +55,10 @@ const DRAIN_CHECK_MS = 20
 export class OpenClawConnection {
   readonly connId = randomUUID()
   readonly #socket: OpenClawSocket
-  readonly sessions: SessionService
-  readonly logger: FastifyBaseLogger
+  readonly #sessions: SessionService
+  readonly #logger: FastifyBaseLogger
+  /** What the method handlers may use of this connection. */
+  readonly #context: MethodContext
   readonly #options: OpenClawConnectionOptions
   readonly #defaultHints: SessionHints
   // Holds the upgrade request; dropped once the handshake is over, so an idle connection stays small.
@@ -64,7 +67,8 @@ export class OpenClawConnection {
   #principal: Principal | null
   #withCursor = false
   #seq = 0
-  readonly #runSeq = new Map<string, number>()
+  readonly #chatSeq = new Map<string, number>()
+  readonly #agentSeq = new Map<string, number>()
   readonly #watches = new Map<string, Subscription>()
   #stopWatchingList: (() => void) | undefined
   #pendingDelta = new Map<string, OutgoingEvent>()
@@ -73,16 +77,26 @@ export class OpenClawConnection {
 
   constructor (socket: OpenClawSocket, context: OpenClawConnectionContext) {
     this.#socket = socket
-    this.sessions = context.sessions
-    this.logger = context.logger
+    this.#sessions = context.sessions
+    this.#logger = context.logger
     this.#options = context.options
     this.#defaultHints = context.defaultHints
     this.#authenticate = context.authenticate
     this.#principal = context.principal
-  }
-
-  get principal (): Principal {
-    return this.#principal as Principal
+    const connection = this
+    this.#context = {
+      sessions: this.#sessions,
+      get principal () { return connection.#principal as Principal },
+      get withCursor () { return connection.#withCursor },
+      resolve: async (hints, action, whenMissing) => await this.#resolve(hints, action, whenMissing),
+      watching: sessionKey => this.#watches.has(sessionKey),
+      watch: (sessionKey, subscription) => this.#watch(sessionKey, subscription),
+      unwatch: sessionKey => this.#unwatch(sessionKey),
+      watchList: () => this.#watchList(),
+      unwatchList: () => this.#unwatchList(),
+      listener: event => { for (const outgoing of sessionEventFrames(event, this.#withCursor)) this.#send(outgoing) },
+      send: outgoing => this.#send(outgoing)
+    }
   }
 
   /** Sends the challenge the official client waits for, and starts the handshake clock. */
@@ -167,9 +181,9 @@ export class OpenClawConnection {
         })
       }
       // A default session named at the upgrade must pass the resolver like any other.
-      if (this.#defaultHints.sessionKey !== undefined) await this.resolve({}, 'read')
+      if (this.#defaultHints.sessionKey !== undefined) await this.#resolve({}, 'read')
     } catch (err) {
-      this.#respond(id, toErrorShape(err, this.logger))
+      this.#respond(id, toErrorShape(err, this.#logger))
       return this.close(CloseCode.policy, 'unauthorized')
     }
     if (this.#phase === 'closed') return
@@ -191,7 +205,7 @@ export class OpenClawConnection {
         sessionDefaults: {
           defaultAgentId: options.defaultAgentId,
           mainKey: options.mainKey,
-          mainSessionKey: `agent:${options.defaultAgentId}:${options.mainKey}`
+          mainSessionKey: mainSessionKey(options.defaultAgentId, options.mainKey)
         }
       },
       auth: { role: params.role ?? 'operator', scopes: params.scopes ?? [] },
@@ -213,68 +227,55 @@ export class OpenClawConnection {
     const check = checkParams[method]
     if (!check.Check(given)) return this.#respond(id, invalidRequest(describeInvalid(check, given, 'params')))
     try {
-      const { payload, after } = await callMethod(this, method, given)
+      const { payload, after } = await callMethod(this.#context, method, given)
       this.#respond(id, undefined, payload)
       after?.()
     } catch (err) {
-      this.#respond(id, toErrorShape(err, this.logger))
+      this.#respond(id, toErrorShape(err, this.#logger))
     }
   }
 
   /**
    * The session a frame means: its own `sessionKey`/`key` (and `agentId`), else the
-   * connection's default from the upgrade. Always through the one resolver.
+   * connection's default from the upgrade (or, with `fresh`, a new one). Always through
+   * the one resolver.
    */
-  async resolve (hints: SessionHints, action: SessionAction): Promise<ResolvedSession> {
-    const given = hints.sessionKey !== undefined
+  async #resolve (hints: SessionHints, action: SessionAction, whenMissing?: WhenMissing): Promise<ResolvedSession> {
+    const given = hints.sessionKey !== undefined || whenMissing === 'fresh'
     const defaults = this.#defaultHints
-    return await this.sessions.resolve(given ? hints : { ...defaults, agentId: hints.agentId ?? defaults.agentId }, this.principal, action)
+    const named = given ? hints : { ...defaults, agentId: hints.agentId ?? defaults.agentId }
+    return await this.#sessions.resolve(named, this.#principal as Principal, action, whenMissing)
   }
 
   // ── watching sessions ──────────────────────────────────────────────────────
 
-  isWatching (sessionKey: string): boolean {
-    return this.#watches.has(sessionKey)
-  }
-
-  /** Makes `subscription` this connection's watch on the session, replacing any earlier one. */
-  adopt (sessionKey: string, subscription: Subscription): void {
+  #watch (sessionKey: string, subscription: Subscription): void {
+    // A subscription that completes after the connection closed is let go at once.
     if (this.#phase === 'closed') return subscription.unsubscribe()
     this.#watches.get(sessionKey)?.unsubscribe()
     this.#watches.set(sessionKey, subscription)
   }
 
-  unwatch (sessionKey: string): boolean {
+  #unwatch (sessionKey: string): boolean {
     const subscription = this.#watches.get(sessionKey)
     subscription?.unsubscribe()
     return this.#watches.delete(sessionKey)
   }
 
-  /** `sessions.changed` for every session this principal may read. */
-  watchList (): void {
+  #watchList (): void {
     if (this.#stopWatchingList !== undefined) return
-    this.#stopWatchingList = this.sessions.onChange(change => {
-      this.sessions.resolve({ sessionKey: change.sessionKey }, this.principal, 'read').then(
-        () => this.#event('sessions.changed', { sessionKey: change.sessionKey, agentId: change.agentId, reason: change.kind, ts: Date.now() }),
-        () => {} // not this principal's to see
-      )
+    this.#stopWatchingList = this.#sessions.onChange(change => {
+      this.#sessions.allows(this.#principal as Principal, change.sessionKey, 'read').then(readable => {
+        if (readable) this.#event('sessions.changed', { sessionKey: change.sessionKey, agentId: change.agentId, reason: change.kind, ts: Date.now() })
+      }, err => this.#logger.error({ err, connId: this.connId }, 'session gateway: could not check who may see a change'))
     })
   }
 
-  unwatchList (): boolean {
+  #unwatchList (): boolean {
     const was = this.#stopWatchingList !== undefined
     this.#stopWatchingList?.()
     this.#stopWatchingList = undefined
     return was
-  }
-
-  get withCursor (): boolean {
-    return this.#withCursor
-  }
-
-  /** The listener every session subscription of this connection delivers to. */
-  readonly sessionEvent = (event: SessionEvent): void => {
-    for (const outgoing of sessionEventFrames(event, this.#withCursor)) this.send(outgoing)
   }
 
   // ── writing ────────────────────────────────────────────────────────────────
@@ -284,27 +285,28 @@ export class OpenClawConnection {
    * (finals always arrive, in order); one that falls far behind is closed with 1008
    * and can come back with a cursor.
    */
-  send (outgoing: OutgoingEvent): void {
+  #send (outgoing: OutgoingEvent): void {
     if (this.#phase !== 'ready') return
     const limit = this.#options.maxBufferedBytes
     const buffered = this.#socket.bufferedAmount
     if (buffered > 4 * limit) return this.close(CloseCode.policy, 'slow consumer')
     const runId = outgoing.runId
-    if (runId !== undefined) {
-      const pending = this.#pendingDelta.get(runId)
-      if (outgoing.delta === true && buffered > limit) {
-        this.#pendingDelta.set(runId, pending === undefined ? outgoing : mergeDeltas(pending, outgoing))
-        this.#drainTimer ??= setInterval(() => this.#flushDeltas(), DRAIN_CHECK_MS)
-        return
-      }
-      if (pending !== undefined) {
-        this.#pendingDelta.delete(runId)
-        this.#sendChat(outgoing.delta === true ? mergeDeltas(pending, outgoing) : pending)
-        if (outgoing.delta === true) return
-      }
-      return this.#sendChat(outgoing)
+    if (outgoing.delta === true && buffered > limit) {
+      const pending = this.#pendingDelta.get(runId as string)
+      this.#pendingDelta.set(runId as string, pending === undefined ? outgoing : mergeDeltas(pending, outgoing))
+      this.#drainTimer ??= setInterval(() => this.#flushDeltas(), DRAIN_CHECK_MS)
+      return
     }
-    this.#writeEvent(outgoing.event, payloadJson(outgoing))
+    // Frames keep the log's order: the deltas waiting go first (this run's, merged with this one).
+    if (this.#pendingDelta.size > 0) {
+      const own = outgoing.delta === true ? this.#pendingDelta.get(runId as string) : undefined
+      const waiting = [...this.#pendingDelta.values()].filter(pending => pending !== own)
+      this.#pendingDelta.clear()
+      for (const pending of waiting) this.#sendRun(pending)
+      if (own !== undefined) return this.#sendRun(mergeDeltas(own, outgoing))
+    }
+    if (runId === undefined) return this.#writeEvent(outgoing.event, payloadJson(outgoing))
+    this.#sendRun(outgoing)
   }
 
   #flushDeltas (): void {
@@ -313,16 +315,22 @@ export class OpenClawConnection {
     this.#drainTimer = undefined
     const pending = [...this.#pendingDelta.values()]
     this.#pendingDelta.clear()
-    for (const delta of pending) this.#sendChat(delta)
+    for (const delta of pending) this.#sendRun(delta)
   }
 
-  #sendChat (outgoing: OutgoingEvent): void {
+  /** A `chat` or `agent` frame of a run, with its per-run `seq` (each kind counts on its own, from 1). */
+  #sendRun (outgoing: OutgoingEvent): void {
     const runId = outgoing.runId as string
-    const seq = (this.#runSeq.get(runId) ?? 0) + 1
-    if (outgoing.payload.state === 'delta') this.#runSeq.set(runId, seq)
-    else this.#runSeq.delete(runId) // the run is over; its counter is not needed any more
+    const counters = outgoing.event === 'chat' ? this.#chatSeq : this.#agentSeq
+    const seq = (counters.get(runId) ?? 0) + 1
+    counters.set(runId, seq)
+    if (outgoing.event === 'chat' && outgoing.payload.state !== 'delta') {
+      // The run is over; its counters are not needed any more.
+      this.#chatSeq.delete(runId)
+      this.#agentSeq.delete(runId)
+    }
     // The shared payload JSON with this connection's per-run seq spliced in front.
-    this.#writeEvent('chat', `{"seq":${seq},${payloadJson(outgoing).slice(1)}`)
+    this.#writeEvent(outgoing.event, `{"seq":${seq},${payloadJson(outgoing).slice(1)}`)
   }
 
   #event (event: string, payload: unknown): void {
@@ -350,7 +358,7 @@ export class OpenClawConnection {
     try {
       this.#socket.send(text)
     } catch (err) {
-      this.logger.warn({ err, connId: this.connId }, 'session gateway: a frame could not be sent')
+      this.#logger.warn({ err, connId: this.connId }, 'session gateway: a frame could not be sent')
       this.close(CloseCode.serverError, 'send failed')
     }
   }
@@ -359,7 +367,7 @@ export class OpenClawConnection {
   // this is a bug. Closing beats an unhandled rejection that would end the process.
   /* c8 ignore next 4 */
   #fail (err: unknown): void {
-    this.logger.error({ err, connId: this.connId }, 'session gateway: connection failed')
+    this.#logger.error({ err, connId: this.connId }, 'session gateway: connection failed')
     this.close(CloseCode.serverError, 'internal error')
   }
 }

@@ -1,10 +1,37 @@
+import type { Principal } from '../../auth.js'
 import { InvalidInputError } from '../../errors.js'
-import { UNBORN_CURSOR, type Subscription } from '../../hub/hub.js'
+import { UNBORN_CURSOR, type SessionListener, type Subscription } from '../../hub/hub.js'
+import type { ResolvedSession, SessionAction, SessionHints, WhenMissing } from '../../resolver.js'
+import type { SessionService } from '../../session-service.js'
 import type { SessionRow } from '../../stores/store.js'
 import type { UserMessage } from '../../transcript.js'
-import type { OpenClawConnection } from './connection.js'
 import type { MethodName, MethodParams } from './protocol.js'
-import { runningSnapshot, sessionEventFrames } from './session-events.js'
+import { runningSnapshot, sessionEventFrames, type OutgoingEvent } from './session-events.js'
+
+/**
+ * What a method handler may use of its connection, and nothing of the connection's own
+ * workings (the handshake, framing, backpressure). The connection provides it.
+ */
+export interface MethodContext {
+  readonly sessions: SessionService
+  readonly principal: Principal
+  /** Whether this connection asked for a cursor in every session event. */
+  readonly withCursor: boolean
+  /** The session a frame means: its own key (and agent), else the connection's default; always through the resolver. */
+  resolve: (hints: SessionHints, action: SessionAction, whenMissing?: WhenMissing) => Promise<ResolvedSession>
+  /** Whether the connection already hears this session. */
+  watching: (sessionKey: string) => boolean
+  /** Makes `subscription` the connection's watch on the session, replacing any earlier one. */
+  watch: (sessionKey: string, subscription: Subscription) => void
+  unwatch: (sessionKey: string) => boolean
+  /** `sessions.changed` for every session this principal may read, until `unwatchList`. */
+  watchList: () => void
+  unwatchList: () => boolean
+  /** Where this connection's session subscriptions deliver. */
+  readonly listener: SessionListener
+  /** Sends an event frame (replayed events, a running turn's snapshot). */
+  send: (outgoing: OutgoingEvent) => void
+}
 
 export interface MethodResult {
   payload: unknown
@@ -12,16 +39,16 @@ export interface MethodResult {
   after?: () => void
 }
 
-type Handler<M extends MethodName> = (connection: OpenClawConnection, params: MethodParams<M>) => Promise<MethodResult>
+type Handler<M extends MethodName> = (context: MethodContext, params: MethodParams<M>) => Promise<MethodResult>
 
 const DEFAULT_HISTORY_LIMIT = 200
 const DEFAULT_OPEN_LIMIT = 50
 
 // Every method translates its params into calls on the gateway; none keeps session state.
 const handlers: { [M in MethodName]: Handler<M> } = {
-  async 'chat.send' (connection, params) {
-    const { sessionKey, agentId } = await connection.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'write')
-    const ticket = await connection.sessions.send({
+  async 'chat.send' (context, params) {
+    const { sessionKey, agentId } = await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'write')
+    const ticket = await context.sessions.send({
       sessionKey,
       agentId,
       input: [userMessage(params.message, params.attachments)],
@@ -30,19 +57,19 @@ const handlers: { [M in MethodName]: Handler<M> } = {
     })
     // A connection hears the sessions it sends to. From the run's start, so nothing is missed.
     let after: (() => void) | undefined
-    if (!connection.isWatching(sessionKey)) {
+    if (!context.watching(sessionKey)) {
       const since = ticket.status === 'done' ? undefined : ticket.cursor
-      const subscription = await subscribe(connection, sessionKey, since)
-      after = () => deliver(connection, sessionKey, subscription)
+      const subscription = await subscribe(context, sessionKey, since)
+      after = () => deliver(context, sessionKey, subscription)
     }
     if (ticket.status !== 'done') return { payload: { runId: ticket.runId, status: ticket.status }, after }
     const result = await ticket.result
     return { payload: { runId: ticket.runId, status: 'done', state: result.state, message: result.message }, after }
   },
 
-  async 'chat.history' (connection, params) {
-    const { sessionKey } = await connection.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')
-    const page = await connection.sessions.history(sessionKey, {
+  async 'chat.history' (context, params) {
+    const { sessionKey } = await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')
+    const page = await context.sessions.history(sessionKey, {
       limit: params.limit ?? DEFAULT_HISTORY_LIMIT,
       ...(params.before === undefined ? {} : { before: params.before }),
       ...(params.sessionId === undefined ? {} : { sessionId: params.sessionId })
@@ -58,15 +85,15 @@ const handlers: { [M in MethodName]: Handler<M> } = {
     }
   },
 
-  async 'chat.abort' (connection, params) {
-    const { sessionKey } = await connection.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'write')
-    const { aborted, runIds } = await connection.sessions.abort(sessionKey, params.runId)
+  async 'chat.abort' (context, params) {
+    const { sessionKey } = await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'write')
+    const { aborted, runIds } = await context.sessions.abort(sessionKey, params.runId)
     return { payload: { ok: true, aborted, runIds } }
   },
 
-  async 'sessions.list' (connection, params) {
-    const page = await connection.sessions.list({
-      principal: connection.principal,
+  async 'sessions.list' (context, params) {
+    const page = await context.sessions.list({
+      principal: context.principal,
       limit: params.limit ?? 50,
       ...(params.label === undefined ? {} : { label: params.label }),
       ...(params.agentId === undefined ? {} : { agentId: params.agentId.toLowerCase() }),
@@ -83,19 +110,18 @@ const handlers: { [M in MethodName]: Handler<M> } = {
     }
   },
 
-  async 'sessions.resolve' (connection, params) {
-    const sessions = connection.sessions
+  async 'sessions.resolve' (context, params) {
+    const sessions = context.sessions
     let rows: SessionRow[]
     if (params.key !== undefined) {
-      const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
+      const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
       const row = await sessions.get(sessionKey)
       rows = row === undefined ? [] : [row]
     } else if (params.sessionId !== undefined) {
-      const row = await sessions.store.findBySessionId(params.sessionId)
-      // Found or not, a session the principal may not read looks the same: not there.
-      rows = row !== undefined && await readable(connection, row.key) ? [row] : []
+      const row = await sessions.findBySessionId(params.sessionId, context.principal)
+      rows = row === undefined ? [] : [row]
     } else if (params.label !== undefined) {
-      rows = (await sessions.list({ principal: connection.principal, label: params.label, limit: 10 })).rows
+      rows = (await sessions.list({ principal: context.principal, label: params.label, limit: 10 })).rows
     } else {
       throw new InvalidInputError('sessions.resolve needs one of key, sessionId or label')
     }
@@ -105,62 +131,62 @@ const handlers: { [M in MethodName]: Handler<M> } = {
       : { payload: { ok: false, candidates: rows.map(row => ({ key: row.key, agentId: row.agentId })) } }
   },
 
-  async 'sessions.create' (connection, params) {
+  async 'sessions.create' (context, params) {
     const { sessionKey, agentId } = params.key === undefined
-      ? await connection.sessions.resolve({ agentId: params.agentId }, connection.principal, 'write', 'fresh')
-      : await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
-    let row = await connection.sessions.create(sessionKey, agentId)
-    if (params.label !== undefined) row = await connection.sessions.patch(sessionKey, { label: params.label })
+      ? await context.resolve({ agentId: params.agentId }, 'write', 'fresh')
+      : await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
+    let row = await context.sessions.create(sessionKey, agentId)
+    if (params.label !== undefined) row = await context.sessions.patch(sessionKey, { label: params.label })
     return { payload: { ok: true, key: row.key, sessionId: row.sessionId, entry: sessionRow(row) } }
   },
 
-  async 'sessions.patch' (connection, params) {
-    const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
-    const row = await connection.sessions.patch(sessionKey, params.label === undefined ? {} : { label: params.label ?? undefined })
+  async 'sessions.patch' (context, params) {
+    const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
+    const row = await context.sessions.patch(sessionKey, params.label === undefined ? {} : { label: params.label ?? undefined })
     return { payload: { ok: true, key: row.key, entry: sessionRow(row) } }
   },
 
-  async 'sessions.reset' (connection, params) {
-    const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
-    const row = await connection.sessions.reset(sessionKey)
+  async 'sessions.reset' (context, params) {
+    const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
+    const row = await context.sessions.reset(sessionKey)
     return { payload: { ok: true, key: row.key, entry: sessionRow(row) } }
   },
 
-  async 'sessions.delete' (connection, params) {
-    const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
-    const deleted = await connection.sessions.delete(sessionKey)
+  async 'sessions.delete' (context, params) {
+    const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
+    const deleted = await context.sessions.delete(sessionKey)
     return { payload: { ok: true, key: sessionKey, deleted, archived: [] } }
   },
 
-  async 'sessions.messages.subscribe' (connection, params) {
-    const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
-    const subscription = await subscribe(connection, sessionKey, undefined)
+  async 'sessions.messages.subscribe' (context, params) {
+    const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
+    const subscription = await subscribe(context, sessionKey, undefined)
     return { payload: { subscribed: true, key: sessionKey, cursor: subscription.cursor }, after: () => subscription.start() }
   },
 
-  async 'sessions.messages.unsubscribe' (connection, params) {
-    const { sessionKey } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
-    connection.unwatch(sessionKey)
+  async 'sessions.messages.unsubscribe' (context, params) {
+    const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
+    context.unwatch(sessionKey)
     return { payload: { subscribed: false, key: sessionKey } }
   },
 
-  async 'sessions.subscribe' (connection) {
-    connection.watchList()
+  async 'sessions.subscribe' (context) {
+    context.watchList()
     return { payload: { subscribed: true } }
   },
 
-  async 'sessions.unsubscribe' (connection) {
-    connection.unwatchList()
+  async 'sessions.unsubscribe' (context) {
+    context.unwatchList()
     return { payload: { subscribed: false } }
   },
 
-  async 'sessions.open' (connection, params) {
-    const { sessionKey, agentId } = await connection.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
-    const opened = await connection.sessions.open(sessionKey, {
+  async 'sessions.open' (context, params) {
+    const { sessionKey, agentId } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
+    const opened = await context.sessions.open(sessionKey, {
       limit: params.limit ?? DEFAULT_OPEN_LIMIT,
       ...(params.since === undefined ? {} : { since: params.since })
-    }, event => connection.sessionEvent(event))
-    connection.adopt(sessionKey, opened.subscription)
+    }, context.listener)
+    context.watch(sessionKey, opened.subscription)
     const { row, entries, cursor, running, subscription } = opened
     return {
       payload: {
@@ -173,18 +199,18 @@ const handlers: { [M in MethodName]: Handler<M> } = {
         cursor,
         ...(running === undefined ? {} : { running: { runId: running.runId, text: running.text } })
       },
-      after: () => deliver(connection, sessionKey, subscription, true)
+      after: () => deliver(context, sessionKey, subscription, true)
     }
   }
 }
 
-export async function callMethod<M extends MethodName> (connection: OpenClawConnection, method: M, params: MethodParams<M>): Promise<MethodResult> {
-  return await (handlers[method] as Handler<M>)(connection, params)
+export async function callMethod<M extends MethodName> (context: MethodContext, method: M, params: MethodParams<M>): Promise<MethodResult> {
+  return await (handlers[method] as Handler<M>)(context, params)
 }
 
-async function subscribe (connection: OpenClawConnection, sessionKey: string, since: string | undefined): Promise<Subscription> {
-  const subscription = await connection.sessions.subscribe(sessionKey, since === undefined ? {} : { since }, event => connection.sessionEvent(event))
-  connection.adopt(sessionKey, subscription)
+async function subscribe (context: MethodContext, sessionKey: string, since: string | undefined): Promise<Subscription> {
+  const subscription = await context.sessions.subscribe(sessionKey, since === undefined ? {} : { since }, context.listener)
+  context.watch(sessionKey, subscription)
   return subscription
 }
 
@@ -192,33 +218,24 @@ async function subscribe (connection: OpenClawConnection, sessionKey: string, si
  * Sends what a subscription missed, then lets its live events flow. `answered` says the
  * history (for a reset) and the running turn already went out in the answer.
  */
-function deliver (connection: OpenClawConnection, sessionKey: string, subscription: Subscription, answered = false): void {
+function deliver (context: MethodContext, sessionKey: string, subscription: Subscription, answered = false): void {
   const { replay, cursor } = subscription
-  const withCursor = connection.withCursor
+  const withCursor = context.withCursor
   switch (replay.kind) {
     case 'replay':
     case 'catchup':
-      for (const event of replay.events) for (const outgoing of sessionEventFrames(event, withCursor)) connection.send(outgoing)
-      if (replay.kind === 'catchup' && replay.running !== undefined) connection.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
+      for (const event of replay.events) for (const outgoing of sessionEventFrames(event, withCursor)) context.send(outgoing)
+      if (replay.kind === 'catchup' && replay.running !== undefined) context.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
       break
     case 'reset':
       // The session was reset between the send and this subscription: say so, the client reloads.
-      if (!answered) connection.send({ event: 'session.reset', payload: { sessionKey, deleted: cursor === UNBORN_CURSOR, cursor } })
-      if (replay.running !== undefined) connection.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
+      if (!answered) context.send({ event: 'session.reset', payload: { sessionKey, deleted: cursor === UNBORN_CURSOR, cursor } })
+      if (replay.running !== undefined) context.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
       break
     case 'live':
       break
   }
   subscription.start()
-}
-
-async function readable (connection: OpenClawConnection, sessionKey: string): Promise<boolean> {
-  try {
-    await connection.sessions.resolve({ sessionKey }, connection.principal, 'read')
-    return true
-  } catch {
-    return false
-  }
 }
 
 /** A row as the gateway protocol lists it. */
