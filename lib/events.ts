@@ -41,6 +41,8 @@ export interface RunReasoningEvent extends EventBase {
   type: 'run.reasoning'
   runId: string
   delta: string
+  /** The whole reasoning so far. */
+  text: string
 }
 
 export interface RunToolCallEvent extends EventBase {

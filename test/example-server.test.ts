@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { startFakeOpenClaw, OPENCLAW_TOKEN } from './fake-openclaw.js'
 import { chatChunks, startFakeUpstream, writeSse } from './fake-upstream.js'
+import { agentFromEnv, EnvError } from '../examples/agent-from-env.js'
 import { GatewaySocket } from './gateway-frames.js'
 import { childEnv } from './helpers.js'
 
@@ -169,19 +170,24 @@ t.test('AGENT=openai and AGENT=openclaw put a real upstream behind npm start', a
 })
 
 t.test('a missing or bad variable stops the start with one line saying which, and exit code 1', async t => {
-  const cases: Array<[Record<string, string>, string]> = [
+  // Two real starts show the line and the exit code; the rest of the rules are checked in-process.
+  for (const [env, line] of [
     [{ AGENT: 'openai' }, 'cannot start: AGENT=openai needs OPENAI_MODEL: the model to ask for, such as gpt-4o-mini\n'],
-    [{ AGENT: 'openai', OPENAI_MODEL: 'gpt-4o-mini' }, 'cannot start: AGENT=openai needs OPENAI_API_KEY: the key for api.openai.com (or set OPENAI_BASE_URL for another server)\n'],
-    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'localhost:8000/v1' }, 'cannot start: Invalid session gateway option "openAIAgent.baseURL": an http(s) URL such as "https://api.openai.com/v1"\n'],
-    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_API_KEY: 'k', OPENAI_API: 'soap' }, 'cannot start: OPENAI_API must be "chat" or "responses", not "soap"\n'],
-    [{ AGENT: 'openclaw' }, "cannot start: AGENT=openclaw needs OPENCLAW_URL: the OpenClaw gateway's URL, such as http://127.0.0.1:18789\n"],
-    [{ AGENT: 'gpt' }, 'cannot start: AGENT must be echo, openai or openclaw, not "gpt"\n'],
-    [{ ECHO_DELAY_MS: 'slow' }, 'cannot start: ECHO_DELAY_MS must be a whole number of milliseconds, not "slow"\n']
-  ]
-  for (const [env, line] of cases) {
+    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'localhost:8000/v1' }, 'cannot start: Invalid session gateway option "openAIAgent.baseURL": an http(s) URL such as "https://api.openai.com/v1"\n']
+  ] as Array<[Record<string, string>, string]>) {
     const { code, stderr, stdout } = await failedStart(env)
     t.equal(code, 1, line)
     t.equal(stderr, line)
     t.equal(stdout, '', 'nothing started')
   }
+  const cases: Array<[Record<string, string>, string]> = [
+    [{ AGENT: 'openai', OPENAI_MODEL: 'gpt-4o-mini' }, 'AGENT=openai needs OPENAI_API_KEY: the key for api.openai.com (or set OPENAI_BASE_URL for another server)'],
+    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_API_KEY: 'k', OPENAI_API: 'soap' }, 'OPENAI_API must be "chat" or "responses", not "soap"'],
+    [{ AGENT: 'openclaw' }, "AGENT=openclaw needs OPENCLAW_URL: the OpenClaw gateway's URL, such as http://127.0.0.1:18789"],
+    [{ AGENT: 'gpt' }, 'AGENT must be echo, openai or openclaw, not "gpt"'],
+    [{ ECHO_DELAY_MS: 'slow' }, 'ECHO_DELAY_MS must be a whole number of milliseconds, not "slow"']
+  ]
+  for (const [env, message] of cases) t.throws(() => agentFromEnv(env), new EnvError(message), message)
+  t.match(agentFromEnv({ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'http://127.0.0.1:1/v1', OPENAI_API: 'responses' }), { description: 'openai (responses API, model m, http://127.0.0.1:1/v1)' })
+  t.match(agentFromEnv({}), { description: 'echo' })
 })

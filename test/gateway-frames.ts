@@ -37,12 +37,13 @@ export interface Frame {
 
 /**
  * The first problem with a frame the server sent, checked against OpenClaw's schema:
- * the frame union, then `hello-ok`, `chat` and `tick` payloads. Undefined when valid.
+ * the frame union, then `hello-ok`, `chat`, `agent` and `tick` payloads. Undefined when valid.
  */
 export function frameProblem (frame: Frame, helloId?: string): string | undefined {
   const checks: Array<[string, unknown]> = [[frame.type === 'res' ? 'ResponseFrame' : 'EventFrame', frame]]
   if (frame.type === 'res' && frame.id === helloId && frame.ok === true) checks.push(['HelloOk', frame.payload])
   if (frame.type === 'event' && frame.event === 'chat') checks.push(['ChatEvent', frame.payload])
+  if (frame.type === 'event' && frame.event === 'agent') checks.push(['AgentEvent', frame.payload])
   if (frame.type === 'event' && frame.event === 'tick') checks.push(['TickEvent', frame.payload])
   for (const [definition, value] of checks) {
     const validate = validator(definition)

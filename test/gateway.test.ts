@@ -606,3 +606,40 @@ t.test('the gateway can be turned off, or moved', async t => {
   t.equal(JSON.parse(String(challenge)).event, 'connect.challenge')
   other.close()
 })
+
+t.test('with cursors, every position reaches the watcher exactly once: runs, reasoning and tool calls are frames too', async t => {
+  const tools = [{ type: 'function' as const, name: 'lookup', parameters: { type: 'object' } }]
+  const app = await gatewayApp(t, {
+    agent: {
+      async * respond (request) {
+        yield { type: 'reasoning', delta: 'Hmm' }
+        yield { type: 'reasoning', delta: ', let me see.' }
+        yield { type: 'text', delta: 'Looking' }
+        if (request.tools.length > 0) yield { type: 'function_call', name: 'lookup', arguments: { q: 'x' }, callId: 'call-1' }
+        yield { type: 'text', delta: ' it up.' }
+      }
+    }
+  })
+  const socket = await open(t, app, { caps: ['session-cursor'] })
+  const opened = await socket.request('sessions.open', { key: 'positions' })
+  const ticket = await app.sessionGateway.send({ sessionKey: 'agent:main:positions', agentId: 'main', input: [{ role: 'user', content: [{ type: 'text', text: 'go' }], timestamp: Date.now() }], tools, model: 'gpt-x' })
+  await ticket.result
+  await socket.next(f => f.event === 'chat' && f.payload.state === 'final')
+  const positioned = socket.frames.filter(f => f.type === 'event' && f.payload?.cursor !== undefined && f.event !== 'session.reset')
+  const seqs = positioned.map(f => Number(String(f.payload.cursor).split(':').at(-1)))
+  const start = Number(String(opened.payload.cursor).split(':').at(-1))
+  t.same(seqs, Array.from({ length: seqs.length }, (_, i) => start + 1 + i), 'positions follow one another with no gap and no repeat')
+  t.same(positioned.map(f => f.event === 'agent' ? `agent:${f.payload.stream as string}` : `${f.event as string}:${(f.payload.state ?? f.payload.message?.role) as string}`), [
+    'session.message:user', 'agent:lifecycle', 'agent:thinking', 'agent:thinking', 'chat:delta', 'agent:tool', 'chat:delta', 'session.message:assistant', 'chat:final'
+  ])
+  t.match(positioned.find(f => f.event === 'agent' && f.payload.stream === 'lifecycle')?.payload, { runId: ticket.runId, data: { phase: 'start', model: 'gpt-x' } })
+  t.match(positioned.find(f => f.event === 'agent' && f.payload.stream === 'tool')?.payload, { runId: ticket.runId, data: { phase: 'start', name: 'lookup', toolCallId: 'call-1', args: { q: 'x' }, sessionKey: 'agent:main:positions' } })
+  t.match(positioned.filter(f => f.event === 'agent' && f.payload.stream === 'thinking').map(f => f.payload.data), [{ delta: 'Hmm', text: 'Hmm' }, { delta: ', let me see.', text: 'Hmm, let me see.' }])
+
+  // Without cursors the same frames come, each as OpenClaw's schema has it (checked as they arrive).
+  const plain = await open(t, app)
+  await plain.request('sessions.open', { key: 'positions' })
+  await app.sessionGateway.send({ sessionKey: 'agent:main:positions', agentId: 'main', input: [{ role: 'user', content: [{ type: 'text', text: 'again' }], timestamp: Date.now() }] })
+  await plain.next(f => f.event === 'chat' && f.payload.state === 'final')
+  t.same(plain.events('agent').map(f => [f.payload.stream, f.payload.seq]), [['lifecycle', 1], ['thinking', 2], ['thinking', 3]], 'agent frames count their own seq per run')
+})

@@ -114,7 +114,8 @@ t.test('store failures: a record that cannot be kept is logged; a history that c
 t.test('more refusals: an empty body, an unknown id, another principal\'s running response, odd arguments', async t => {
   const agent = gatedAgent()
   const verify = namedPrincipals('alice', 'bob')
-  const app = await buildApp(t, { agent, auth: { verify } })
+  // Access to a response is access to its session: here bob may touch no session.
+  const app = await buildApp(t, { agent, auth: { verify }, authorize: ({ principal }) => principal.id === 'alice' })
   const as = (who: string): Record<string, string> => ({ authorization: `Bearer ${who}` })
   const empty = await app.inject({ method: 'POST', url: '/v1/responses', headers: { ...as('alice'), 'content-type': 'application/json' }, payload: '' })
   t.match(empty.json().error, { code: 'invalid_json', type: 'invalid_request_error' })
@@ -126,7 +127,7 @@ t.test('more refusals: an empty body, an unknown id, another principal\'s runnin
   await agent.waitStarted(1)
   const id = (await app.sessionGateway.list()).rows[0]?.key as string
   const runId = (await app.sessionGateway.history(id, { limit: 1 })).entries[0]?.runId as string
-  t.equal((await app.inject({ method: 'GET', url: `/v1/responses/${runId}`, headers: as('bob') })).statusCode, 404, 'a running response is not there for anyone else')
+  t.equal((await app.inject({ method: 'GET', url: `/v1/responses/${runId}`, headers: as('bob') })).statusCode, 404, 'a running response is not there for whoever may not read its session')
   agent.release()
   t.match((await running).json(), { reasoning: { effort: null, summary: 'auto' } })
 

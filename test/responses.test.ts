@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
-import { FileStore, MemoryStore, type Agent } from '../lib/index.js'
+import { echoAgent, FileStore, MemoryStore, type Agent } from '../lib/index.js'
 import { GatewaySocket, listen, watchSession } from './gateway-frames.js'
 import { buildApp, gatedAgent, namedPrincipals, TOKEN } from './helpers.js'
 import { parseSse, schemaProblem } from './openresponses-schema.js'
@@ -227,11 +227,13 @@ t.test('a run that fails mid-stream: an error event, then response.failed', asyn
   t.match(json, { status: 'failed', error: { code: 'agent_failed', message: 'the model went away' } })
 })
 
-t.test('previous_response_id: the same session, across a restart, and only for its owner', async t => {
+t.test('previous_response_id: the same session, across a restart, and only for who may use that session', async t => {
   const dir = await mkdtemp(join(tmpdir(), 'fsg-responses-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const verify = namedPrincipals('alice', 'bob')
-  const first = await buildApp(t, { store: new FileStore({ dir }), auth: { verify } })
+  // Access to a response is access to its session, through authorize: bob may use none of alice's.
+  const authorize = ({ principal }: { principal: { id: string } }): boolean => principal.id === 'alice'
+  const first = await buildApp(t, { store: new FileStore({ dir }), auth: { verify }, authorize })
   const alice = { authorization: 'Bearer alice' }
   const one = await post(first, { input: 'first' }, alice)
   const key = one.headers['x-openclaw-session-key']
@@ -239,7 +241,7 @@ t.test('previous_response_id: the same session, across a restart, and only for i
   t.equal((await post(first, { input: 'x', previous_response_id: two.id }, alice)).headers['x-openclaw-session-key'], key, 'the same session all along')
   await first.close()
 
-  const second = await buildApp(t, { store: new FileStore({ dir }), auth: { verify } })
+  const second = await buildApp(t, { store: new FileStore({ dir }), auth: { verify }, authorize })
   const three = await post(second, { input: 'after the restart', previous_response_id: two.id }, alice)
   response(t, three)
   t.equal(three.headers['x-openclaw-session-key'], key, 'the record survived the restart')
@@ -440,4 +442,64 @@ t.test('Idempotency-Key on a response that kept no record: a clear 409 once it i
   const again = await post(app, { input: 'x', store: false }, { 'idempotency-key': 'k-1' })
   refused(t, again, 409, { code: 'idempotency_key_reused' })
   t.equal(first.store, false)
+})
+
+t.test('a stored response is rebuilt from its session: event for event while the log holds the run, from the transcript after', async t => {
+  const app = await buildApp(t, { agent: echoAgent({ delayMs: 1 }) })
+  const streamed = await post(app, { input: 'three small words', stream: true }, { ...AUTH, 'x-openclaw-session-key': 'kept' })
+  const original = parseSse(streamed.body).events
+  const id = original[0]?.response.id as string
+  const resumed = await app.inject({ method: 'GET', url: `/v1/responses/${id}?stream=true`, headers: AUTH })
+  t.same(parseSse(resumed.body).events, original, 'rebuilt from the log: the very stream first sent, ids and times included')
+  const fetched = await app.inject({ method: 'GET', url: `/v1/responses/${id}`, headers: AUTH })
+  t.same(fetched.json(), original.at(-1)?.response, 'and the very response object')
+  const record = await app.sessionGateway.store.getRecord('response', id) as Record<string, unknown>
+  t.same(Object.keys(record).sort(), ['agentId', 'createdAt', 'cursor', 'fields', 'principal', 'sessionId', 'sessionKey', 'v'], 'the record identifies the response; it holds no copy of the stream')
+  t.notOk(JSON.stringify(record).includes('three small words'), 'not even of its text')
+
+  // No replay buffer at all: the log never holds a run, so the transcript answers.
+  const bare = await buildApp(t, { replay: 0 })
+  const tools = [{ type: 'function', name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } } } }]
+  const call = response(t, await post(bare, { input: 'find this', tools }, { ...AUTH, 'x-openclaw-session-key': 'rebuilt' }))
+  const plain = response(t, await post(bare, { input: 'just text' }, { ...AUTH, 'x-openclaw-session-key': 'rebuilt' }))
+  for (const first of [call, plain]) {
+    const again = await bare.inject({ method: 'GET', url: `/v1/responses/${first.id as string}`, headers: AUTH })
+    t.same(again.json(), first, 'the same response object, rebuilt from the answer row')
+  }
+  const thinking = await buildApp(t, {
+    replay: 0,
+    agent: { async * respond () { yield { type: 'reasoning', delta: 'Let me think.' }; yield { type: 'text', delta: 'Done.' } } }
+  })
+  const reasoned = response(t, await post(thinking, { input: 'think' }, { ...AUTH, 'x-openclaw-session-key': 'reasoned' }))
+  t.match(reasoned.output, [{ type: 'reasoning' }, { type: 'message' }])
+  t.same((await thinking.inject({ method: 'GET', url: `/v1/responses/${reasoned.id as string}`, headers: AUTH })).json(), reasoned, 'reasoning is rebuilt too')
+  const rebuiltStream = parseSse((await bare.inject({ method: 'GET', url: `/v1/responses/${plain.id as string}?stream=true&starting_after=1`, headers: AUTH })).body, 2)
+  t.same(rebuiltStream.problems, [])
+  t.same(rebuiltStream.events.map(e => e.type), [
+    'response.output_item.added', 'response.content_part.added', 'response.output_text.delta', 'response.output_text.done',
+    'response.content_part.done', 'response.output_item.done', 'response.completed'
+  ], 'its text in one delta, numbered from the rebuilt stream')
+})
+
+t.test('a response whose answer is far back in its session is found; one whose session is gone is not', async t => {
+  const app = await buildApp(t, { replay: 0 })
+  const first = response(t, await post(app, { input: 'the first' }, { ...AUTH, 'x-openclaw-session-key': 'long' }))
+  for (let i = 0; i < 60; i++) await (await app.sessionGateway.send({ sessionKey: 'agent:main:long', agentId: 'main', input: [{ role: 'user', content: [{ type: 'text', text: `turn ${i}` }], timestamp: Date.now() }] })).result
+  t.same((await app.inject({ method: 'GET', url: `/v1/responses/${first.id as string}`, headers: AUTH })).json(), first, 'found two pages back')
+
+  await app.sessionGateway.reset('agent:main:long')
+  t.same((await app.inject({ method: 'GET', url: `/v1/responses/${first.id as string}`, headers: AUTH })).json(), first, 'a reset keeps the old generation readable, and the response with it')
+  await app.sessionGateway.delete('agent:main:long')
+  t.equal((await app.inject({ method: 'GET', url: `/v1/responses/${first.id as string}`, headers: AUTH })).statusCode, 404, 'a deleted session takes its responses with it')
+
+  const failing = await buildApp(t, { replay: 0 }, { logger: false })
+  const kept = response(t, await post(failing, { input: 'x' }, { ...AUTH, 'x-openclaw-session-key': 'broken' }))
+  const store = failing.sessionGateway.store as MemoryStore
+  const read = store.read.bind(store)
+  // The log's side answers; reading the run's generation back fails.
+  store.read = async (key, query) => {
+    if (query.sessionId !== undefined) throw new Error('disk on fire')
+    return await read(key, query)
+  }
+  t.equal((await failing.inject({ method: 'GET', url: `/v1/responses/${kept.id as string}`, headers: AUTH })).statusCode, 500, 'a store that fails is a failure, not a missing response')
 })

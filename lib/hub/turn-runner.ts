@@ -80,8 +80,10 @@ export class TurnRunner {
 
   async #release (state: SessionState, lane: Lane): Promise<void> {
     state.lanes--
-    await state.context.log.release(state.key, lane)
+    const releasing = state.context.log.release(state.key, lane)
+    // In the same step as the result: whoever awaited it finds the session as it now is.
     this.#options.released(state)
+    await releasing
   }
 
   async #execute (state: SessionState, row: SessionRow, run: Run, request: SendRequest, lane: Lane): Promise<void> {
@@ -166,7 +168,6 @@ export class TurnRunner {
       ...(run.usage === undefined ? {} : { usage: run.usage }),
       cursor: state.cursor()
     })
-    // In the same step as the result: whoever awaited it finds the lane free.
     await this.#release(state, lane)
   }
 }
@@ -184,7 +185,7 @@ function apply (state: SessionState, run: Run, request: SendRequest, output: Age
       if (typeof output.delta !== 'string') throw new AgentProtocolError('a reasoning output without a string delta')
       if (output.delta === '') return
       run.reasoning += output.delta
-      state.emit({ type: 'run.reasoning', runId: run.runId, delta: output.delta })
+      state.emit({ type: 'run.reasoning', runId: run.runId, delta: output.delta, text: run.reasoning })
       return
     case 'function_call': {
       const call = toolCall(output, request)

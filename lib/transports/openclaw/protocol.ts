@@ -145,7 +145,7 @@ export type MethodParams<M extends MethodName> = Static<(typeof methodParams)[M]
 export type ConnectParams = Static<typeof ConnectParams>
 
 export const METHODS = Object.keys(methodParams) as MethodName[]
-export const EVENTS = ['connect.challenge', 'tick', 'shutdown', 'chat', 'session.message', 'session.reset', 'sessions.changed'] as const
+export const EVENTS = ['connect.challenge', 'tick', 'shutdown', 'chat', 'agent', 'session.message', 'session.reset', 'sessions.changed'] as const
 
 export const checkConnect = TypeCompiler.Compile(ConnectParams)
 export const checkParams = Object.fromEntries(

@@ -38,12 +38,13 @@ export function sessionEventFrames (event: SessionEvent, withCursor: boolean): O
 }
 
 /**
- * Translates the hub's session events into gateway event frames, one frame per event
- * so every frame has its own cursor: `message` → `session.message` (the answer's row
- * too), `run.delta` → `chat` delta (with the cumulative message), `run.finished` →
- * `chat` final/aborted/error, `session.reset` → `session.reset`. `run.started`,
- * `run.reasoning` and `run.tool_call` have no frame of their own: the final message
- * carries the reasoning (a `thinking` part) and the tool calls.
+ * Translates the hub's session events into gateway event frames, exactly one frame per
+ * event, so a client with cursors receives every position once and can tell a loss by
+ * `seq` alone: `message` → `session.message` (the answer's row too), `run.delta` →
+ * `chat` delta (with the cumulative message), `run.finished` → `chat`
+ * final/aborted/error, `session.reset` → `session.reset`, and, as OpenClaw's own
+ * `agent` events, `run.started` → stream `lifecycle` (phase `start`), `run.reasoning` →
+ * stream `thinking`, `run.tool_call` → stream `tool` (phase `start`).
  */
 export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): OutgoingEvent[] {
   const cursor = withCursor ? { cursor: eventCursor(event) } : {}
@@ -92,10 +93,17 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
         }
       }]
     case 'run.started':
+      return [agentEvent(event, 'lifecycle', { phase: 'start', sessionKey: event.sessionKey, ...(event.model === undefined ? {} : { model: event.model }) }, cursor)]
     case 'run.reasoning':
+      return [agentEvent(event, 'thinking', { text: event.text, delta: event.delta, sessionKey: event.sessionKey }, cursor)]
     case 'run.tool_call':
-      return []
+      return [agentEvent(event, 'tool', { phase: 'start', name: event.call.name, toolCallId: event.call.id, args: event.call.arguments, sessionKey: event.sessionKey }, cursor)]
   }
+}
+
+/** An `agent` frame as OpenClaw sends them: `{runId, seq, stream, ts, data}` (the session in `data`). */
+function agentEvent (event: SessionEvent & { runId: string }, stream: string, data: Record<string, unknown>, cursor: { cursor?: string }): OutgoingEvent {
+  return { event: 'agent', runId: event.runId, payload: { runId: event.runId, stream, ts: event.at, data, ...cursor } }
 }
 
 /** A row committed to the transcript, the user's own messages included. */
@@ -133,8 +141,13 @@ export function runningSnapshot (sessionKey: string, running: RunningSnapshot, c
   }
 }
 
-/** Merges a delta into the one waiting before it (for a slow consumer): texts join, the rest is the newer's. */
+/**
+ * Merges a delta into the one waiting before it (for a slow consumer): texts join, the
+ * rest is the newer's. With cursors, `cursorFrom` names the first position the merged
+ * frame stands for, so the positions it spans are not mistaken for a loss.
+ */
 export function mergeDeltas (older: OutgoingEvent, newer: OutgoingEvent): OutgoingEvent {
+  const from = older.payload.cursorFrom ?? older.payload.cursor
   return {
     // Not `json`: the merged payload is a new one.
     event: newer.event,
@@ -144,7 +157,8 @@ export function mergeDeltas (older: OutgoingEvent, newer: OutgoingEvent): Outgoi
       ...newer.payload,
       deltaText: String(older.payload.deltaText) + String(newer.payload.deltaText),
       // A snapshot that replaced the client's text still does, with more text.
-      replace: older.payload.replace
+      replace: older.payload.replace,
+      cursorFrom: from
     }
   }
 }

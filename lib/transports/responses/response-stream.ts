@@ -1,4 +1,3 @@
-import { randomHex } from '../../ids.js'
 import type { SessionEvent } from '../../events.js'
 import type { AssistantMessage } from '../../transcript.js'
 import type { CreateBody } from './request.js'
@@ -100,18 +99,6 @@ export class ResponseStream {
     this.#emitRaw('response.in_progress', `"response":${response}`)
   }
 
-  /** A finished response's stream, rebuilt from the events it sent (a stored response). */
-  static stored (id: string, events: readonly StreamEvent[]): ResponseStream {
-    const final = JSON.parse((events.at(-1) as StreamEvent).json) as { response: { status: string } }
-    const stream = new ResponseStream(id, {})
-    stream.events.splice(0, stream.events.length, ...events)
-    stream.#status = final.response.status
-    stream.#finalJson = JSON.stringify(final.response)
-    stream.#finished = true
-    stream.#end()
-    return stream
-  }
-
   get finished (): boolean {
     return this.#finished
   }
@@ -170,8 +157,9 @@ export class ResponseStream {
         this.#closeReasoning('completed')
         this.#closeText('completed')
         const call = event.call
-        const item: OutputItem = { type: 'function_call', id: `fc_${randomHex()}`, call_id: call.id, name: call.name, arguments: '', status: 'in_progress' }
-        const index = this.#output.push(item) - 1
+        const index = this.#output.length
+        const item: OutputItem = { type: 'function_call', id: this.#itemId('fc', index), call_id: call.id, name: call.name, arguments: '', status: 'in_progress' }
+        this.#output.push(item)
         const args = JSON.stringify(call.arguments)
         this.#emit('response.output_item.added', { output_index: index, item })
         this.#emit('response.function_call_arguments.delta', { item_id: item.id, output_index: index, delta: args })
@@ -182,15 +170,16 @@ export class ResponseStream {
         return
       }
       case 'run.finished':
-        this.#finish(event.state, event.entry.message, event.error)
+        this.#finish(event.state, event.entry.message, event.error, event.at)
     }
   }
 
   #delta (delta: string): void {
     let text = this.#text
     if (text === undefined) {
-      const item = { type: 'message', id: `msg_${randomHex()}`, status: 'in_progress', role: 'assistant', content: [] } as unknown as TextItem['item']
-      const index = this.#output.push(item) - 1
+      const index = this.#output.length
+      const item = { type: 'message', id: this.#itemId('msg', index), status: 'in_progress', role: 'assistant', content: [] } as unknown as TextItem['item']
+      this.#output.push(item)
       this.#emit('response.output_item.added', { output_index: index, item })
       const part = { type: 'output_text' as const, text: '', annotations: [] as [], logprobs: [] as [] }
       item.content.push(part)
@@ -206,8 +195,9 @@ export class ResponseStream {
   #reasoningDelta (delta: string): void {
     let reasoning = this.#reasoning
     if (reasoning === undefined) {
-      const item = { type: 'reasoning', id: `rs_${randomHex()}`, status: 'in_progress', summary: [], content: [] } as unknown as ReasoningItem['item']
-      const index = this.#output.push(item) - 1
+      const index = this.#output.length
+      const item = { type: 'reasoning', id: this.#itemId('rs', index), status: 'in_progress', summary: [], content: [] } as unknown as ReasoningItem['item']
+      this.#output.push(item)
       this.#emit('response.output_item.added', { output_index: index, item })
       const part = { type: 'reasoning_text' as const, text: '' }
       item.content.push(part)
@@ -243,7 +233,15 @@ export class ResponseStream {
     this.#emit('response.output_item.done', { output_index: index, item })
   }
 
-  #finish (state: 'final' | 'aborted' | 'error', message: AssistantMessage, error: { code: string, message: string } | undefined): void {
+  /**
+   * An item's id, made from the response's and the item's place in it: the same events
+   * always build the same stream, so one rebuilt later matches the one first sent.
+   */
+  #itemId (prefix: string, index: number): string {
+    return `${prefix}_${this.id.slice(this.id.indexOf('_') + 1)}_${index}`
+  }
+
+  #finish (state: 'final' | 'aborted' | 'error', message: AssistantMessage, error: { code: string, message: string } | undefined, at: number): void {
     const usage = message.usage
     if (usage !== undefined) {
       this.#usage = {
@@ -259,7 +257,7 @@ export class ResponseStream {
       this.#closeReasoning('completed')
       this.#closeText('completed')
       this.#status = 'completed'
-      this.#completedAt = Math.floor(Date.now() / 1000)
+      this.#completedAt = Math.floor(at / 1000)
       terminal = 'response.completed'
     } else if (state !== 'error') {
       this.#closeReasoning('incomplete')

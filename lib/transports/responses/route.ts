@@ -5,7 +5,7 @@ import { requestHints } from '../../request-hints.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
 import { parseCreateBody } from './request.js'
 import type { StreamEvent } from './response-stream.js'
-import { ResponsesService, storedEvents, storedResponse, type LiveResponse, type ResponseRecord } from './service.js'
+import { ResponsesService, type LiveResponse } from './service.js'
 import { ResponsesConnection } from './websocket-connection.js'
 import type { LiveSockets } from '../live-sockets.js'
 
@@ -102,21 +102,11 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
   })
 
   scope.get<{ Params: { id: string }, Querystring: { stream?: string, starting_after?: string } }>('/responses/:id', { config }, async (request, reply) => {
-    const principal = request.gatewayPrincipal as Principal
-    const { live, record } = await service.find(request.params.id, principal)
-    const sessionKey = live?.sessionKey ?? (record?.sessionKey as string)
+    const found = await service.find(request.params.id, request.gatewayPrincipal as Principal)
     if (request.query.stream !== 'true') {
-      return await reply.header(SESSION_HEADER, sessionKey).type('application/json; charset=utf-8')
-        .send(live === undefined ? JSON.stringify(storedResponse(record as ResponseRecord)) : live.stream.responseJson())
+      return await reply.header(SESSION_HEADER, found.sessionKey).type('application/json; charset=utf-8').send(found.stream.responseJson())
     }
-    const after = startingAfter(request.query.starting_after)
-    if (live !== undefined) return streamEvents(reply, sessionKey, subscriber(live, after))
-    const events = storedEvents(record as NonNullable<typeof record>).filter(event => event.sequence_number > after)
-    return streamEvents(reply, sessionKey, (send, end) => {
-      for (const event of events) send(event)
-      end()
-      return () => {}
-    })
+    return streamEvents(reply, found.sessionKey, subscriber(found, startingAfter(request.query.starting_after)))
   })
 
   scope.post<{ Params: { id: string } }>('/responses/:id/cancel', { config }, async (request, reply) => {

@@ -2,14 +2,15 @@ import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Principal } from '../../auth.js'
 import type { SessionService } from '../../session-service.js'
-import type { ResolvedSession, SessionHints } from '../../resolver.js'
+import type { ResolvedSession, SessionAction, SessionHints } from '../../resolver.js'
 import { randomHex } from '../../ids.js'
 import type { TranscriptMessage } from '../../transcript.js'
 import { compactionResource } from './compaction.js'
 import { invalidParam, previousResponseNotFound, ResponsesError, responseNotFound } from './errors.js'
 import { toolCallNames, toolsFor, translateInput } from './input.js'
 import type { CreateBody } from './request.js'
-import { requestFields, ResponseStream, type ResponseObject, type StreamEvent } from './response-stream.js'
+import { rebuildStream, type RunOfResponse } from './rebuild.js'
+import { requestFields, ResponseStream, type ResponseObject } from './response-stream.js'
 
 // What the OpenResponses transports (HTTP, its SSE, and its WebSocket mode) share: a
 // request becomes a turn on a session, through the one resolver and the hub; the turn
@@ -20,23 +21,32 @@ const RECORD_KIND = 'response'
 /** How much of a session's history is searched for the call a `function_call_output` answers. */
 const CALL_LOOKUP_ROWS = 500
 
-/** What the store keeps of a finished response. */
-export interface ResponseRecord {
-  v: 1
+/**
+ * What the store keeps of a finished response: what identifies it (who made it, which run
+ * of which session, what it asked), not a copy of its stream, which the session rebuilds.
+ */
+export interface ResponseRecord extends Omit<RunOfResponse, 'id'> {
+  v: 2
+  /** The principal that created it (for audit; access goes through `authorize`). */
   principal: string
-  sessionKey: string
   agentId: string
-  /** Every event of its stream, as sent, so a stream can be resumed after the fact. The last one holds the final response. */
-  events: string[]
 }
 
-/** A response this process is running or has just finished. */
+/** A response: running here, just finished, or rebuilt from its record. */
 export interface LiveResponse {
   id: string
   sessionKey: string
   agentId: string
   principal: string
   stream: ResponseStream
+}
+
+/** What `#keep` needs beyond the response itself. */
+interface Kept extends LiveResponse {
+  sessionId: string
+  cursor: string
+  fields: Record<string, unknown>
+  createdAt: number
 }
 
 /** Where a response's session comes from when it continues an earlier one. */
@@ -76,7 +86,9 @@ export class ResponsesService {
     const input = await this.#input(body, session.sessionKey)
     const { tools, toolChoice } = toolsFor(body.tools ?? [], body.tool_choice)
     const id = `resp_${randomHex()}`
-    const stream = new ResponseStream(id, requestFields(body, body.model ?? `openclaw/${session.agentId}`))
+    const fields = requestFields(body, body.model ?? `openclaw/${session.agentId}`)
+    const createdAt = Math.floor(Date.now() / 1000)
+    const stream = new ResponseStream(id, fields, createdAt)
 
     // Listen before sending, so not one event of the run can slip by.
     const subscription = await this.#sessions.subscribe(session.sessionKey, {}, event => stream.onHubEvent(event))
@@ -104,7 +116,7 @@ export class ResponsesService {
       subscription.unsubscribe()
       return await this.#repeat(ticket.runId)
     }
-    const live: LiveResponse = { id, sessionKey: session.sessionKey, agentId: session.agentId, principal: principal.id, stream }
+    const live: Kept = { id, sessionKey: session.sessionKey, agentId: session.agentId, principal: principal.id, stream, sessionId: ticket.sessionId, cursor: ticket.cursor, fields, createdAt }
     this.#live.set(id, live)
     void stream.ended().then(async () => {
       subscription.unsubscribe()
@@ -115,29 +127,22 @@ export class ResponsesService {
     return live
   }
 
-  /** A response the principal may see: running here, or stored. */
-  async find (id: string, principal: Principal): Promise<{ live?: LiveResponse, record?: ResponseRecord }> {
-    const live = this.#live.get(id)
-    if (live !== undefined) {
-      if (live.principal !== principal.id) throw responseNotFound(id)
-      return { live }
-    }
-    const record = await this.#record(id)
-    // Someone else's response is not there, as far as this caller can tell.
-    if (record === undefined || record.principal !== principal.id) throw responseNotFound(id)
-    return { record }
+  /** A response the principal may see (`read`) or stop (`write`): running here, or rebuilt from its record. */
+  async find (id: string, principal: Principal, action: SessionAction = 'read'): Promise<LiveResponse> {
+    const found = this.#live.get(id) ?? await this.#stored(id)
+    // Another principal's response is not there, as far as this caller can tell.
+    if (found === undefined || !await this.#sessions.allows(principal, found.sessionKey, action)) throw responseNotFound(id)
+    return found
   }
 
   /** Stops a running response (whatever transport started it) and answers its final object. */
   async cancel (id: string, principal: Principal): Promise<{ sessionKey: string, response: ResponseObject }> {
-    const { live, record } = await this.find(id, principal)
-    if (live === undefined) {
-      const stored = record as ResponseRecord
-      return { sessionKey: stored.sessionKey, response: storedResponse(stored) }
+    const found = await this.find(id, principal, 'write')
+    if (!found.stream.finished) {
+      await this.#sessions.abort(found.sessionKey, found.id)
+      await found.stream.ended()
     }
-    await this.#sessions.abort(live.sessionKey, live.id)
-    await live.stream.ended()
-    return { sessionKey: live.sessionKey, response: live.stream.response() }
+    return { sessionKey: found.sessionKey, response: found.stream.response() }
   }
 
   /**
@@ -160,13 +165,19 @@ export class ResponsesService {
 
   /** The response a repeated idempotency key refers to: still running here, or stored. */
   async #repeat (id: string): Promise<LiveResponse> {
-    const live = this.#live.get(id)
-    if (live !== undefined) return live
-    const record = await this.#record(id)
-    if (record === undefined) {
+    const found = this.#live.get(id) ?? await this.#stored(id)
+    if (found === undefined) {
       throw new ResponsesError(409, 'The response made for this Idempotency-Key has finished and was not stored (store: false); send the request with a new key.', { code: 'idempotency_key_reused' })
     }
-    return { id, sessionKey: record.sessionKey, agentId: record.agentId, principal: record.principal, stream: ResponseStream.stored(id, storedEvents(record)) }
+    return found
+  }
+
+  /** A stored response, its stream rebuilt from its session; undefined when there is none (or no session to rebuild it from). */
+  async #stored (id: string): Promise<LiveResponse | undefined> {
+    const record = await this.#record(id)
+    if (record === undefined) return undefined
+    const stream = await rebuildStream(this.#sessions, { ...record, id })
+    return stream === undefined ? undefined : { id, sessionKey: record.sessionKey, agentId: record.agentId, principal: record.principal, stream }
   }
 
   async #session (body: CreateBody, principal: Principal, hints: SessionHints, options: CreateOptions): Promise<ResolvedSession> {
@@ -190,10 +201,9 @@ export class ResponsesService {
   }
 
   async #previous (id: string, principal: Principal): Promise<PreviousResponse | undefined> {
-    const live = this.#live.get(id)
-    const found = live ?? await this.#record(id)
-    // Only the principal that created a response may continue it; to anyone else it does not exist.
-    return found === undefined || found.principal !== principal.id ? undefined : { sessionKey: found.sessionKey, agentId: found.agentId }
+    const found = this.#live.get(id) ?? await this.#record(id)
+    // A response whose session the principal may not read is, to it, not there.
+    return found === undefined || !await this.#sessions.allows(principal, found.sessionKey, 'read') ? undefined : { sessionKey: found.sessionKey, agentId: found.agentId }
   }
 
   async #input (body: CreateBody, sessionKey: string): Promise<{ messages: TranscriptMessage[], instructions?: string }> {
@@ -217,30 +227,20 @@ export class ResponsesService {
   async #record (id: string): Promise<ResponseRecord | undefined> {
     if (!/^resp_[A-Za-z0-9]{1,123}$/.test(id)) return undefined
     const record = await this.#sessions.store.getRecord(RECORD_KIND, id) as ResponseRecord | undefined
-    return record?.v === 1 ? record : undefined
+    return record?.v === 2 ? record : undefined
   }
 
-  async #keep (live: LiveResponse): Promise<void> {
+  async #keep (live: Kept): Promise<void> {
     const record: ResponseRecord = {
-      v: 1,
+      v: 2,
       principal: live.principal,
       sessionKey: live.sessionKey,
       agentId: live.agentId,
-      events: live.stream.events.map(event => event.json)
+      sessionId: live.sessionId,
+      cursor: live.cursor,
+      fields: live.fields,
+      createdAt: live.createdAt
     }
     await this.#sessions.store.putRecord(RECORD_KIND, live.id, record)
   }
-}
-
-/** A stored response's final object: the one its terminal event carries. */
-export function storedResponse (record: ResponseRecord): ResponseObject {
-  return (JSON.parse(record.events.at(-1) as string) as { response: ResponseObject }).response
-}
-
-/** A stored response's events, for a resumed stream. */
-export function storedEvents (record: ResponseRecord): StreamEvent[] {
-  return record.events.map(json => {
-    const { type, sequence_number: sequenceNumber } = JSON.parse(json) as { type: string, sequence_number: number }
-    return { type, sequence_number: sequenceNumber, json }
-  })
 }
