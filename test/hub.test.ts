@@ -890,12 +890,16 @@ t.test('catch-up from the transcript keeps why a run ended', async t => {
 
 t.test('a session log that refuses a run\'s events ends the run with FSG_LOG_UNAVAILABLE; the session heals', async t => {
   const log = new InProcessSessionLog({ replay: 64, claimTtlMs: 60_000 })
-  let refuse = false
+  // A shared log refuses by rejecting; one that appends at once, by throwing.
+  let refuse: false | 'reject' | 'throw' = false
   let positionFails = 0
   const append = log.append.bind(log)
-  log.append = async (key, events) => {
-    if (refuse && events.some(event => event.type === 'run.delta')) throw new Error('connection lost')
-    await append(key, events)
+  log.append = (key, events) => {
+    if (refuse !== false && events.some(event => event.type === 'run.delta')) {
+      if (refuse === 'throw') throw new Error('connection lost')
+      return Promise.reject(new Error('connection lost'))
+    }
+    return append(key, events)
   }
   const position = log.position.bind(log)
   log.position = async (key, seed) => {
@@ -907,14 +911,14 @@ t.test('a session log that refuses a run\'s events ends the run with FSG_LOG_UNA
   }
   const app = await buildApp(t, { sessionLog: log, agent: echoAgent() }, { logger: false })
   const gw = app.sessionGateway
-  refuse = true
+  refuse = 'reject'
   const failed = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('one two three')] })).result
   t.equal(failed.state, 'error')
   t.match(failed.error, { code: 'FSG_LOG_UNAVAILABLE', message: "the session log refused the run's events" })
   refuse = false
   t.equal((await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('again')] })).result).state, 'final', 'the next turn runs')
 
-  refuse = true
+  refuse = 'throw'
   positionFails = 1 // the log cannot even say where it is, at first
   t.equal((await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('four five')] })).result).state, 'error')
   refuse = false

@@ -74,7 +74,7 @@ export class InProcessSessionLog implements SessionLog {
     return { epoch: state.epoch, seq: state.seq }
   }
 
-  async append (key: string, events: readonly SessionEvent[]): Promise<void> {
+  append (key: string, events: readonly SessionEvent[]): void {
     const state = this.#state(key)
     // All or nothing: the whole batch must follow the log before any of it goes in.
     events.forEach((event, i) => {

@@ -53,9 +53,11 @@ export interface SessionLog {
   /**
    * Appends events that continue the log: the first must be at the position's `seq + 1`
    * of its epoch and the rest follow it one by one; anything else is refused (a writer
-   * that lost its place). Subscribers get each event once it is in.
+   * that lost its place). Subscribers get each event once it is in. A log that appends
+   * at once may return nothing (and throw to refuse): a turn appends an event per delta,
+   * and a promise per event is a cost worth sparing.
    */
-  append (key: string, events: readonly SessionEvent[]): Promise<void>
+  append (key: string, events: readonly SessionEvent[]): Promise<void> | void
 
   /**
    * The events after `after` in `epoch`, oldest first, up to the newest; undefined when

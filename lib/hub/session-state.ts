@@ -182,11 +182,21 @@ export class SessionState {
     // The head moves now, so the next event takes the next position even while this
     // append is in flight; the log refuses anything that does not follow.
     this.head = (events.at(-1) as SessionEvent).seq
-    const appending = this.context.log.append(this.key, events).catch(err => {
-      this.#diverged = true
-      this.context.logger.error({ err, sessionKey: this.key }, 'session gateway: the session log refused events')
-      this.running?.abort({ kind: 'log', message: 'the session log refused the run\'s events' })
-    })
-    this.#appending = Promise.all([this.#appending, appending]).then(() => {})
+    let appending
+    try {
+      appending = this.context.log.append(this.key, events)
+    } catch (err) {
+      return this.#refused(err)
+    }
+    // A log that appended at once returned nothing: no promise to keep track of.
+    if (appending === undefined) return
+    const settled = appending.catch(err => this.#refused(err))
+    this.#appending = Promise.all([this.#appending, settled]).then(() => {})
+  }
+
+  #refused (err: unknown): void {
+    this.#diverged = true
+    this.context.logger.error({ err, sessionKey: this.key }, 'session gateway: the session log refused events')
+    this.running?.abort({ kind: 'log', message: 'the session log refused the run\'s events' })
   }
 }
