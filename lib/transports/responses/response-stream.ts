@@ -1,3 +1,4 @@
+import { RunErrorCode } from '../../errors.js'
 import type { SessionEvent } from '../../events.js'
 import type { AssistantMessage } from '../../transcript.js'
 import type { CreateBody } from './request.js'
@@ -299,8 +300,8 @@ export class ResponseStream {
 /** Why an aborted run stopped, as an `incomplete_details.reason`. */
 function abortReason (code: string | undefined): string {
   switch (code) {
-    case 'FSG_GATEWAY_CLOSED': return 'interrupted'
-    case 'FSG_SESSION_RESET': return 'session_reset'
+    case RunErrorCode.gatewayClosed: return 'interrupted'
+    case RunErrorCode.sessionReset: return 'session_reset'
     default: return 'cancelled'
   }
 }
