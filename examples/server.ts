@@ -1,19 +1,24 @@
 // The example gateway: `npm start`. Everything is configured from the environment.
 //   PORT (18789)  HOST (127.0.0.1)  GATEWAY_TOKEN (random, printed)
-//   GATEWAY_DATA_DIR (./data)  ECHO_DELAY_MS (0)
+//   GATEWAY_DATA_DIR (./data)  ECHO_DELAY_MS (0)  LOG_LEVEL (info)
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import Fastify from 'fastify'
-import sessionGateway, { echoAgent, FileStore, logSerializers } from '../lib/index.js'
+import sessionGateway, { echoAgent, FileStore, logSerializers } from 'fastify-session-gateway'
+import { checkDataDir, envChoice, envInteger, envText, guardStart } from './startup.js'
 
-const port = Number(process.env.PORT ?? 18789)
-const host = process.env.HOST ?? '127.0.0.1'
-const givenToken = process.env.GATEWAY_TOKEN
+// Until it listens, every failure is one line on stderr and exit code 1.
+const started = guardStart()
+const port = envInteger('PORT', 18789, 0, 65535)
+const host = envText('HOST', '127.0.0.1') ?? '127.0.0.1'
+const givenToken = envText('GATEWAY_TOKEN', 'a random token, printed at start')
 const token = givenToken ?? randomBytes(24).toString('base64url')
-const delayMs = Number(process.env.ECHO_DELAY_MS ?? 0)
-const dataDir = process.env.GATEWAY_DATA_DIR ?? './data'
+const delayMs = envInteger('ECHO_DELAY_MS', 0, 0, 60_000)
+const dataDir = envText('GATEWAY_DATA_DIR', './data') ?? './data'
+const logLevel = envChoice('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info')
+await checkDataDir(dataDir, 'GATEWAY_DATA_DIR')
 
-const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info', serializers: logSerializers } })
+const app = Fastify({ logger: { level: logLevel, serializers: logSerializers } })
 await app.register(sessionGateway, {
   auth: { token },
   store: new FileStore({ dir: dataDir }),
@@ -21,6 +26,7 @@ await app.register(sessionGateway, {
 })
 
 const address = await app.listen({ port, host })
+started()
 // Plain lines on stdout, so a person (or a script) can pick up the URL and the token.
 process.stdout.write(`session gateway listening on ${address}\n`)
 // A generated token is shown once, here; one you chose is never echoed back.

@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -9,10 +12,13 @@ import { GatewaySocket } from './gateway-frames.js'
 import { childEnv } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
+// What `npm start` runs: plain `node` on the built example (`npm test` builds it first).
+const [command, SERVER, ...extra] = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ')
+t.same([command, extra], ['node', []], 'npm start is plain node, one file, no loader')
 
-/** Starts `examples/server.ts` as `npm start` would, and reads its first two lines. */
+/** Starts the built example as `npm start` does (plain `node`, no loader), and reads its first lines. */
 async function start (env: Record<string, string>): Promise<{ url: string, port: number, tokenLine: string, dataLine: string, stop: (signal: NodeJS.Signals) => Promise<number | null> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/server.ts'], {
+  const child = spawn(process.execPath, [SERVER as string], {
     cwd: root,
     env: childEnv({ PORT: '0', LOG_LEVEL: 'warn', ...env }),
     stdio: ['ignore', 'pipe', 'inherit']
@@ -130,4 +136,43 @@ t.test('kill -9 in the middle of a stream: every acknowledged message and every 
   const index = JSON.parse(await readFile(join(dir, 'agents', 'main', 'sessions', 'sessions.json'), 'utf8')) as Record<string, { sessionId: string }>
   const transcript = await readFile(join(dir, 'agents', 'main', 'sessions', `${index['agent:main:crash']?.sessionId}.jsonl`), 'utf8')
   for (const line of transcript.trimEnd().split('\n')) t.doesNotThrow(() => JSON.parse(line), 'every line is whole JSON')
+})
+
+/** Runs the example to its exit, expecting it not to start. */
+async function failToStart (env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [SERVER as string], { cwd: root, env: childEnv({ PORT: '0', LOG_LEVEL: 'warn', ...env }) })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const [code] = await once(child, 'exit') as [number | null]
+  return { code, stdout, stderr }
+}
+
+t.test('every start failure is one line on stderr that says what and how to fix it, and exit code 1', async t => {
+  const dir = await dataDir(t)
+  const taken = createServer()
+  await new Promise<void>(resolve => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { taken.close() })
+  const takenPort = String((taken.address() as AddressInfo).port)
+  const file = join(dir, 'a-file')
+  await writeFile(file, '')
+
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    ['port in use', { PORT: takenPort, GATEWAY_DATA_DIR: dir }, new RegExp(`^cannot start: port ${takenPort} on 127\\.0\\.0\\.1 is already in use: stop the process that holds it, or set PORT to another port`)],
+    ['a data dir that is a file', { GATEWAY_DATA_DIR: file }, /^cannot start: GATEWAY_DATA_DIR=.*a-file cannot be used for sessions \(EEXIST: a file is in the way\): point GATEWAY_DATA_DIR at a directory/],
+    ['a data dir under a file', { GATEWAY_DATA_DIR: join(file, 'sessions') }, /^cannot start: GATEWAY_DATA_DIR=.*sessions cannot be used for sessions \(ENOTDIR: a file is in the way\)/],
+    ['a port that is not a number', { PORT: 'eighty', GATEWAY_DATA_DIR: dir }, /^cannot start: PORT="eighty" is not valid: set it to an integer from 0 to 65535, or unset it for 18789\n$/],
+    ['an unknown log level', { LOG_LEVEL: 'loud', GATEWAY_DATA_DIR: dir }, /^cannot start: LOG_LEVEL="loud" is not valid: set it to one of fatal, error, warn, info, debug, trace, silent, or unset it for info\n$/],
+    ['an empty token', { GATEWAY_TOKEN: '', GATEWAY_DATA_DIR: dir }, /^cannot start: GATEWAY_TOKEN is set but empty: give it a value, or unset it for a random token/],
+    ['a negative delay', { ECHO_DELAY_MS: '-5', GATEWAY_DATA_DIR: dir }, /^cannot start: ECHO_DELAY_MS="-5" is not valid/],
+    ['a host that is not here', { HOST: '192.0.2.1', GATEWAY_DATA_DIR: dir }, /^cannot start: HOST=192\.0\.2\.1 is not an address of this machine: set HOST to one of its addresses/]
+  ]
+  for (const [what, env, line] of cases) {
+    const result = await failToStart(env)
+    t.equal(result.code, 1, `${what}: exit code 1`)
+    t.match(result.stderr, line, `${what}: says what and how to fix it`)
+    t.equal(result.stderr.split('\n').length, 2, `${what}: in one line`)
+    t.equal(result.stdout, '', `${what}: nothing else`)
+  }
 })
