@@ -1,3 +1,6 @@
+// Our declarations load @fastify/websocket's (the `websocket` route option, `injectWS`),
+// so an application gets them with ours without depending on @fastify/websocket itself.
+/// <reference types="@fastify/websocket" preserve="true" />
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import websocket from '@fastify/websocket'
 import fp from 'fastify-plugin'

@@ -6,6 +6,7 @@ import type { SessionEvent } from '../../events.js'
 import type { Subscription } from '../../hub/hub.js'
 import type { ResolvedSession, SessionAction, SessionHints } from '../../resolver.js'
 import { invalidRequest, toErrorShape } from './errors.js'
+import type { ConnectChallengeFrame, GatewayEventPayloads, HelloOk, SessionsChangedPayload } from './frames.js'
 import { callMethod } from './methods.js'
 import {
   CloseCode, CURSOR_CAPABILITY, EVENTS, MAX_HANDSHAKE_BYTES, METHODS, PROTOCOL_VERSION,
@@ -86,7 +87,7 @@ export class GatewayConnection {
 
   /** Sends the challenge the official client waits for, and starts the handshake clock. */
   open (): void {
-    this.#write({ type: 'event', event: 'connect.challenge', payload: { nonce: randomUUID(), ts: Date.now() } })
+    this.#write({ type: 'event', event: 'connect.challenge', payload: { nonce: randomUUID(), ts: Date.now() } } satisfies ConnectChallengeFrame)
     this.#handshakeTimer = setTimeout(() => this.close(CloseCode.policy, 'handshake timeout'), this.#options.handshakeTimeoutMs)
   }
 
@@ -195,7 +196,7 @@ export class GatewayConnection {
       },
       auth: { role: params.role ?? 'operator', scopes: params.scopes ?? [] },
       policy: { maxPayload: options.maxPayload, maxBufferedBytes: options.maxBufferedBytes, tickIntervalMs: options.tickIntervalMs }
-    })
+    } satisfies HelloOk)
   }
 
   /** The heartbeat the official client expects every `tickIntervalMs` (the adapter's timer calls it). */
@@ -254,7 +255,7 @@ export class GatewayConnection {
     if (this.#stopWatchingList !== undefined) return
     this.#stopWatchingList = this.gateway.onChange(change => {
       this.gateway.resolve({ sessionKey: change.sessionKey }, this.principal, 'read').then(
-        () => this.#event('sessions.changed', { sessionKey: change.sessionKey, agentId: change.agentId, reason: change.kind, ts: Date.now() }),
+        () => this.#event('sessions.changed', { sessionKey: change.sessionKey, agentId: change.agentId, reason: change.kind, ts: Date.now() } satisfies SessionsChangedPayload),
         () => {} // not this principal's to see
       )
     })
@@ -324,7 +325,7 @@ export class GatewayConnection {
     this.#writeEvent('chat', `{"seq":${seq},${payloadJson(outgoing).slice(1)}`)
   }
 
-  #event (event: string, payload: unknown): void {
+  #event<E extends keyof GatewayEventPayloads> (event: E, payload: GatewayEventPayloads[E]): void {
     this.#writeEvent(event, JSON.stringify(payload))
   }
 

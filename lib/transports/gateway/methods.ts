@@ -1,18 +1,19 @@
 import { InvalidInputError, SessionNotFoundError } from '../../errors.js'
 import { UNBORN_CURSOR, type Subscription } from '../../hub/hub.js'
 import type { SessionRow } from '../../stores/store.js'
-import type { UserMessage } from '../../transcript.js'
+import type { TranscriptEntry, TranscriptMessage, UserMessage } from '../../transcript.js'
 import type { GatewayConnection } from './connection.js'
+import type { GatewayMethodResults, GatewaySessionRow, HistoryMessage } from './frames.js'
 import type { MethodName, MethodParams } from './protocol.js'
 import { runningSnapshot, sessionEventFrames } from './session-events.js'
 
-export interface MethodResult {
-  payload: unknown
+export interface MethodResult<P = unknown> {
+  payload: P
   /** Runs right after the answer is sent: replayed events follow their answer. */
   after?: () => void
 }
 
-type Handler<M extends MethodName> = (connection: GatewayConnection, params: MethodParams<M>) => Promise<MethodResult>
+type Handler<M extends MethodName> = (connection: GatewayConnection, params: MethodParams<M>) => Promise<MethodResult<GatewayMethodResults[M]>>
 
 const DEFAULT_HISTORY_LIMIT = 200
 const DEFAULT_OPEN_LIMIT = 50
@@ -52,7 +53,7 @@ const handlers: { [M in MethodName]: Handler<M> } = {
         payload: {
           sessionKey,
           sessionId: page.sessionId,
-          messages: page.entries.filter(entry => entry.message !== undefined).map(entry => ({ ...entry.message, id: entry.id })),
+          messages: historyMessages(page.entries),
           cursor: page.cursor,
           ...(page.before === undefined ? {} : { before: page.before })
         }
@@ -174,7 +175,7 @@ const handlers: { [M in MethodName]: Handler<M> } = {
         agentId: row?.agentId ?? agentId,
         ...(row === undefined ? {} : { sessionId: row.sessionId, entry: sessionRow(row) }),
         replay: subscription.replay.kind,
-        messages: entries.filter(entry => entry.message !== undefined).map(entry => ({ ...entry.message, id: entry.id })),
+        messages: historyMessages(entries),
         ...(opened.before === undefined ? {} : { before: opened.before }),
         cursor,
         ...(running === undefined ? {} : { running: { runId: running.runId, text: running.text } })
@@ -228,7 +229,7 @@ async function readable (connection: GatewayConnection, sessionKey: string): Pro
 }
 
 /** A row as the gateway protocol lists it. */
-function sessionRow (row: SessionRow): Record<string, unknown> {
+function sessionRow (row: SessionRow): GatewaySessionRow {
   return {
     key: row.key,
     agentId: row.agentId,
@@ -252,4 +253,10 @@ function userMessage (text: string, attachments: MethodParams<'chat.send'>['atta
   }
   if (content.length === 0) throw new InvalidInputError('chat.send needs a message or an attachment')
   return { role: 'user', content, timestamp: Date.now() }
+}
+
+/** The entries that hold a message, as messages with their entry id. */
+function historyMessages (entries: readonly TranscriptEntry[]): HistoryMessage[] {
+  return entries.filter((entry): entry is TranscriptEntry & { message: TranscriptMessage } => entry.message !== undefined)
+    .map(entry => ({ ...entry.message, id: entry.id }))
 }

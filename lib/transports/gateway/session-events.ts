@@ -1,6 +1,11 @@
 import { eventCursor, type SessionEvent } from '../../events.js'
 import type { RunningSnapshot } from '../../hub/hub.js'
-import type { AssistantMessage, TranscriptEntry } from '../../transcript.js'
+import type { TranscriptEntry, TranscriptMessage } from '../../transcript.js'
+import type { AssistantSoFar, ChatEventPayload, SessionMessagePayload, SessionResetPayload } from './frames.js'
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+// A `chat` payload before it is sent: the connection splices in its per-run `seq`.
+type UnsentChat = DistributiveOmit<ChatEventPayload, 'seq'>
 
 /**
  * One event frame to send: `chat` frames of a run get their per-run `seq` when they
@@ -61,7 +66,7 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
           deltaText: event.delta,
           message: assistantSoFar(event.text, event.at),
           ...cursor
-        }
+        } satisfies UnsentChat
       }]
     case 'run.finished': {
       const message = event.entry.message
@@ -77,7 +82,7 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
           errorMessage: event.error?.message, // undefined fields vanish in JSON
           usage: message.usage,
           ...cursor
-        }
+        } satisfies UnsentChat
       }]
     }
     case 'session.reset':
@@ -88,7 +93,7 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
           deleted: event.deleted,
           ...(event.sessionId === undefined ? {} : { sessionId: event.sessionId }),
           cursor: eventCursor(event)
-        }
+        } satisfies SessionResetPayload
       }]
     case 'run.started':
     case 'run.tool_call':
@@ -103,11 +108,12 @@ export function sessionMessage (sessionKey: string, entry: TranscriptEntry, curs
     payload: {
       sessionKey,
       messageId: entry.id,
-      message: entry.message,
+      // Rows are announced only when committed with a `seq`, and the hub commits only messages.
+      message: entry.message as TranscriptMessage,
       runId: entry.runId,
       messageSeq: entry.seq,
       cursor
-    }
+    } satisfies SessionMessagePayload
   }
 }
 
@@ -127,7 +133,7 @@ export function runningSnapshot (sessionKey: string, running: RunningSnapshot, c
       replace: true,
       message: assistantSoFar(running.text, Date.now()),
       cursor: withCursor ? cursor : undefined
-    }
+    } satisfies UnsentChat
   }
 }
 
@@ -147,6 +153,6 @@ export function mergeDeltas (older: OutgoingEvent, newer: OutgoingEvent): Outgoi
   }
 }
 
-function assistantSoFar (text: string, timestamp: number): Pick<AssistantMessage, 'role' | 'content' | 'timestamp'> {
+function assistantSoFar (text: string, timestamp: number): AssistantSoFar {
   return { role: 'assistant', content: [{ type: 'text', text }], timestamp }
 }

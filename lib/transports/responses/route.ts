@@ -3,6 +3,7 @@ import type { Principal } from '../../auth.js'
 import type { SessionGateway } from '../../gateway.js'
 import { requestHints } from '../../request-hints.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
+import type { ResponsesErrorBody } from './frames.js'
 import { parseCreateBody } from './request.js'
 import type { StreamEvent } from './response-stream.js'
 import { ResponsesService, storedEvents, storedResponse, type LiveResponse, type ResponseRecord } from './service.js'
@@ -38,7 +39,7 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     // A refusal that knows its session (a busy one) names it, like every other answer.
     const sessionKey = (err as { sessionKey?: unknown }).sessionKey
     if (typeof sessionKey === 'string') void reply.header(SESSION_HEADER, sessionKey)
-    void reply.code(error.status).send({ error: error.body })
+    void reply.code(error.status).send({ error: error.body } satisfies ResponsesErrorBody)
   })
 
   // The resolver runs inside the handler here: `previous_response_id` can decide the session.
