@@ -168,8 +168,10 @@ t.test('every start failure is one line on stderr that says what and how to fix 
     ['a negative delay', { ECHO_DELAY_MS: '-5', GATEWAY_DATA_DIR: dir }, /^cannot start: ECHO_DELAY_MS="-5" is not valid/],
     ['a host that is not here', { HOST: '192.0.2.1', GATEWAY_DATA_DIR: dir }, /^cannot start: HOST=192\.0\.2\.1 is not an address of this machine: set HOST to one of its addresses/]
   ]
-  for (const [what, env, line] of cases) {
-    const result = await failToStart(env)
+  // Each case is its own process; they run side by side.
+  const results = await Promise.all(cases.map(async ([, env]) => await failToStart(env)))
+  for (const [i, [what, , line]] of cases.entries()) {
+    const result = results[i] as Awaited<ReturnType<typeof failToStart>>
     t.equal(result.code, 1, `${what}: exit code 1`)
     t.match(result.stderr, line, `${what}: says what and how to fix it`)
     t.equal(result.stderr.split('\n').length, 2, `${what}: in one line`)
