@@ -5,6 +5,8 @@ export { sessionGateway, type GatewayRouteConfig } from './plugin.js'
 export { requestHints } from './request-hints.js'
 export { SessionGateway, type ListOptions } from './gateway.js'
 export type { SessionGatewayOptions, ResponsesOptions, GatewayProtocolOptions } from './options.js'
+export type { HealthOptions } from './operations/health.js'
+export type { MetricsOptions } from './operations/metrics.js'
 export {
   createAuthenticator, requestCredentials, ANONYMOUS_PRINCIPAL, TOKEN_PRINCIPAL,
   type AuthOption, type Credentials, type Principal, type VerifyFunction

@@ -7,8 +7,11 @@ import fp from 'fastify-plugin'
 import { requestCredentials, type Principal } from './auth.js'
 import { SessionGateway } from './gateway.js'
 import { logSerializers } from './logging.js'
+import { healthRoutes } from './operations/health.js'
+import { createMetrics } from './operations/metrics.js'
 import { resolveOptions, type SessionGatewayOptions } from './options.js'
 import { requestHints } from './request-hints.js'
+import { NO_TELEMETRY } from './telemetry.js'
 import { CloseCode } from './transports/gateway/protocol.js'
 import { gatewayRoute } from './transports/gateway/route.js'
 import { LiveSockets } from './transports/live-sockets.js'
@@ -48,7 +51,10 @@ declare module 'fastify' {
 
 async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGatewayOptions): Promise<void> {
   const options = resolveOptions(rawOptions)
-  const gateway = new SessionGateway(options, app.log)
+  const metrics = options.metrics === false ? undefined : await createMetrics(options.metrics)
+  const telemetry = metrics?.telemetry ?? NO_TELEMETRY
+  const store = metrics === undefined ? options.store : metrics.countStoreErrors(options.store)
+  const gateway = new SessionGateway({ ...options, store }, app.log, telemetry)
   app.decorate('sessionGateway', gateway)
   app.decorateRequest('gatewayPrincipal', null)
   app.decorateRequest('gatewaySession', null)
@@ -62,6 +68,10 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
     done()
   })
   if (!app.hasPlugin('@fastify/websocket')) await app.register(websocket, { options: { maxPayload: options.maxPayload } })
+
+  // Operations routes sit outside the gateway's scope: probes and scrapers carry no token.
+  if (options.health !== false) healthRoutes(app, gateway.store, options.health)
+  metrics?.route(app)
 
   // One encapsulated scope holds every transport route, behind one authentication
   // hook and one resolver hook. Its request logs never show a query-string token.
@@ -88,6 +98,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         ...options.gateway,
         gateway,
         sockets,
+        telemetry,
         maxPayload: options.maxPayload,
         serverVersion: VERSION,
         defaultAgentId: options.defaultAgentId,
@@ -100,6 +111,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         gateway,
         service: new ResponsesService(gateway, app.log),
         sockets,
+        telemetry,
         maxPayload: options.maxPayload
       })
     }

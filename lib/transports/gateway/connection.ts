@@ -5,6 +5,7 @@ import type { SessionGateway } from '../../gateway.js'
 import type { SessionEvent } from '../../events.js'
 import type { Subscription } from '../../hub/hub.js'
 import type { ResolvedSession, SessionAction, SessionHints } from '../../resolver.js'
+import { NO_TELEMETRY, type Telemetry } from '../../telemetry.js'
 import { invalidRequest, toErrorShape } from './errors.js'
 import type { ConnectChallengeFrame, GatewayEventPayloads, HelloOk, SessionsChangedPayload } from './frames.js'
 import { callMethod } from './methods.js'
@@ -41,6 +42,8 @@ export interface GatewayConnectionContext {
   /** The connection's default session, from the upgrade's header or query. */
   defaultHints: SessionHints
   options: GatewayConnectionOptions
+  /** Default: none. */
+  telemetry?: Telemetry
   logger: FastifyBaseLogger
 }
 
@@ -57,6 +60,7 @@ export class GatewayConnection {
   readonly gateway: SessionGateway
   readonly logger: FastifyBaseLogger
   readonly #options: GatewayConnectionOptions
+  readonly #telemetry: Telemetry
   readonly #defaultHints: SessionHints
   // Holds the upgrade request; dropped once the handshake is over, so an idle connection stays small.
   #authenticate: GatewayConnectionContext['authenticate'] | undefined
@@ -76,6 +80,7 @@ export class GatewayConnection {
     this.gateway = context.gateway
     this.logger = context.logger
     this.#options = context.options
+    this.#telemetry = context.telemetry ?? NO_TELEMETRY
     this.#defaultHints = context.defaultHints
     this.#authenticate = context.authenticate
     this.#principal = context.principal
@@ -288,7 +293,10 @@ export class GatewayConnection {
     if (this.#phase !== 'ready') return
     const limit = this.#options.maxBufferedBytes
     const buffered = this.#socket.bufferedAmount
-    if (buffered > 4 * limit) return this.close(CloseCode.policy, 'slow consumer')
+    if (buffered > 4 * limit) {
+      this.#telemetry.slowConsumerClosed()
+      return this.close(CloseCode.policy, 'slow consumer')
+    }
     const runId = outgoing.runId
     if (runId !== undefined) {
       const pending = this.#pendingDelta.get(runId)

@@ -3,12 +3,14 @@ import type {} from '@fastify/websocket'
 import type { WebSocket } from 'ws'
 import type { SessionGateway } from '../../gateway.js'
 import { requestHints } from '../../request-hints.js'
+import type { Telemetry } from '../../telemetry.js'
 import type { LiveSockets } from '../live-sockets.js'
 import { GatewayConnection, type GatewayConnectionOptions, type GatewaySocket } from './connection.js'
 
 export interface GatewayRouteOptions extends Omit<GatewayConnectionOptions, 'defaultAgentId' | 'mainKey'> {
   gateway: SessionGateway
   sockets: LiveSockets
+  telemetry: Telemetry
   path: string
   defaultAgentId: string
   mainKey: string
@@ -20,7 +22,7 @@ export interface GatewayRouteOptions extends Omit<GatewayConnectionOptions, 'def
  * its connections (ticks, and pings that find dead peers).
  */
 export async function gatewayRoute (scope: FastifyInstance, options: GatewayRouteOptions): Promise<void> {
-  const { gateway, sockets, path, ...connectionOptions } = options
+  const { gateway, sockets, telemetry, path, ...connectionOptions } = options
   const live = new Map<WebSocket, { connection: GatewayConnection, alive: boolean }>()
 
   const heartbeat = setInterval(() => {
@@ -51,6 +53,7 @@ export async function gatewayRoute (scope: FastifyInstance, options: GatewayRout
       authenticate: async credentials => await gateway.authenticate(request, credentials),
       defaultHints: requestHints(request),
       options: connectionOptions,
+      telemetry,
       logger: log
     })
     const peer = { connection, alive: true }
@@ -61,10 +64,12 @@ export async function gatewayRoute (scope: FastifyInstance, options: GatewayRout
     socket.on('close', () => {
       live.delete(socket)
       sockets.delete(connection)
+      telemetry.connectionClosed('gateway')
       connection.dispose()
     })
     live.set(socket, peer)
     sockets.add(connection)
+    telemetry.connectionOpened('gateway')
     connection.open()
   })
 }

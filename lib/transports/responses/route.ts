@@ -9,11 +9,13 @@ import type { StreamEvent } from './response-stream.js'
 import { ResponsesService, storedEvents, storedResponse, type LiveResponse, type ResponseRecord } from './service.js'
 import { ResponsesConnection } from './websocket-connection.js'
 import type { LiveSockets } from '../live-sockets.js'
+import type { Telemetry } from '../../telemetry.js'
 
 export interface ResponsesRouteOptions {
   gateway: SessionGateway
   service: ResponsesService
   sockets: LiveSockets
+  telemetry: Telemetry
   prefix: string
   bodyLimit: number
   onDisconnect: 'continue' | 'abort'
@@ -32,7 +34,7 @@ const COMPACT_FIELDS = new Set(['model', 'input', 'previous_response_id', 'instr
  * `{"error":{…}}`, whichever layer raised it (authentication, body parsing, the resolver).
  */
 export async function responsesRoutes (scope: FastifyInstance, options: ResponsesRouteOptions): Promise<void> {
-  const { gateway, service, bodyLimit, onDisconnect, sockets } = options
+  const { gateway, service, bodyLimit, onDisconnect, sockets, telemetry } = options
 
   scope.setErrorHandler(function responsesError (err, request, reply) {
     const error = toResponsesError(err, request.log)
@@ -55,7 +57,7 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
         if (!live.stream.finished) void gateway.abort(live.sessionKey, live.id).catch(() => {})
       })
     }
-    if (body.stream === true) return streamEvents(reply, live.sessionKey, subscriber(live, -1))
+    if (body.stream === true) return streamEvents(reply, telemetry, live.sessionKey, subscriber(live, -1))
     await live.stream.ended()
     return await reply.header(SESSION_HEADER, live.sessionKey).type('application/json; charset=utf-8').send(live.stream.responseJson())
   })
@@ -86,9 +88,11 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
         socket.on('error', err => request.log.warn({ err }, 'session gateway: responses socket error'))
         socket.on('close', () => {
           sockets.delete(connection)
+          telemetry.connectionClosed('responses_websocket')
           connection.dispose()
         })
         sockets.add(connection)
+        telemetry.connectionOpened('responses_websocket')
       }
     })
   }
@@ -111,9 +115,9 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
         .send(live === undefined ? JSON.stringify(storedResponse(record as ResponseRecord)) : live.stream.responseJson())
     }
     const after = startingAfter(request.query.starting_after)
-    if (live !== undefined) return streamEvents(reply, sessionKey, subscriber(live, after))
+    if (live !== undefined) return streamEvents(reply, telemetry, sessionKey, subscriber(live, after))
     const events = storedEvents(record as NonNullable<typeof record>).filter(event => event.sequence_number > after)
-    return streamEvents(reply, sessionKey, (send, end) => {
+    return streamEvents(reply, telemetry, sessionKey, (send, end) => {
       for (const event of events) send(event)
       end()
       return () => {}
@@ -138,7 +142,7 @@ function subscriber (live: LiveResponse, after: number): Subscribe {
  * the data one line), and `data: [DONE]` at the end. A client that leaves stops
  * the writing, not the turn.
  */
-function streamEvents (reply: FastifyReply, sessionKey: string, subscribe: Subscribe): FastifyReply {
+function streamEvents (reply: FastifyReply, telemetry: Telemetry, sessionKey: string, subscribe: Subscribe): FastifyReply {
   reply.hijack()
   const raw = reply.raw
   raw.writeHead(200, {
@@ -157,8 +161,10 @@ function streamEvents (reply: FastifyReply, sessionKey: string, subscribe: Subsc
       raw.end('data: [DONE]\n\n')
     }
   )
+  telemetry.connectionOpened('responses_sse')
   raw.once('close', () => {
     open = false
+    telemetry.connectionClosed('responses_sse')
     stop()
   })
   return reply
