@@ -104,10 +104,13 @@ t.test("a fresh strict TypeScript app installs the tarball and passes README's U
 
   const compiled = await run(join(app, 'node_modules', '.bin', 'tsc'), ['-p', '.'], app)
   t.equal(compiled.code, 0, 'type-checks and compiles', { output: compiled.output })
-  const tested = await run(process.execPath, ['--test', 'dist/app.test.js'], app)
+  const tested = await run(process.execPath, ['--test', '--test-reporter=tap', 'dist/app.test.js'], app)
   t.equal(tested.code, 0, 'node --test passes', { output: tested.output })
   const tests = (testCode as string).match(/^test\(/gm)?.length ?? 0
   t.match(tested.output, new RegExp(`# pass ${tests}\\n# fail 0`), `its ${tests} tests pass`)
+  // What lets attw's CJS rule be ignored: CommonJS code on Node >= 20.19 can require() us.
+  const required = await run(process.execPath, ['-e', "const { default: plugin, echoAgent } = require('fastify-session-gateway'); if (typeof plugin !== 'function' || typeof echoAgent !== 'function') process.exit(1)"], app)
+  t.equal(required.code, 0, 'CommonJS can require() it', { output: required.output })
 })
 
 /** The TypeScript blocks of README's Usage section, in order. */
