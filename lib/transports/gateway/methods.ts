@@ -3,7 +3,7 @@ import { UNBORN_CURSOR, type Subscription } from '../../hub/hub.js'
 import type { SessionRow } from '../../stores/store.js'
 import type { TranscriptEntry, TranscriptMessage, UserMessage } from '../../transcript.js'
 import type { GatewayConnection } from './connection.js'
-import type { GatewayMethodResults, GatewaySessionRow, HistoryMessage } from './frames.js'
+import type { GatewayMethodResults, GatewaySessionRow, HistoryMessage, SessionResetPayload } from './frames.js'
 import type { MethodName, MethodParams } from './protocol.js'
 import { runningSnapshot, sessionEventFrames } from './session-events.js'
 
@@ -210,7 +210,7 @@ function deliver (connection: GatewayConnection, sessionKey: string, subscriptio
       break
     case 'reset':
       // The session was reset between the send and this subscription: say so, the client reloads.
-      if (!answered) connection.send({ event: 'session.reset', payload: { sessionKey, deleted: cursor === UNBORN_CURSOR, cursor } })
+      if (!answered) connection.send({ event: 'session.reset', payload: { sessionKey, deleted: cursor === UNBORN_CURSOR, cursor } satisfies SessionResetPayload })
       if (replay.running !== undefined) connection.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
       break
     case 'live':
