@@ -166,7 +166,8 @@ t.test('every start failure is one line on stderr that says what and how to fix 
     ['an unknown log level', { LOG_LEVEL: 'loud', GATEWAY_DATA_DIR: dir }, /^cannot start: LOG_LEVEL="loud" is not valid: set it to one of fatal, error, warn, info, debug, trace, silent, or unset it for info\n$/],
     ['an empty token', { GATEWAY_TOKEN: '', GATEWAY_DATA_DIR: dir }, /^cannot start: GATEWAY_TOKEN is set but empty: give it a value, or unset it for a random token/],
     ['a negative delay', { ECHO_DELAY_MS: '-5', GATEWAY_DATA_DIR: dir }, /^cannot start: ECHO_DELAY_MS="-5" is not valid/],
-    ['a host that is not here', { HOST: '192.0.2.1', GATEWAY_DATA_DIR: dir }, /^cannot start: HOST=192\.0\.2\.1 is not an address of this machine: set HOST to one of its addresses/]
+    ['a host that is not here', { HOST: '192.0.2.1', GATEWAY_DATA_DIR: dir }, /^cannot start: HOST=192\.0\.2\.1 is not an address of this machine: set HOST to one of its addresses/],
+    ['a host name that does not resolve', { HOST: 'no-such-host.invalid', GATEWAY_DATA_DIR: dir }, /^cannot start: HOST=no-such-host\.invalid cannot be resolved: set HOST to an address of this machine/]
   ]
   // Each case is its own process; they run side by side.
   const results = await Promise.all(cases.map(async ([, env]) => await failToStart(env)))
