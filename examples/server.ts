@@ -1,29 +1,26 @@
 // The example gateway: `npm start`. Everything is configured from the environment.
 //   PORT (18789)  HOST (127.0.0.1)  GATEWAY_TOKEN (random, printed)
-//   GATEWAY_DATA_DIR (./data)  AGENT (echo; see agent-from-env.ts)
+//   GATEWAY_DATA_DIR (./data)  LOG_LEVEL (info)  AGENT (echo; see agent-from-env.ts)
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import Fastify from 'fastify'
-import sessionGateway, { FileStore, isGatewayError, logSerializers } from '../lib/index.js'
-import { agentFromEnv, EnvError } from './agent-from-env.js'
+import sessionGateway, { FileStore, logSerializers } from 'fastify-session-gateway'
+import { agentFromEnv } from './agent-from-env.js'
+import { checkDataDir, envChoice, envInteger, envText, guardStart } from './startup.js'
 
-const port = Number(process.env.PORT ?? 18789)
-const host = process.env.HOST ?? '127.0.0.1'
-const givenToken = process.env.GATEWAY_TOKEN
+// Until it listens, every failure is one line on stderr and exit code 1.
+const started = guardStart()
+const port = envInteger('PORT', 18789, 0, 65535)
+const host = envText('HOST', '127.0.0.1') ?? '127.0.0.1'
+const givenToken = envText('GATEWAY_TOKEN', 'a random token, printed at start')
 const token = givenToken ?? randomBytes(24).toString('base64url')
-const dataDir = process.env.GATEWAY_DATA_DIR ?? './data'
+const dataDir = envText('GATEWAY_DATA_DIR', './data') ?? './data'
+const logLevel = envChoice('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info')
+// A mistake in the agent's variables is one line too (agentFromEnv says which).
+const chosen = agentFromEnv(process.env)
+await checkDataDir(dataDir, 'GATEWAY_DATA_DIR')
 
-let chosen: ReturnType<typeof agentFromEnv>
-try {
-  chosen = agentFromEnv(process.env)
-} catch (err) {
-  // A mistake in the environment is one line to fix, not a stack trace.
-  if (!(err instanceof EnvError) && !isGatewayError(err)) throw err
-  process.stderr.write(`cannot start: ${err.message}\n`)
-  process.exit(1)
-}
-
-const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info', serializers: logSerializers } })
+const app = Fastify({ logger: { level: logLevel, serializers: logSerializers } })
 await app.register(sessionGateway, {
   auth: { token },
   store: new FileStore({ dir: dataDir }),
@@ -31,6 +28,7 @@ await app.register(sessionGateway, {
 })
 
 const address = await app.listen({ port, host })
+started()
 // Plain lines on stdout, so a person (or a script) can pick up the URL and the token.
 process.stdout.write(`session gateway listening on ${address}\n`)
 // A generated token is shown once, here; one you chose is never echoed back.

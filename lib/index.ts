@@ -4,7 +4,9 @@ export default sessionGateway
 export { sessionGateway, type GatewayRouteConfig } from './plugin.js'
 export { requestHints } from './request-hints.js'
 export { SessionService, type ListOptions } from './session-service.js'
-export type { SessionGatewayOptions } from './options.js'
+export type { SessionGatewayOptions, ResponsesOptions, GatewayProtocolOptions } from './options.js'
+export type { HealthOptions } from './operations/health.js'
+export type { MetricsOptions } from './operations/metrics.js'
 export {
   createAuthenticator, requestCredentials, ANONYMOUS_PRINCIPAL, TOKEN_PRINCIPAL,
   type AuthOption, type Credentials, type Principal, type VerifyFunction
@@ -40,3 +42,6 @@ export { previewOf, PREVIEW_LENGTH, RECORD_ID_PATTERN, type ListPage, type ListQ
 export type * from './transcript.js'
 export { entryId, isMessageEntry, messageText } from './transcript.js'
 export { redactUrl, serializeRequest, logSerializers } from './logging.js'
+// The wire of each transport, for clients and tests.
+export type * from './transports/openclaw/frames.js'
+export type * from './transports/responses/frames.js'

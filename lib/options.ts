@@ -6,10 +6,12 @@ import { echoAgent } from './agents/echo.js'
 import type { AuthOption } from './auth.js'
 import type { SessionLog } from './hub/session-log.js'
 import { InvalidOptionError } from './errors.js'
+import type { HealthOptions } from './operations/health.js'
+import type { MetricsOptions } from './operations/metrics.js'
 import type { AuthorizeFunction } from './resolver.js'
 import { AGENT_ID_PATTERN } from './session-key.js'
 import { FileStore } from './stores/file.js'
-import type { SessionStore } from './stores/store.js'
+import { STORE_METHODS, type SessionStore } from './stores/store.js'
 
 export interface SessionGatewayOptions {
   /** Where sessions and transcripts live. Default: a `FileStore` in `./data` (OpenClaw's layout). */
@@ -49,6 +51,10 @@ export interface SessionGatewayOptions {
   maxPayload?: number
   /** The OpenResponses HTTP API (`POST <prefix>/responses`, …); `false` turns it off. */
   responses?: false | ResponsesOptions
+  /** Liveness and readiness routes for load balancers (`/healthz`, `/readyz`); `false` turns them off. */
+  health?: false | HealthOptions
+  /** Prometheus metrics (`/metrics`); off unless given (`{}` for the defaults). */
+  metrics?: false | MetricsOptions
 }
 
 export interface ResponsesOptions {
@@ -86,10 +92,9 @@ const methods = (names: string[], expected: string): TSchema =>
   Type.Unsafe({ [Kind]: 'FsgMethods', methods: names, expected })
 
 const LOG_METHODS = ['position', 'append', 'read', 'subscribe', 'restart', 'acquire', 'release', 'dropWaiting', 'abort', 'claim', 'unclaim', 'forget', 'close']
-const STORE_METHODS = ['get', 'findBySessionId', 'ensure', 'list', 'patch', 'reset', 'delete', 'append', 'read', 'putRecord', 'getRecord']
 
 const OptionsSchema = Type.Object({
-  store: Type.Optional(methods(STORE_METHODS, `a SessionStore (${STORE_METHODS.join(', ')})`)),
+  store: Type.Optional(methods([...STORE_METHODS], `a SessionStore (${STORE_METHODS.join(', ')})`)),
   sessionLog: Type.Optional(methods(LOG_METHODS, `a SessionLog (${LOG_METHODS.join(', ')})`)),
   agent: Type.Optional(methods(['respond'], 'an Agent (an object with a respond(request) method)')),
   auth: Type.Union([
@@ -124,15 +129,30 @@ const OptionsSchema = Type.Object({
     websocketMaxAgeMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 2_147_483_647 }))
   }, { additionalProperties: false })], {
     expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort", websocket: boolean, websocketMaxAgeMs: ≥10 }'
+  })),
+  health: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    livePath: Type.Optional(Type.String({ pattern: '^/' })),
+    readyPath: Type.Optional(Type.String({ pattern: '^/' })),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 }))
+  }, { additionalProperties: false })], {
+    expected: 'false, or { livePath: "/…", readyPath: "/…", timeoutMs: 1…600000 }'
+  })),
+  metrics: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    path: Type.Optional(Type.Union([Type.Literal(false), Type.String({ pattern: '^/' })])),
+    registry: Type.Optional(methods(['metrics', 'registerMetric'], 'a prom-client Registry'))
+  }, { additionalProperties: false })], {
+    expected: 'false, or { path: "/…" or false, registry: a prom-client Registry }'
   }))
 }, { additionalProperties: false })
 
 const checkOptions = TypeCompiler.Compile(OptionsSchema)
 
-export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'sessionLog'>> &
+export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'health' | 'metrics' | 'sessionLog'>> &
   Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'sessionLog'> & {
     gateway: false | Required<GatewayProtocolOptions>
     responses: false | Required<ResponsesOptions>
+    health: false | Required<HealthOptions>
+    metrics: false | MetricsOptions & { path: string | false }
   }
 
 /** Checks the options against the schema and fills in the defaults; throws `FSG_INVALID_OPTION` naming the option. */
@@ -178,6 +198,14 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           tickIntervalMs: given.gateway?.tickIntervalMs ?? 30_000,
           maxBufferedBytes: given.gateway?.maxBufferedBytes ?? 1024 * 1024,
           handshakeTimeoutMs: given.gateway?.handshakeTimeoutMs ?? 10_000
-        }
+        },
+    health: given.health === false
+      ? false
+      : {
+          livePath: given.health?.livePath ?? '/healthz',
+          readyPath: given.health?.readyPath ?? '/readyz',
+          timeoutMs: given.health?.timeoutMs ?? 2000
+        },
+    metrics: given.metrics === undefined || given.metrics === false ? false : { ...given.metrics, path: given.metrics.path ?? '/metrics' }
   }
 }

@@ -1,11 +1,17 @@
+// Our declarations load @fastify/websocket's (the `websocket` route option, `injectWS`),
+// so an application gets them with ours without depending on @fastify/websocket itself.
+/// <reference types="@fastify/websocket" preserve="true" />
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import websocket from '@fastify/websocket'
 import fp from 'fastify-plugin'
 import { requestCredentials, type Principal } from './auth.js'
 import { SessionService } from './session-service.js'
 import { logSerializers } from './logging.js'
+import { healthRoutes } from './operations/health.js'
+import { createMetrics } from './operations/metrics.js'
 import { resolveOptions, type SessionGatewayOptions } from './options.js'
 import { requestHints } from './request-hints.js'
+import { NO_TELEMETRY } from './telemetry.js'
 import { CloseCode } from './transports/close-codes.js'
 import { openClawRoute } from './transports/openclaw/route.js'
 import { LiveSockets } from './transports/live-sockets.js'
@@ -45,7 +51,10 @@ declare module 'fastify' {
 
 async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGatewayOptions): Promise<void> {
   const options = resolveOptions(rawOptions)
-  const sessions = new SessionService(options, app.log)
+  const metrics = options.metrics === false ? undefined : await createMetrics(options.metrics)
+  const telemetry = metrics?.telemetry ?? NO_TELEMETRY
+  const store = metrics === undefined ? options.store : metrics.countStoreErrors(options.store)
+  const sessions = new SessionService({ ...options, store }, app.log, telemetry)
   app.decorate('sessionGateway', sessions)
   app.decorateRequest('gatewayPrincipal', null)
   app.decorateRequest('gatewaySession', null)
@@ -59,6 +68,10 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
     done()
   })
   if (!app.hasPlugin('@fastify/websocket')) await app.register(websocket, { options: { maxPayload: options.maxPayload } })
+
+  // Operations routes sit outside the gateway's scope: probes and scrapers carry no token.
+  if (options.health !== false) healthRoutes(app, sessions.store, options.health)
+  metrics?.route(app)
 
   // One encapsulated scope holds every transport route, behind one authentication
   // hook and one resolver hook. Its request logs never show a query-string token.
@@ -85,6 +98,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         ...options.gateway,
         sessions,
         sockets,
+        telemetry,
         maxPayload: options.maxPayload,
         serverVersion: VERSION,
         defaultAgentId: options.defaultAgentId,
@@ -97,6 +111,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         sessions,
         service: new ResponsesService(sessions, app.log),
         sockets,
+        telemetry,
         maxPayload: options.maxPayload
       })
     }

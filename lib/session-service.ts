@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { createAuthenticator, type Authenticator, type Credentials, type Principal } from './auth.js'
 import {
@@ -9,6 +10,7 @@ import type { SessionLog } from './hub/session-log.js'
 import type { ResolvedOptions } from './options.js'
 import { isGatewayError } from './errors.js'
 import { createResolver, type Resolver, type SessionAction } from './resolver.js'
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js'
 import type { ListPage, ListQuery, ReadPage, SessionRow, SessionStore } from './stores/store.js'
 
 export interface ListOptions extends Partial<ListQuery> {
@@ -34,9 +36,11 @@ export class SessionService {
   readonly #log: SessionLog
   readonly #authenticate: Authenticator
   readonly #options: ResolvedOptions
+  readonly #telemetry: Telemetry
 
-  constructor (options: ResolvedOptions, logger: FastifyBaseLogger) {
+  constructor (options: ResolvedOptions, logger: FastifyBaseLogger, telemetry: Telemetry = NO_TELEMETRY) {
     this.#options = options
+    this.#telemetry = telemetry
     this.store = options.store
     this.resolve = createResolver({
       defaultAgentId: options.defaultAgentId,
@@ -66,7 +70,13 @@ export class SessionService {
 
   /** Starts a turn; resolves once the input is durable. See `SessionHub.send`. */
   async send (request: SendRequest): Promise<RunTicket> {
-    return await this.#hub.send(request)
+    const ticket = await this.#hub.send(request)
+    if (ticket.status === 'started') {
+      const started = performance.now()
+      this.#telemetry.turnStarted()
+      void ticket.result.then(result => this.#telemetry.turnFinished(result.state, (performance.now() - started) / 1000))
+    }
+    return ticket
   }
 
   async history (sessionKey: string, query: HistoryQuery): Promise<ReadPage & { sessionId?: string, cursor: string }> {
@@ -77,8 +87,11 @@ export class SessionService {
     return await this.#hub.subscribe(sessionKey, options, listener)
   }
 
+  /** History, cursor, running turn and a subscription from one instant; with `since`, a resume. */
   async open (sessionKey: string, options: SubscribeOptions & { limit: number }, listener: SessionListener): Promise<OpenResult> {
-    return await this.#hub.open(sessionKey, options, listener)
+    const opened = await this.#hub.open(sessionKey, options, listener)
+    if (options.since !== undefined) this.#telemetry.resumed(opened.subscription.replay.kind)
+    return opened
   }
 
   async abort (sessionKey: string, runId?: string): Promise<{ aborted: boolean, runIds: string[] }> {

@@ -1,21 +1,26 @@
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { startFakeOpenClaw, OPENCLAW_TOKEN } from './fake-openclaw.js'
 import { chatChunks, startFakeUpstream, writeSse } from './fake-upstream.js'
-import { agentFromEnv, EnvError } from '../examples/agent-from-env.js'
 import { GatewaySocket } from './gateway-frames.js'
 import { childEnv } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
+// What `npm start` runs: plain `node` on the built example (`npm test` builds it first).
+const [command, SERVER, ...extra] = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ')
+t.same([command, extra], ['node', []], 'npm start is plain node, one file, no loader')
 
-/** Starts `examples/server.ts` as `npm start` would, and reads its first two lines. */
+/** Starts the built example as `npm start` does (plain `node`, no loader), and reads its first lines. */
 async function start (env: Record<string, string>): Promise<{ url: string, port: number, tokenLine: string, dataLine: string, stop: (signal: NodeJS.Signals) => Promise<number | null> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/server.ts'], {
+  const child = spawn(process.execPath, [SERVER as string], {
     cwd: root,
     env: childEnv({ PORT: '0', LOG_LEVEL: 'warn', ...env }),
     stdio: ['ignore', 'pipe', 'inherit']
@@ -135,16 +140,47 @@ t.test('kill -9 in the middle of a stream: every acknowledged message and every 
   for (const line of transcript.trimEnd().split('\n')) t.doesNotThrow(() => JSON.parse(line), 'every line is whole JSON')
 })
 
-/** Runs `npm start`'s server expecting it to refuse to start: its exit code and what it printed. */
-async function failedStart (env: Record<string, string>): Promise<{ code: number | null, stderr: string, stdout: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/server.ts'], { cwd: root, env: childEnv({ PORT: '0', ...env }), stdio: ['ignore', 'pipe', 'pipe'] })
+/** Runs the example to its exit, expecting it not to start. */
+async function failToStart (env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [SERVER as string], { cwd: root, env: childEnv({ PORT: '0', LOG_LEVEL: 'warn', ...env }) })
   let stdout = ''
   let stderr = ''
-  child.stdout.on('data', chunk => { stdout += String(chunk) })
-  child.stderr.on('data', chunk => { stderr += String(chunk) })
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
   const [code] = await once(child, 'exit') as [number | null]
-  return { code, stderr, stdout }
+  return { code, stdout, stderr }
 }
+
+t.test('every start failure is one line on stderr that says what and how to fix it, and exit code 1', async t => {
+  const dir = await dataDir(t)
+  const taken = createServer()
+  await new Promise<void>(resolve => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { taken.close() })
+  const takenPort = String((taken.address() as AddressInfo).port)
+  const file = join(dir, 'a-file')
+  await writeFile(file, '')
+
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    ['port in use', { PORT: takenPort, GATEWAY_DATA_DIR: dir }, new RegExp(`^cannot start: port ${takenPort} on 127\\.0\\.0\\.1 is already in use: stop the process that holds it, or set PORT to another port`)],
+    ['a data dir that is a file', { GATEWAY_DATA_DIR: file }, /^cannot start: GATEWAY_DATA_DIR=.*a-file cannot be used for sessions \(EEXIST: a file is in the way\): point GATEWAY_DATA_DIR at a directory/],
+    ['a data dir under a file', { GATEWAY_DATA_DIR: join(file, 'sessions') }, /^cannot start: GATEWAY_DATA_DIR=.*sessions cannot be used for sessions \(ENOTDIR: a file is in the way\)/],
+    ['a port that is not a number', { PORT: 'eighty', GATEWAY_DATA_DIR: dir }, /^cannot start: PORT="eighty" is not valid: set it to an integer from 0 to 65535, or unset it for 18789\n$/],
+    ['an unknown log level', { LOG_LEVEL: 'loud', GATEWAY_DATA_DIR: dir }, /^cannot start: LOG_LEVEL="loud" is not valid: set it to one of fatal, error, warn, info, debug, trace, silent, or unset it for info\n$/],
+    ['an empty token', { GATEWAY_TOKEN: '', GATEWAY_DATA_DIR: dir }, /^cannot start: GATEWAY_TOKEN is set but empty: give it a value, or unset it for a random token/],
+    ['a negative delay', { ECHO_DELAY_MS: '-5', GATEWAY_DATA_DIR: dir }, /^cannot start: ECHO_DELAY_MS="-5" is not valid/],
+    ['a host that is not here', { HOST: '192.0.2.1', GATEWAY_DATA_DIR: dir }, /^cannot start: HOST=192\.0\.2\.1 is not an address of this machine: set HOST to one of its addresses/],
+    ['a host name that does not resolve', { HOST: 'no-such-host.invalid', GATEWAY_DATA_DIR: dir }, /^cannot start: HOST=no-such-host\.invalid cannot be resolved: set HOST to an address of this machine/]
+  ]
+  // Each case is its own process; they run side by side.
+  const results = await Promise.all(cases.map(async ([, env]) => await failToStart(env)))
+  for (const [i, [what, , line]] of cases.entries()) {
+    const result = results[i] as Awaited<ReturnType<typeof failToStart>>
+    t.equal(result.code, 1, `${what}: exit code 1`)
+    t.match(result.stderr, line, `${what}: says what and how to fix it`)
+    t.equal(result.stderr.split('\n').length, 2, `${what}: in one line`)
+    t.equal(result.stdout, '', `${what}: nothing else`)
+  }
+})
 
 t.test('AGENT=openai and AGENT=openclaw put a real upstream behind npm start', async t => {
   const upstream = await startFakeUpstream(t)
@@ -169,25 +205,23 @@ t.test('AGENT=openai and AGENT=openclaw put a real upstream behind npm start', a
   socket.close()
 })
 
-t.test('a missing or bad variable stops the start with one line saying which, and exit code 1', async t => {
-  // Two real starts show the line and the exit code; the rest of the rules are checked in-process.
-  for (const [env, line] of [
-    [{ AGENT: 'openai' }, 'cannot start: AGENT=openai needs OPENAI_MODEL: the model to ask for, such as gpt-4o-mini\n'],
-    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'localhost:8000/v1' }, 'cannot start: Invalid session gateway option "openAIAgent.baseURL": an http(s) URL such as "https://api.openai.com/v1"\n']
-  ] as Array<[Record<string, string>, string]>) {
-    const { code, stderr, stdout } = await failedStart(env)
-    t.equal(code, 1, line)
-    t.equal(stderr, line)
-    t.equal(stdout, '', 'nothing started')
-  }
+t.test('a missing or bad agent variable stops the start with one line saying which, and exit code 1', async t => {
+  const dir = await dataDir(t)
   const cases: Array<[Record<string, string>, string]> = [
+    [{ AGENT: 'openai' }, 'AGENT=openai needs OPENAI_MODEL: the model to ask for, such as gpt-4o-mini'],
     [{ AGENT: 'openai', OPENAI_MODEL: 'gpt-4o-mini' }, 'AGENT=openai needs OPENAI_API_KEY: the key for api.openai.com (or set OPENAI_BASE_URL for another server)'],
-    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_API_KEY: 'k', OPENAI_API: 'soap' }, 'OPENAI_API must be "chat" or "responses", not "soap"'],
+    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'localhost:8000/v1' }, 'Invalid session gateway option "openAIAgent.baseURL": an http(s) URL such as "https://api.openai.com/v1"'],
+    [{ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_API_KEY: 'k', OPENAI_API: 'soap' }, 'OPENAI_API="soap" is not valid: set it to one of chat, responses, or unset it for chat'],
     [{ AGENT: 'openclaw' }, "AGENT=openclaw needs OPENCLAW_URL: the OpenClaw gateway's URL, such as http://127.0.0.1:18789"],
-    [{ AGENT: 'gpt' }, 'AGENT must be echo, openai or openclaw, not "gpt"'],
-    [{ ECHO_DELAY_MS: 'slow' }, 'ECHO_DELAY_MS must be a whole number of milliseconds, not "slow"']
+    [{ AGENT: 'gpt' }, 'AGENT="gpt" is not valid: set it to one of echo, openai, openclaw, or unset it for echo'],
+    [{ ECHO_DELAY_MS: 'slow' }, 'ECHO_DELAY_MS="slow" is not valid: set it to an integer from 0 to 60000, or unset it for 0']
   ]
-  for (const [env, message] of cases) t.throws(() => agentFromEnv(env), new EnvError(message), message)
-  t.match(agentFromEnv({ AGENT: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'http://127.0.0.1:1/v1', OPENAI_API: 'responses' }), { description: 'openai (responses API, model m, http://127.0.0.1:1/v1)' })
-  t.match(agentFromEnv({}), { description: 'echo' })
+  // Each case is its own process; they run side by side.
+  const results = await Promise.all(cases.map(async ([env]) => await failToStart({ ...env, GATEWAY_DATA_DIR: dir })))
+  for (const [i, [, line]] of cases.entries()) {
+    const result = results[i] as Awaited<ReturnType<typeof failToStart>>
+    t.equal(result.code, 1, line)
+    t.equal(result.stderr, `cannot start: ${line}\n`)
+    t.equal(result.stdout, '', 'nothing started')
+  }
 })

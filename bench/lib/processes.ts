@@ -17,7 +17,17 @@ export interface Started {
  * process, so the two never share an event loop.
  */
 export async function start (file: string, env: Record<string, string> = {}, prefix = 'listening ', timeoutMs = 20_000): Promise<Started> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...nodeArgs(env), file], {
+  return await startNode(['--import', 'tsx', ...nodeArgs(env), file], env, prefix, timeoutMs)
+}
+
+/** `start`, for a JavaScript file run by plain `node` with no loader and no flags, as `npm start` runs. */
+export async function startPlain (file: string, env: Record<string, string> = {}, prefix = 'listening ', timeoutMs = 20_000): Promise<Started> {
+  return await startNode([file], env, prefix, timeoutMs)
+}
+
+async function startNode (args: string[], env: Record<string, string>, prefix: string, timeoutMs: number): Promise<Started> {
+  const file = args.at(-1) as string
+  const child = spawn(process.execPath, args, {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit']

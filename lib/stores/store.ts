@@ -100,6 +100,9 @@ export interface SessionStore {
   close? (): Promise<void>
 }
 
+/** The methods every `SessionStore` has (`close` is optional). */
+export const STORE_METHODS = ['get', 'findBySessionId', 'ensure', 'list', 'patch', 'reset', 'delete', 'append', 'read', 'putRecord', 'getRecord'] as const
+
 /** What a record kind or id may look like: safe as a file name, a Redis key or a SQL value. */
 export const RECORD_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/
 

@@ -6,8 +6,10 @@ import type { SessionEvent } from '../../events.js'
 import type { Subscription } from '../../hub/hub.js'
 import type { ResolvedSession, SessionAction, SessionHints, WhenMissing } from '../../resolver.js'
 import { mainSessionKey } from '../../session-key.js'
+import { NO_TELEMETRY, type Telemetry } from '../../telemetry.js'
 import { CloseCode } from '../close-codes.js'
 import { invalidRequest, toErrorShape } from './errors.js'
+import type { ConnectChallengeFrame, GatewayEventPayloads, HelloOk, SessionsChangedPayload } from './frames.js'
 import { callMethod, type MethodContext } from './methods.js'
 import {
   CURSOR_CAPABILITY, EVENTS, MAX_HANDSHAKE_BYTES, METHODS, PROTOCOL_VERSION,
@@ -42,6 +44,8 @@ export interface OpenClawConnectionContext {
   /** The connection's default session, from the upgrade's header or query. */
   defaultHints: SessionHints
   options: OpenClawConnectionOptions
+  /** Default: none. */
+  telemetry?: Telemetry
   logger: FastifyBaseLogger
 }
 
@@ -60,6 +64,7 @@ export class OpenClawConnection {
   /** What the method handlers may use of this connection. */
   readonly #context: MethodContext
   readonly #options: OpenClawConnectionOptions
+  readonly #telemetry: Telemetry
   readonly #defaultHints: SessionHints
   // Holds the upgrade request; dropped once the handshake is over, so an idle connection stays small.
   #authenticate: OpenClawConnectionContext['authenticate'] | undefined
@@ -80,6 +85,7 @@ export class OpenClawConnection {
     this.#sessions = context.sessions
     this.#logger = context.logger
     this.#options = context.options
+    this.#telemetry = context.telemetry ?? NO_TELEMETRY
     this.#defaultHints = context.defaultHints
     this.#authenticate = context.authenticate
     this.#principal = context.principal
@@ -101,7 +107,7 @@ export class OpenClawConnection {
 
   /** Sends the challenge the official client waits for, and starts the handshake clock. */
   open (): void {
-    this.#write({ type: 'event', event: 'connect.challenge', payload: { nonce: randomUUID(), ts: Date.now() } })
+    this.#write({ type: 'event', event: 'connect.challenge', payload: { nonce: randomUUID(), ts: Date.now() } } satisfies ConnectChallengeFrame)
     this.#handshakeTimer = setTimeout(() => this.close(CloseCode.policy, 'handshake timeout'), this.#options.handshakeTimeoutMs)
   }
 
@@ -210,7 +216,7 @@ export class OpenClawConnection {
       },
       auth: { role: params.role ?? 'operator', scopes: params.scopes ?? [] },
       policy: { maxPayload: options.maxPayload, maxBufferedBytes: options.maxBufferedBytes, tickIntervalMs: options.tickIntervalMs }
-    })
+    } satisfies HelloOk)
   }
 
   /** The heartbeat the official client expects every `tickIntervalMs` (the adapter's timer calls it). */
@@ -266,7 +272,7 @@ export class OpenClawConnection {
     if (this.#stopWatchingList !== undefined) return
     this.#stopWatchingList = this.#sessions.onChange(change => {
       this.#sessions.allows(this.#principal as Principal, change.sessionKey, 'read').then(readable => {
-        if (readable) this.#event('sessions.changed', { sessionKey: change.sessionKey, agentId: change.agentId, reason: change.kind, ts: Date.now() })
+        if (readable) this.#event('sessions.changed', { sessionKey: change.sessionKey, agentId: change.agentId, reason: change.kind, ts: Date.now() } satisfies SessionsChangedPayload)
       }, err => this.#logger.error({ err, connId: this.connId }, 'session gateway: could not check who may see a change'))
     })
   }
@@ -289,7 +295,10 @@ export class OpenClawConnection {
     if (this.#phase !== 'ready') return
     const limit = this.#options.maxBufferedBytes
     const buffered = this.#socket.bufferedAmount
-    if (buffered > 4 * limit) return this.close(CloseCode.policy, 'slow consumer')
+    if (buffered > 4 * limit) {
+      this.#telemetry.slowConsumerClosed()
+      return this.close(CloseCode.policy, 'slow consumer')
+    }
     const runId = outgoing.runId
     if (outgoing.delta === true && buffered > limit) {
       const pending = this.#pendingDelta.get(runId as string)
@@ -333,7 +342,7 @@ export class OpenClawConnection {
     this.#writeEvent(outgoing.event, `{"seq":${seq},${payloadJson(outgoing).slice(1)}`)
   }
 
-  #event (event: string, payload: unknown): void {
+  #event<E extends keyof GatewayEventPayloads> (event: E, payload: GatewayEventPayloads[E]): void {
     this.#writeEvent(event, JSON.stringify(payload))
   }
 

@@ -4,7 +4,8 @@ import { UNBORN_CURSOR, type SessionListener, type Subscription } from '../../hu
 import type { ResolvedSession, SessionAction, SessionHints, WhenMissing } from '../../resolver.js'
 import type { SessionService } from '../../session-service.js'
 import type { SessionRow } from '../../stores/store.js'
-import type { UserMessage } from '../../transcript.js'
+import type { TranscriptEntry, TranscriptMessage, UserMessage } from '../../transcript.js'
+import type { GatewayMethodResults, GatewaySessionRow, HistoryMessage, SessionResetPayload } from './frames.js'
 import type { MethodName, MethodParams } from './protocol.js'
 import { runningSnapshot, sessionEventFrames, type OutgoingEvent } from './session-events.js'
 
@@ -33,13 +34,13 @@ export interface MethodContext {
   send: (outgoing: OutgoingEvent) => void
 }
 
-export interface MethodResult {
-  payload: unknown
+export interface MethodResult<P = unknown> {
+  payload: P
   /** Runs right after the answer is sent: replayed events follow their answer. */
   after?: () => void
 }
 
-type Handler<M extends MethodName> = (context: MethodContext, params: MethodParams<M>) => Promise<MethodResult>
+type Handler<M extends MethodName> = (context: MethodContext, params: MethodParams<M>) => Promise<MethodResult<GatewayMethodResults[M]>>
 
 const DEFAULT_HISTORY_LIMIT = 200
 const DEFAULT_OPEN_LIMIT = 50
@@ -78,7 +79,7 @@ const handlers: { [M in MethodName]: Handler<M> } = {
       payload: {
         sessionKey,
         ...(page.sessionId === undefined ? {} : { sessionId: page.sessionId }),
-        messages: page.entries.filter(entry => entry.message !== undefined).map(entry => ({ ...entry.message, id: entry.id })),
+        messages: historyMessages(page.entries),
         cursor: page.cursor,
         ...(page.before === undefined ? {} : { before: page.before })
       }
@@ -194,7 +195,7 @@ const handlers: { [M in MethodName]: Handler<M> } = {
         agentId: row?.agentId ?? agentId,
         ...(row === undefined ? {} : { sessionId: row.sessionId, entry: sessionRow(row) }),
         replay: subscription.replay.kind,
-        messages: entries.filter(entry => entry.message !== undefined).map(entry => ({ ...entry.message, id: entry.id })),
+        messages: historyMessages(entries),
         ...(opened.before === undefined ? {} : { before: opened.before }),
         cursor,
         ...(running === undefined ? {} : { running: { runId: running.runId, text: running.text } })
@@ -229,7 +230,7 @@ function deliver (context: MethodContext, sessionKey: string, subscription: Subs
       break
     case 'reset':
       // The session was reset between the send and this subscription: say so, the client reloads.
-      if (!answered) context.send({ event: 'session.reset', payload: { sessionKey, deleted: cursor === UNBORN_CURSOR, cursor } })
+      if (!answered) context.send({ event: 'session.reset', payload: { sessionKey, deleted: cursor === UNBORN_CURSOR, cursor } satisfies SessionResetPayload })
       if (replay.running !== undefined) context.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
       break
     case 'live':
@@ -239,7 +240,7 @@ function deliver (context: MethodContext, sessionKey: string, subscription: Subs
 }
 
 /** A row as the gateway protocol lists it. */
-function sessionRow (row: SessionRow): Record<string, unknown> {
+function sessionRow (row: SessionRow): GatewaySessionRow {
   return {
     key: row.key,
     agentId: row.agentId,
@@ -263,4 +264,10 @@ function userMessage (text: string, attachments: MethodParams<'chat.send'>['atta
   }
   if (content.length === 0) throw new InvalidInputError('chat.send needs a message or an attachment')
   return { role: 'user', content, timestamp: Date.now() }
+}
+
+/** The entries that hold a message, as messages with their entry id. */
+function historyMessages (entries: readonly TranscriptEntry[]): HistoryMessage[] {
+  return entries.filter((entry): entry is TranscriptEntry & { message: TranscriptMessage } => entry.message !== undefined)
+    .map(entry => ({ ...entry.message, id: entry.id }))
 }

@@ -3,12 +3,14 @@ import type {} from '@fastify/websocket'
 import type { WebSocket } from 'ws'
 import type { SessionService } from '../../session-service.js'
 import { requestHints } from '../../request-hints.js'
+import type { Telemetry } from '../../telemetry.js'
 import type { LiveSockets } from '../live-sockets.js'
 import { OpenClawConnection, type OpenClawConnectionOptions, type OpenClawSocket } from './connection.js'
 
 export interface OpenClawRouteOptions extends Omit<OpenClawConnectionOptions, 'defaultAgentId' | 'mainKey'> {
   sessions: SessionService
   sockets: LiveSockets
+  telemetry: Telemetry
   path: string
   defaultAgentId: string
   mainKey: string
@@ -20,7 +22,7 @@ export interface OpenClawRouteOptions extends Omit<OpenClawConnectionOptions, 'd
  * its connections (ticks, and pings that find dead peers).
  */
 export async function openClawRoute (scope: FastifyInstance, options: OpenClawRouteOptions): Promise<void> {
-  const { sessions, sockets, path, ...connectionOptions } = options
+  const { sessions, sockets, telemetry, path, ...connectionOptions } = options
   const live = new Map<WebSocket, { connection: OpenClawConnection, alive: boolean }>()
 
   const heartbeat = setInterval(() => {
@@ -51,6 +53,7 @@ export async function openClawRoute (scope: FastifyInstance, options: OpenClawRo
       authenticate: async credentials => await sessions.authenticate(request, credentials),
       defaultHints: requestHints(request),
       options: connectionOptions,
+      telemetry,
       logger: log
     })
     const peer = { connection, alive: true }
@@ -61,10 +64,12 @@ export async function openClawRoute (scope: FastifyInstance, options: OpenClawRo
     socket.on('close', () => {
       live.delete(socket)
       sockets.delete(connection)
+      telemetry.connectionClosed('gateway')
       connection.dispose()
     })
     live.set(socket, peer)
     sockets.add(connection)
+    telemetry.connectionOpened('gateway')
     connection.open()
   })
 }

@@ -1,6 +1,12 @@
 import { eventCursor, type SessionEvent } from '../../events.js'
 import type { RunningSnapshot } from '../../hub/hub.js'
-import type { AssistantMessage, TranscriptEntry } from '../../transcript.js'
+import type { TranscriptEntry, TranscriptMessage } from '../../transcript.js'
+import type { AgentEventPayload, AssistantSoFar, ChatEventPayload, SessionMessagePayload, SessionResetPayload } from './frames.js'
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+// A `chat` or `agent` payload before it is sent: the connection splices in its per-run `seq`.
+type UnsentChat = DistributiveOmit<ChatEventPayload, 'seq'>
+type UnsentAgent = DistributiveOmit<AgentEventPayload, 'seq'>
 
 /**
  * One event frame to send: `chat` frames of a run get their per-run `seq` when they
@@ -63,7 +69,7 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
           deltaText: event.delta,
           message: assistantSoFar(event.text, event.at),
           ...cursor
-        }
+        } satisfies UnsentChat
       }]
     case 'run.finished': {
       const message = event.entry.message
@@ -79,7 +85,7 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
           errorMessage: event.error?.message, // undefined fields vanish in JSON
           usage: message.usage,
           ...cursor
-        }
+        } satisfies UnsentChat
       }]
     }
     case 'session.reset':
@@ -90,7 +96,7 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
           deleted: event.deleted,
           ...(event.sessionId === undefined ? {} : { sessionId: event.sessionId }),
           cursor: eventCursor(event)
-        }
+        } satisfies SessionResetPayload
       }]
     case 'run.started':
       return [agentEvent(event, 'lifecycle', { phase: 'start', sessionKey: event.sessionKey, ...(event.model === undefined ? {} : { model: event.model }) }, cursor)]
@@ -102,8 +108,14 @@ export function encodeSessionEvent (event: SessionEvent, withCursor: boolean): O
 }
 
 /** An `agent` frame as OpenClaw sends them: `{runId, seq, stream, ts, data}` (the session in `data`). */
-function agentEvent (event: SessionEvent & { runId: string }, stream: string, data: Record<string, unknown>, cursor: { cursor?: string }): OutgoingEvent {
-  return { event: 'agent', runId: event.runId, payload: { runId: event.runId, stream, ts: event.at, data, ...cursor } }
+function agentEvent<S extends AgentEventPayload['stream']> (
+  event: SessionEvent & { runId: string },
+  stream: S,
+  data: Extract<AgentEventPayload, { stream: S }>['data'],
+  cursor: { cursor?: string }
+): OutgoingEvent {
+  const payload = { runId: event.runId, stream, ts: event.at, data, ...cursor } as UnsentAgent
+  return { event: 'agent', runId: event.runId, payload }
 }
 
 /** A row committed to the transcript, the user's own messages included. */
@@ -113,11 +125,12 @@ export function sessionMessage (sessionKey: string, entry: TranscriptEntry, curs
     payload: {
       sessionKey,
       messageId: entry.id,
-      message: entry.message,
+      // Rows are announced only when committed with a `seq`, and the hub commits only messages.
+      message: entry.message as TranscriptMessage,
       runId: entry.runId,
       messageSeq: entry.seq,
       cursor
-    }
+    } satisfies SessionMessagePayload
   }
 }
 
@@ -137,7 +150,7 @@ export function runningSnapshot (sessionKey: string, running: RunningSnapshot, c
       replace: true,
       message: assistantSoFar(running.text, Date.now()),
       cursor: withCursor ? cursor : undefined
-    }
+    } satisfies UnsentChat
   }
 }
 
@@ -163,6 +176,6 @@ export function mergeDeltas (older: OutgoingEvent, newer: OutgoingEvent): Outgoi
   }
 }
 
-function assistantSoFar (text: string, timestamp: number): Pick<AssistantMessage, 'role' | 'content' | 'timestamp'> {
+function assistantSoFar (text: string, timestamp: number): AssistantSoFar {
   return { role: 'assistant', content: [{ type: 'text', text }], timestamp }
 }

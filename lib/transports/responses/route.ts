@@ -3,16 +3,19 @@ import type { Principal } from '../../auth.js'
 import type { SessionService } from '../../session-service.js'
 import { requestHints } from '../../request-hints.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
+import type { ResponsesErrorBody } from './frames.js'
 import { parseCreateBody } from './request.js'
 import type { StreamEvent } from './response-stream.js'
 import { ResponsesService, type LiveResponse } from './service.js'
 import { ResponsesConnection } from './websocket-connection.js'
 import type { LiveSockets } from '../live-sockets.js'
+import type { Telemetry } from '../../telemetry.js'
 
 export interface ResponsesRouteOptions {
   sessions: SessionService
   service: ResponsesService
   sockets: LiveSockets
+  telemetry: Telemetry
   prefix: string
   bodyLimit: number
   onDisconnect: 'continue' | 'abort'
@@ -31,14 +34,14 @@ const COMPACT_FIELDS = new Set(['model', 'input', 'previous_response_id', 'instr
  * `{"error":{…}}`, whichever layer raised it (authentication, body parsing, the resolver).
  */
 export async function responsesRoutes (scope: FastifyInstance, options: ResponsesRouteOptions): Promise<void> {
-  const { sessions, service, bodyLimit, onDisconnect, sockets } = options
+  const { sessions, service, bodyLimit, onDisconnect, sockets, telemetry } = options
 
   scope.setErrorHandler(function responsesError (err, request, reply) {
     const error = toResponsesError(err, request.log)
     // A refusal that knows its session (a busy one) names it, like every other answer.
     const sessionKey = (err as { sessionKey?: unknown }).sessionKey
     if (typeof sessionKey === 'string') void reply.header(SESSION_HEADER, sessionKey)
-    void reply.code(error.status).send({ error: error.body })
+    void reply.code(error.status).send({ error: error.body } satisfies ResponsesErrorBody)
   })
 
   // The resolver runs inside the handler here: `previous_response_id` can decide the session.
@@ -54,7 +57,7 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
         if (!live.stream.finished) void sessions.abort(live.sessionKey, live.id).catch(() => {})
       })
     }
-    if (body.stream === true) return streamEvents(reply, live.sessionKey, subscriber(live, -1))
+    if (body.stream === true) return streamEvents(reply, telemetry, live.sessionKey, subscriber(live, -1))
     await live.stream.ended()
     return await reply.header(SESSION_HEADER, live.sessionKey).type('application/json; charset=utf-8').send(live.stream.responseJson())
   })
@@ -85,9 +88,11 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
         socket.on('error', err => request.log.warn({ err }, 'session gateway: responses socket error'))
         socket.on('close', () => {
           sockets.delete(connection)
+          telemetry.connectionClosed('responses_websocket')
           connection.dispose()
         })
         sockets.add(connection)
+        telemetry.connectionOpened('responses_websocket')
       }
     })
   }
@@ -106,7 +111,7 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     if (request.query.stream !== 'true') {
       return await reply.header(SESSION_HEADER, found.sessionKey).type('application/json; charset=utf-8').send(found.stream.responseJson())
     }
-    return streamEvents(reply, found.sessionKey, subscriber(found, startingAfter(request.query.starting_after)))
+    return streamEvents(reply, telemetry, found.sessionKey, subscriber(found, startingAfter(request.query.starting_after)))
   })
 
   scope.post<{ Params: { id: string } }>('/responses/:id/cancel', { config }, async (request, reply) => {
@@ -127,7 +132,7 @@ function subscriber (live: LiveResponse, after: number): Subscribe {
  * the data one line), and `data: [DONE]` at the end. A client that leaves stops
  * the writing, not the turn.
  */
-function streamEvents (reply: FastifyReply, sessionKey: string, subscribe: Subscribe): FastifyReply {
+function streamEvents (reply: FastifyReply, telemetry: Telemetry, sessionKey: string, subscribe: Subscribe): FastifyReply {
   reply.hijack()
   const raw = reply.raw
   raw.writeHead(200, {
@@ -146,8 +151,10 @@ function streamEvents (reply: FastifyReply, sessionKey: string, subscribe: Subsc
       raw.end('data: [DONE]\n\n')
     }
   )
+  telemetry.connectionOpened('responses_sse')
   raw.once('close', () => {
     open = false
+    telemetry.connectionClosed('responses_sse')
     stop()
   })
   return reply

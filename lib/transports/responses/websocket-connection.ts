@@ -3,6 +3,7 @@ import type { Principal } from '../../auth.js'
 import type { SessionHints } from '../../resolver.js'
 import { CloseCode } from '../close-codes.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
+import type { ResponsesErrorFrame } from './frames.js'
 import { parseCreateBody, type CreateBody } from './request.js'
 import type { PreviousResponse, ResponsesService } from './service.js'
 
@@ -126,7 +127,7 @@ export class ResponsesConnection {
 
   #error (err: unknown): void {
     const error = toResponsesError(err, this.#context.logger)
-    this.#send(JSON.stringify({ type: 'error', status: error.status, error: error.body }))
+    this.#send(JSON.stringify({ type: 'error', status: error.status, error: error.body } satisfies ResponsesErrorFrame))
   }
 
   #expire (): void {
@@ -136,7 +137,7 @@ export class ResponsesConnection {
 
   #limitReached (): void {
     const message = 'This connection has reached its time limit; open a new one to continue (continue with previous_response_id).'
-    this.#send(JSON.stringify({ type: 'error', status: 400, error: { type: 'invalid_request_error', code: LIMIT_CODE, message, param: null } }))
+    this.#send(JSON.stringify({ type: 'error', status: 400, error: { type: 'invalid_request_error', code: LIMIT_CODE, message, param: null } } satisfies ResponsesErrorFrame))
     this.close(CloseCode.normal, LIMIT_CODE)
   }
 
