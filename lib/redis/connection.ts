@@ -1,0 +1,38 @@
+import type { Redis, RedisOptions } from 'ioredis'
+
+// How the Redis adapters reach Redis: a client the application already has (it keeps
+// ownership and closes it), or a URL (we make the client, and close it with the gateway).
+// ioredis is an optional peer dependency, loaded only when a URL is given.
+
+export interface RedisConnectionOptions {
+  /** A connected ioredis client (or Cluster) of the application's; it stays the application's to close. */
+  client?: Redis
+  /** Else a `redis://` or `rediss://` URL; the adapter makes its client, and closes it. */
+  url?: string
+  /** ioredis options for a client made from `url`. */
+  redisOptions?: RedisOptions
+  /** Put in front of every key, to share a Redis with other applications. Default `fsg:`. */
+  keyPrefix?: string
+}
+
+/** A client and whether we made it (so we close it), plus a way to make more like it. */
+export interface RedisConnection {
+  client: Redis
+  owned: boolean
+  /** Another connection to the same server (a subscriber needs its own). */
+  duplicate: () => Redis
+  prefix: string
+}
+
+export async function connect (options: RedisConnectionOptions, who: string): Promise<RedisConnection> {
+  const prefix = options.keyPrefix ?? 'fsg:'
+  if (options.client !== undefined) {
+    const client = options.client
+    return { client, owned: false, duplicate: () => client.duplicate(), prefix }
+  }
+  if (options.url === undefined) throw new TypeError(`${who} needs a Redis: pass { client } (an ioredis client) or { url }`)
+  const { Redis } = await import('ioredis')
+  const url = options.url
+  const make = (): Redis => new Redis(url, { maxRetriesPerRequest: 2, ...options.redisOptions })
+  return { client: make(), owned: true, duplicate: make, prefix }
+}
