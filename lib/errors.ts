@@ -76,6 +76,10 @@ export const UpstreamTimeoutError = createError<'FSG_UPSTREAM_TIMEOUT', 504, [st
 export const UpstreamProtocolError = createError<'FSG_UPSTREAM_PROTOCOL', 502, [string]>(
   'FSG_UPSTREAM_PROTOCOL', '%s', 502)
 
+/** The shared session log (Redis) cannot be reached: try again once it is back. */
+export const SessionLogUnavailableError = createError<'FSG_LOG_UNAVAILABLE', 503, [string]>(
+  'FSG_LOG_UNAVAILABLE', 'The session log is unavailable: %s', 503)
+
 export const InvalidOptionError = createError<'FSG_INVALID_OPTION', 500, [string, string]>(
   'FSG_INVALID_OPTION', 'Invalid session gateway option "%s": %s', 500)
 

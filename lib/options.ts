@@ -43,6 +43,8 @@ export interface SessionGatewayOptions {
   maxQueue?: number
   /** Idle sessions whose replay buffer stays in memory. Default 10000. */
   maxIdleSessions?: number
+  /** With a shared session log: how often a run another process executes is checked for that process having died, in ms. Default 5000. */
+  orphanCheckMs?: number
   /** Register your own routes behind the gateway's authentication and session resolution. */
   routes?: (scope: FastifyInstance) => void | Promise<void>
   /** OpenClaw's gateway protocol v4 over WebSocket; `false` turns it off. */
@@ -111,6 +113,7 @@ const OptionsSchema = Type.Object({
   runTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, expected: 'a positive integer (milliseconds)' })),
   maxQueue: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000, expected: 'an integer from 0 to 100000' })),
   maxIdleSessions: Type.Optional(Type.Integer({ minimum: 0, expected: 'a non-negative integer' })),
+  orphanCheckMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000, expected: 'an integer from 10 to 3600000 (milliseconds)' })),
   routes: Type.Optional(Type.Function([], Type.Unknown(), { expected: 'a function (scope) => void' })),
   gateway: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     path: Type.Optional(Type.String({ pattern: '^/' })),
@@ -181,6 +184,7 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
     runTimeoutMs: given.runTimeoutMs ?? 600_000,
     maxQueue: given.maxQueue ?? 16,
     maxIdleSessions: given.maxIdleSessions ?? 10_000,
+    orphanCheckMs: given.orphanCheckMs ?? 5000,
     maxPayload,
     responses: given.responses === false
       ? false

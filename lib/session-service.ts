@@ -59,6 +59,7 @@ export class SessionService {
       maxQueue: options.maxQueue,
       maxIdleSessions: options.maxIdleSessions,
       idempotencyTtlMs: IDEMPOTENCY_TTL_MS,
+      orphanCheckMs: options.orphanCheckMs,
       logger
     })
   }

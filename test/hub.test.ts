@@ -931,14 +931,25 @@ t.test('a session log that refuses a run\'s events ends the run with FSG_LOG_UNA
   sub.unsubscribe()
 })
 
-t.test('an idempotency key another process claimed answers busy, with that run and the cursor', async t => {
+t.test('an idempotency key another process claimed attaches to that run: in flight until its end, or done', async t => {
   const log = new InProcessSessionLog({ replay: 64, claimTtlMs: 60_000 })
-  await log.claim(KEY, 'shared-key', 'run-elsewhere')
   const app = await buildApp(t, { sessionLog: log })
-  await t.rejects(app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('hi')], idempotencyKey: 'shared-key' }),
-    { code: 'FSG_SESSION_BUSY', runId: 'run-elsewhere', cursor: 'new:0' })
-  const own = await app.sessionGateway.send({ sessionKey: KEY, agentId: 'main', input: [user('hi')], idempotencyKey: 'own-key' })
-  t.equal(own.status, 'started', 'other keys start runs as usual')
+  const gw = app.sessionGateway
+  const first = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('answered elsewhere')], runId: 'run-done' })).result
+  // As if another process had claimed these keys for its runs.
+  await log.claim(KEY, 'key-done', 'run-done')
+  await log.claim(KEY, 'key-running', 'run-elsewhere')
+
+  const done = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('again')], idempotencyKey: 'key-done' })
+  t.match(done, { runId: 'run-done', status: 'done', cursor: `${first.cursor.split(':')[0] as string}:0` })
+  t.match(await done.result, { state: 'final', text: 'answered elsewhere', usage: { inputTokens: 2, outputTokens: 2 } })
+
+  const running = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('again')], idempotencyKey: 'key-running' })
+  t.match(running, { runId: 'run-elsewhere', status: 'in_flight' })
+  t.equal((await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('again')], idempotencyKey: 'key-running' })).runId, 'run-elsewhere', 'a repeat here attaches too')
+  await gw.reset(KEY)
+  t.match(await running.result, { runId: 'run-elsewhere', state: 'aborted', text: '' }, 'a reset ends what it was waiting for')
+  t.equal((await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('hi')], idempotencyKey: 'own-key' })).status, 'started', 'other keys start runs as usual')
 })
 
 t.test('an authorize hook that fails is a failure, not a "no": listing says so instead of hiding rows', async t => {

@@ -54,6 +54,7 @@ export async function startRedis (t: { teardown: (fn: () => unknown) => void }, 
       '--enable-debug-command', 'local', '--maxmemory-policy', 'noeviction'
     ], { stdio: 'ignore' })
     const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    probe.on('error', () => {}) // not up yet: tried again below
     for (let i = 0; i < 200; i++) {
       try {
         await probe.connect()

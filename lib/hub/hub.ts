@@ -1,15 +1,35 @@
-import { GatewayClosedError, SessionNotFoundError, sessionBusy } from '../errors.js'
+import { GatewayClosedError, SessionNotFoundError } from '../errors.js'
+import { formatCursor } from '../events.js'
+import type { AssistantMessage, ToolCallPart, TranscriptEntry } from '../transcript.js'
 import type { ListPage, ListQuery, ReadPage, SessionRow, SessionStore } from '../stores/store.js'
 import type {
   ChangeListener, HistoryQuery, HubOptions, OpenResult, RunningSnapshot, RunTicket, SendRequest, SessionChange,
   SessionListener, SubscribeOptions, Subscription
 } from './hub-types.js'
 import { IdempotencyCache } from './idempotency.js'
-import type { Run, StopCause } from './run.js'
+import { Run, type RunResult, type StopCause } from './run.js'
 import { SessionRegistry } from './session-registry.js'
 import { UNBORN_CURSOR, UNBORN_EPOCH, type SessionState } from './session-state.js'
 import { Subscriptions } from './subscriptions.js'
 import { checkSendRequest, snapshot, TurnRunner } from './turn-runner.js'
+
+/** A run's result from its answer row (or from a reset that ended it with no answer). */
+function resultOf (sessionKey: string, runId: string, entry: TranscriptEntry | undefined, cursor: string): RunResult {
+  const message = (entry?.message ?? { role: 'assistant', content: [], stopReason: 'aborted', timestamp: Date.now() }) as AssistantMessage
+  const usage = message.usage
+  return {
+    runId,
+    sessionKey,
+    state: entry?.runState ?? 'aborted',
+    entry: (entry ?? { type: 'message', id: '', parentId: null, timestamp: new Date().toISOString(), message }) as RunResult['entry'],
+    message,
+    text: message.content.map(part => part.type === 'text' ? part.text : '').join(''),
+    toolCalls: message.content.filter((part): part is ToolCallPart => part.type === 'toolCall'),
+    ...(entry?.runError === undefined ? {} : { error: entry.runError }),
+    ...(usage === undefined ? {} : { usage: { inputTokens: usage.input, outputTokens: usage.output } }),
+    cursor
+  }
+}
 
 export type * from './hub-types.js'
 export type { RunResult, RunUsage } from './run.js'
@@ -31,6 +51,7 @@ export class SessionHub {
   readonly #changeListeners = new Set<ChangeListener>()
   readonly #options: HubOptions
   #closed = false
+  readonly #orphanCheck: NodeJS.Timeout
 
   constructor (options: HubOptions) {
     this.#options = options
@@ -48,6 +69,19 @@ export class SessionHub {
       released: () => this.#registry.evictIdle(),
       changed: state => this.#changed('updated', state)
     })
+    // A run another process executes ends when its process dies too: its lane expires, and we record it.
+    this.#orphanCheck = setInterval(() => { void this.#recoverOrphans() }, options.orphanCheckMs)
+    this.#orphanCheck.unref()
+  }
+
+  async #recoverOrphans (): Promise<void> {
+    for (const state of this.#registry.all()) {
+      const remote = state.remote
+      if (remote === undefined || state.running !== undefined) continue
+      await this.#registry.use(state.key, async loaded => { await this.#registry.recover(loaded, remote.runId) }).catch((err: unknown) => {
+        this.#options.logger.warn({ err, sessionKey: state.key }, 'session gateway: could not check a run of another process')
+      })
+    }
   }
 
   // ── sending ────────────────────────────────────────────────────────────────
@@ -73,8 +107,8 @@ export class SessionHub {
     const started = (async () => {
       const runId = request.runId ?? idempotencyKey
       const holder = await this.#options.log.claim(request.sessionKey, idempotencyKey, runId)
-      // Claimed by a run this process does not hold: attach to it by its id and cursor.
-      if (holder !== undefined) throw await this.#registry.use(request.sessionKey, async state => sessionBusy(state.key, holder, state.cursor()))
+      // Claimed by a run of another process: attach to it, as a repeat here would.
+      if (holder !== undefined) return await this.#attach(request.sessionKey, holder)
       return await start().catch(async (err: unknown) => {
         await this.#options.log.unclaim(request.sessionKey, idempotencyKey)
         throw err
@@ -84,6 +118,26 @@ export class SessionHub {
     // A send that failed before its run began leaves nothing to attach to.
     started.catch(() => this.#tickets.delete(local))
     return (await started).ticket
+  }
+
+  /** A ticket for a run another process started: `done` with its answer, or `in_flight` with its end to come. */
+  async #attach (sessionKey: string, runId: string): Promise<{ ticket: RunTicket, run: Run }> {
+    return await this.#registry.use(sessionKey, async state => {
+      const { entries } = await this.#store.read(sessionKey, { limit: 50 })
+      const rows = entries.filter(entry => entry.runId === runId)
+      const answer = rows.find(entry => entry.runState !== undefined)
+      // The position just before the run's first row: watching since it shows the whole run.
+      const cursor = formatCursor(state.epoch, Math.max(0, (rows[0]?.seq ?? state.head + 1) - 1))
+      const run = new Run(runId)
+      const settle = (entry: TranscriptEntry | undefined, at: string): void => {
+        run.finished = true
+        run.settle(resultOf(sessionKey, runId, entry, at))
+      }
+      if (answer !== undefined) settle(answer, state.cursor())
+      else void state.finished(runId).then(event => settle(event?.entry, state.cursor()))
+      const ticket: RunTicket = { runId, sessionKey, sessionId: (state.row as SessionRow).sessionId, status: run.finished ? 'done' : 'in_flight', cursor, result: run.result }
+      return { ticket, run }
+    })
   }
 
   // ── watching ───────────────────────────────────────────────────────────────
@@ -104,7 +158,7 @@ export class SessionHub {
   async get (sessionKey: string): Promise<(SessionRow & { cursor: string, running?: RunningSnapshot }) | undefined> {
     return await this.#registry.use(sessionKey, async state => {
       const cursor = state.cursor()
-      const running = snapshot(state.running)
+      const running = snapshot(state)
       // The store has the live row (updatedAt, preview); the hub only the log's position.
       const row = await this.#store.get(sessionKey)
       return row === undefined ? undefined : { ...row, cursor, ...(running === undefined ? {} : { running }) }
@@ -148,12 +202,14 @@ export class SessionHub {
   async abort (sessionKey: string, runId?: string): Promise<{ aborted: boolean, runIds: string[] }> {
     return await this.#registry.use(sessionKey, async state => {
       const run = state.running
-      if (run === undefined || run.finished || (runId !== undefined && run.runId !== runId)) return { aborted: false, runIds: [] }
+      if (run !== undefined && !run.finished && runId !== undefined && run.runId !== runId) return { aborted: false, runIds: [] }
       await this.#options.log.dropWaiting(sessionKey)
-      // Through the log, as an abort from another process would come; the run hears it on its lane.
-      await this.#options.log.abort(sessionKey, run.runId)
-      await run.result
-      return { aborted: true, runIds: [run.runId] }
+      // Through the log, as from any process: the run (here or on another) hears it on its lane.
+      const stopped = await this.#options.log.abort(sessionKey, runId)
+      if (stopped === undefined) return { aborted: false, runIds: [] }
+      if (run?.runId === stopped) await run.result
+      else await state.finished(stopped)
+      return { aborted: true, runIds: [stopped] }
     })
   }
 
@@ -203,16 +259,21 @@ export class SessionHub {
   /** Stops every run (recorded as aborted) and refuses new sends. */
   async close (): Promise<void> {
     this.#closed = true
+    clearInterval(this.#orphanCheck)
     await Promise.all(this.#registry.all().map(async state => await this.#stop(state, { kind: 'shutdown' })))
   }
 
-  /** Drops the waiting turns, stops the running one and waits until its end is recorded. */
+  /** Drops the waiting turns, stops the running one (here, or on another process) and waits until its end is recorded. */
   async #stop (state: SessionState, cause: StopCause): Promise<void> {
     await this.#options.log.dropWaiting(state.key)
     const run = state.running
-    if (run === undefined) return
-    run.abort(cause)
-    await run.result
+    if (run !== undefined) {
+      run.abort(cause)
+      await run.result
+      return
+    }
+    const remote = state.remote
+    if (remote !== undefined && await this.#options.log.abort(state.key, remote.runId) !== undefined) await state.finished(remote.runId)
   }
 
   async #create (state: SessionState, agentId: string): Promise<void> {

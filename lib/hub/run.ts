@@ -1,4 +1,5 @@
 import type { RunState, ToolCallPart, AssistantMessage, TranscriptEntry } from '../transcript.js'
+import type { Lane } from './session-log.js'
 
 export interface RunUsage {
   inputTokens: number
@@ -34,6 +35,8 @@ export interface RunResult {
 /** A running turn: what it has produced so far, and how to stop it. */
 export class Run {
   readonly controller = new AbortController()
+  /** The session's lane this run holds; its events are appended under it. */
+  lane: Lane | undefined
   text = ''
   reasoning = ''
   readonly toolCalls: ToolCallPart[] = []

@@ -55,9 +55,11 @@ export interface SessionLog {
    * of its epoch and the rest follow it one by one; anything else is refused (a writer
    * that lost its place). Subscribers get each event once it is in. A log that appends
    * at once may return nothing (and throw to refuse): a turn appends an event per delta,
-   * and a promise per event is a cost worth sparing.
+   * and a promise per event is a cost worth sparing. A turn's events come with its
+   * `lane`: a shared log refuses them once the lane is no longer that turn's (it expired
+   * and another took it), and keeps the lane alive while they come.
    */
-  append (key: string, events: readonly SessionEvent[]): Promise<void> | void
+  append (key: string, events: readonly SessionEvent[], lane?: Lane): Promise<void> | void
 
   /**
    * The events after `after` in `epoch`, oldest first, up to the newest; undefined when

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { SessionRow } from '../stores/store.js'
 import type { AssistantMessage, TranscriptEntry } from '../transcript.js'
+import { isGatewayError } from '../errors.js'
 import { lastPosition } from './row-events.js'
 import { SessionState, UNBORN_EPOCH, type SessionContext } from './session-state.js'
 
@@ -108,14 +109,41 @@ export class SessionRegistry {
     // The log still knew the session before it had a row (or another life of it).
     if (position.epoch !== epoch) await state.restart({ epoch, seq: head })
     if (newest?.runId === undefined || newest.runState !== undefined) return
+    await this.#recordInterrupted(state, newest.runId)
+  }
 
-    const interrupted = randomUUID()
-    await store.patch(state.key, { epoch: interrupted })
-    state.row = { ...row, epoch: interrupted }
-    await state.restart({ epoch: interrupted, seq: state.head })
-    const message: AssistantMessage = {
-      role: 'assistant', content: [], stopReason: 'aborted', errorMessage: 'interrupted: the gateway stopped during this run', timestamp: Date.now()
+  /**
+   * A run another process was executing, whose lane is now free (that process died):
+   * recorded as aborted, as a restart would. Nothing happens while its lane is held.
+   */
+  async recover (state: SessionState, runId: string): Promise<void> {
+    const { entries } = await this.#context.store.read(state.key, { limit: 16 })
+    const newest = entries.findLast(entry => typeof entry.seq === 'number')
+    if (newest?.runId === runId && newest.runState === undefined) await this.#recordInterrupted(state, runId)
+    else if (state.remote?.runId === runId) state.remote = undefined // it ended; its end was not heard here
+  }
+
+  async #recordInterrupted (state: SessionState, runId: string): Promise<void> {
+    const { store, log } = this.#context
+    // The run is over only if nobody holds the lane: with a shared log it may still run elsewhere.
+    let lane
+    try {
+      lane = await log.acquire(state.key, `recovery-${runId}`, { busy: 'reject', maxQueue: 0 })
+    } catch (err) {
+      if (isGatewayError(err) && err.code === 'FSG_SESSION_BUSY') return
+      throw err
     }
-    await state.commit([{ message, runId: newest.runId, runState: 'aborted' }])
+    try {
+      const interrupted = randomUUID()
+      await store.patch(state.key, { epoch: interrupted })
+      state.row = { ...state.row as SessionRow, epoch: interrupted }
+      await state.restart({ epoch: interrupted, seq: state.head })
+      const message: AssistantMessage = {
+        role: 'assistant', content: [], stopReason: 'aborted', errorMessage: 'interrupted: the gateway stopped during this run', timestamp: Date.now()
+      }
+      await state.commit([{ message, runId, runState: 'aborted' }])
+    } finally {
+      await log.release(state.key, lane)
+    }
   }
 }

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { formatCursor, type SessionEvent } from '../events.js'
+import { formatCursor, type RunFinishedEvent, type SessionEvent } from '../events.js'
 import type { SessionRow, SessionStore } from '../stores/store.js'
-import { entryId, type RunState, type TranscriptEntry, type TranscriptMessage } from '../transcript.js'
+import { entryId, type RunState, type ToolCallPart, type TranscriptEntry, type TranscriptMessage } from '../transcript.js'
 import type { SessionListener } from './hub-types.js'
 import { rowEvents } from './row-events.js'
 import type { Run } from './run.js'
@@ -33,6 +33,13 @@ export interface SessionContext {
   store: SessionStore
   log: SessionLog
   logger: FastifyBaseLogger
+}
+
+/** What this process knows of a run another process executes (from the log's events). */
+export interface RemoteRun {
+  runId: string
+  text: string
+  toolCalls: ToolCallPart[]
 }
 
 /** One listener on one session. Live events are held until `start()`. */
@@ -92,14 +99,52 @@ export class SessionState {
 
   /** Takes the log's events: the position moves, and every local watcher hears them. */
   readonly deliver = (event: SessionEvent): void => {
-    if (event.type === 'session.reset') {
+    // A reset, or events of another life of the log (another process restarted it).
+    if (event.type === 'session.reset' || event.epoch !== this.epoch) {
       this.epoch = event.epoch
       this.head = event.seq
     } else {
       // Events this process appended moved the head already; others' move it here.
       this.head = Math.max(this.head, event.seq)
     }
+    if (this.running === undefined || !('runId' in event) || event.runId !== this.running.runId) this.#follow(event)
     for (const watcher of this.watchers) watcher.deliver(event)
+  }
+
+  /** A run another process executes on this session, as far as its events tell. */
+  remote: RemoteRun | undefined
+  readonly #finishing = new Map<string, Array<(event: RunFinishedEvent | undefined) => void>>()
+
+  /** Settles with the run's `run.finished` (undefined if the session was reset first). */
+  async finished (runId: string): Promise<RunFinishedEvent | undefined> {
+    return await new Promise(resolve => {
+      const waiting = this.#finishing.get(runId) ?? []
+      waiting.push(resolve)
+      this.#finishing.set(runId, waiting)
+    })
+  }
+
+  #follow (event: SessionEvent): void {
+    switch (event.type) {
+      case 'run.started':
+        this.remote = { runId: event.runId, text: '', toolCalls: [] }
+        return
+      case 'run.delta':
+        if (this.remote?.runId === event.runId) this.remote.text = event.text
+        return
+      case 'run.tool_call':
+        this.remote?.toolCalls.push(event.call)
+        return
+      case 'run.finished':
+        if (this.remote?.runId === event.runId) this.remote = undefined
+        for (const resolve of this.#finishing.get(event.runId) ?? []) resolve(event)
+        this.#finishing.delete(event.runId)
+        return
+      case 'session.reset':
+        this.remote = undefined
+        for (const waiting of this.#finishing.values()) for (const resolve of waiting) resolve(undefined)
+        this.#finishing.clear()
+    }
   }
 
   /** Moves to a new life of the log at `position` (watchers are told when `notice` says so). */
@@ -184,7 +229,7 @@ export class SessionState {
     this.head = (events.at(-1) as SessionEvent).seq
     let appending
     try {
-      appending = this.context.log.append(this.key, events)
+      appending = this.context.log.append(this.key, events, this.running?.lane)
     } catch (err) {
       return this.#refused(err)
     }

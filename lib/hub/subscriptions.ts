@@ -26,7 +26,7 @@ export class Subscriptions {
       const { head, epoch } = state
       const watcher = new Watcher(listener, state.context.logger)
       state.watchers.add(watcher)
-      const running = snapshot(state.running)
+      const running = snapshot(state)
       const subscription = (replay: Replay): Subscription => ({
         cursor: formatCursor(epoch, head),
         replay,

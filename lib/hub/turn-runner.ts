@@ -55,6 +55,7 @@ export class TurnRunner {
       throw err
     }
     const run = new Run(runId)
+    run.lane = lane
     state.running = run
     // An abort asked of the log (by this process or another) stops the run.
     lane.signal.addEventListener('abort', () => run.abort({ kind: 'abort' }), { once: true })
@@ -278,7 +279,10 @@ function transcriptUsage (usage: RunUsage): NonNullable<AssistantMessage['usage'
   }
 }
 
-/** The run in progress, for a watcher that joins mid-turn. */
-export function snapshot (run: Run | undefined): RunningSnapshot | undefined {
-  return run === undefined || run.finished ? undefined : { runId: run.runId, text: run.text, toolCalls: [...run.toolCalls] }
+/** The run in progress (here, or on another process), for a watcher that joins mid-turn. */
+export function snapshot (state: SessionState): RunningSnapshot | undefined {
+  const run = state.running
+  if (run !== undefined && !run.finished) return { runId: run.runId, text: run.text, toolCalls: [...run.toolCalls] }
+  const remote = state.remote
+  return remote === undefined ? undefined : { runId: remote.runId, text: remote.text, toolCalls: [...remote.toolCalls] }
 }

@@ -24,8 +24,10 @@ export interface RedisConnection {
   prefix: string
 }
 
+export const DEFAULT_KEY_PREFIX = 'fsg:'
+
 export async function connect (options: RedisConnectionOptions, who: string): Promise<RedisConnection> {
-  const prefix = options.keyPrefix ?? 'fsg:'
+  const prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX
   if (options.client !== undefined) {
     const client = options.client
     return { client, owned: false, duplicate: () => client.duplicate(), prefix }
@@ -33,6 +35,11 @@ export async function connect (options: RedisConnectionOptions, who: string): Pr
   if (options.url === undefined) throw new TypeError(`${who} needs a Redis: pass { client } (an ioredis client) or { url }`)
   const { Redis } = await import('ioredis')
   const url = options.url
-  const make = (): Redis => new Redis(url, { maxRetriesPerRequest: 2, ...options.redisOptions })
+  const make = (): Redis => {
+    const client = new Redis(url, { maxRetriesPerRequest: 2, ...options.redisOptions })
+    // A lost connection is retried by ioredis and reported by the commands that needed it.
+    client.on('error', () => {})
+    return client
+  }
   return { client: make(), owned: true, duplicate: make, prefix }
 }

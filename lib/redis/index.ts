@@ -1,0 +1,3 @@
+// `fastify-session-gateway/redis`: many gateway processes on one Redis.
+export { RedisSessionLog, type RedisSessionLogOptions } from './session-log.js'
+export type { RedisConnectionOptions } from './connection.js'
