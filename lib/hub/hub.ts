@@ -260,7 +260,14 @@ export class SessionHub {
   async close (): Promise<void> {
     this.#closed = true
     clearInterval(this.#orphanCheck)
-    await Promise.all(this.#registry.all().map(async state => await this.#stop(state, { kind: 'shutdown' })))
+    // A log that cannot be reached must not keep the gateway from closing: local runs stop all the same.
+    await Promise.all(this.#registry.all().map(async state => {
+      await this.#stop(state, { kind: 'shutdown' }).catch(async (err: unknown) => {
+        this.#options.logger.warn({ err, sessionKey: state.key }, 'session gateway: the session log could not be told of a shutdown')
+        state.running?.abort({ kind: 'shutdown' })
+        await state.running?.result
+      })
+    }))
   }
 
   /** Drops the waiting turns, stops the running one (here, or on another process) and waits until its end is recorded. */

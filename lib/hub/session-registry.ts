@@ -44,6 +44,10 @@ export class SessionRegistry {
         if (this.#states.get(key) === state) this.#drop(state)
         throw err
       }
+      if (state.stale) {
+        state.stale = false
+        state.row = await this.#context.store.get(key)
+      }
       return await fn(state)
     } finally {
       state.users--

@@ -107,9 +107,14 @@ export class SessionState {
       // Events this process appended moved the head already; others' move it here.
       this.head = Math.max(this.head, event.seq)
     }
+    // Another process created, reset or deleted the session: the row here is out of date.
+    if (event.type === 'session.reset' || (this.row === undefined && event.type === 'message')) this.stale = true
     if (this.running === undefined || !('runId' in event) || event.runId !== this.running.runId) this.#follow(event)
     for (const watcher of this.watchers) watcher.deliver(event)
   }
+
+  /** The row must be read again before it is used (the log told of a change made elsewhere). */
+  stale = false
 
   /** A run another process executes on this session, as far as its events tell. */
   remote: RemoteRun | undefined

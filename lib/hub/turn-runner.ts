@@ -84,7 +84,12 @@ export class TurnRunner {
     const releasing = state.context.log.release(state.key, lane)
     // In the same step as the result: whoever awaited it finds the session as it now is.
     this.#options.released(state)
-    await releasing
+    try {
+      await releasing
+    } catch (err) {
+      // A shared log that cannot be reached: the lane expires there by itself.
+      this.#options.logger.warn({ err, sessionKey: state.key }, 'session gateway: a lane could not be released')
+    }
   }
 
   async #execute (state: SessionState, row: SessionRow, run: Run, request: SendRequest, lane: Lane): Promise<void> {

@@ -1,0 +1,149 @@
+import { once } from 'node:events'
+import type { FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
+import WebSocket from 'ws'
+import { echoAgent, MemoryStore, type Agent, type SessionGatewayOptions, type SessionStore } from '../lib/index.js'
+import { RedisSessionLog } from '../lib/redis/index.js'
+import { GatewaySocket, listen, type Frame } from './gateway-frames.js'
+import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
+import { startRedis } from './redis-server.js'
+
+// Several gateway nodes on one Redis, each with its own hub, as processes behind a load
+// balancer would be (one process here, so a test can watch all of them): a turn started on
+// one is watched live on another and continued on a third; the lane, idempotency and abort
+// hold across them.
+
+const redis = await startRedis(t)
+let space = 0
+
+const logs = new Map<FastifyInstance, RedisSessionLog>()
+
+/** `count` nodes sharing one store and one Redis key space. */
+async function nodes (t: Test, count: number, options: Partial<SessionGatewayOptions> & { agentPerNode?: Agent[] } = {}, store: SessionStore = new MemoryStore()): Promise<FastifyInstance[]> {
+  const keyPrefix = `nodes-${space++}:`
+  const apps: FastifyInstance[] = []
+  for (let i = 0; i < count; i++) {
+    const { agentPerNode, ...rest } = options
+    const sessionLog = new RedisSessionLog({ url: redis.url, keyPrefix, laneTtlMs: 1000 })
+    const app = await buildApp(t, {
+      store,
+      sessionLog,
+      orphanCheckMs: 200,
+      ...rest,
+      ...(agentPerNode?.[i] === undefined ? {} : { agent: agentPerNode[i] })
+    })
+    await listen(app)
+    logs.set(app, sessionLog)
+    apps.push(app)
+  }
+  return apps
+}
+
+async function watch (t: Test, app: FastifyInstance, key: string, since?: string): Promise<{ socket: GatewaySocket, opened: Frame }> {
+  const socket = await GatewaySocket.open(app, { caps: ['session-cursor'] })
+  t.teardown(() => socket.close())
+  const opened = await socket.request('sessions.open', { key, ...(since === undefined ? {} : { since }) })
+  return { socket, opened }
+}
+
+const positioned = (socket: GatewaySocket): Frame[] => socket.frames.filter(f => f.type === 'event' && f.payload?.cursor !== undefined && f.event !== 'session.reset')
+const seqOf = (cursor: unknown): number => Number(String(cursor).split(':').at(-1))
+
+t.test('HTTP on A, watched live on B, continued over WebSocket mode on C; a watcher that drops resumes on C with every event once', async t => {
+  const [a, b, c] = await nodes(t, 3, { agent: echoAgent({ delayMs: 20 }) }) as [FastifyInstance, FastifyInstance, FastifyInstance]
+  const { socket: watcher } = await watch(t, b, 'shared')
+  const words = Array.from({ length: 20 }, (_, i) => `w${i}`).join(' ')
+  const posting = a.inject({ method: 'POST', url: '/v1/responses', headers: { authorization: `Bearer ${TOKEN}`, 'x-openclaw-session-key': 'shared' }, payload: { model: 'openclaw', input: words } })
+  await watcher.next(f => f.event === 'chat' && f.payload.state === 'delta' && String(f.payload.deltaText).includes('w5'))
+  watcher.socket.terminate() // the watcher's network blips mid-turn
+  const seen = positioned(watcher)
+  const last = seen.at(-1)?.payload.cursor as string
+  await new Promise(resolve => setTimeout(resolve, 100)) // more of the answer goes by meanwhile
+
+  const { socket: resumed, opened } = await watch(t, c, 'shared', last)
+  t.equal(opened.payload.replay, 'replay', 'the missed events come exactly, from Redis')
+  t.equal((await posting).json().output[0].content[0].text, words)
+  await resumed.next(f => f.event === 'chat' && f.payload.state === 'final')
+  const all = [...seen, ...positioned(resumed)]
+  const seqs = all.map(f => seqOf(f.payload.cursor))
+  t.same(seqs, Array.from({ length: seqs.length }, (_, i) => (seqs[0] as number) + i), 'every position once, in order, across two nodes')
+  t.equal(all.filter(f => f.event === 'chat' && f.payload.state === 'delta').map(f => f.payload.deltaText).join(''), words)
+
+  // C continues the same session over OpenResponses' WebSocket mode.
+  const port = (c.server.address() as { port: number }).port
+  const socket = new WebSocket(`ws://127.0.0.1:${port}/v1/responses`, { headers: { authorization: `Bearer ${TOKEN}`, 'x-openclaw-session-key': 'shared' } })
+  t.teardown(() => socket.terminate())
+  await once(socket, 'open')
+  const done = new Promise<Record<string, any>>(resolve => socket.on('message', data => {
+    const frame = JSON.parse(String(data)) as Record<string, any>
+    if (frame.type === 'response.completed') resolve(frame)
+  }))
+  socket.send(JSON.stringify({ type: 'response.create', model: 'openclaw', input: 'and more' }))
+  t.equal((await done).response.output[0].content[0].text, 'and more')
+  await resumed.next(f => f.event === 'chat' && f.payload.state === 'final' && f.payload.message.content[0].text === 'and more')
+  const history = await b.sessionGateway.history('agent:main:shared', { limit: 10 })
+  t.same(history.entries.map(e => e.message?.role), ['user', 'assistant', 'user', 'assistant'], 'one transcript, whichever node wrote')
+})
+
+t.test('the lane holds across nodes: turns never interleave; busy, idempotency and abort work from any node', async t => {
+  const gate = gatedAgent()
+  const [a, b] = await nodes(t, 2, { agentPerNode: [gate, gate] }) as [FastifyInstance, FastifyInstance]
+  const key = 'agent:main:lane'
+  const first = await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('first')], runId: 'run-a' })
+  const second = b.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('second')], runId: 'run-b' })
+  await gate.waitStarted(1)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.same(gate.started, ['first'], 'B waits while A holds the lane')
+  gate.release()
+  await first.result
+  await gate.waitStarted(2)
+  gate.release()
+  await (await second).result
+  const rows = (await a.sessionGateway.history(key, { limit: 10 })).entries.map(e => `${e.message?.role as string}:${e.runId as string}`)
+  t.same(rows, ['user:run-a', 'assistant:run-a', 'user:run-b', 'assistant:run-b'], 'not interleaved')
+
+  const [c, d] = await nodes(t, 2, { agentPerNode: [gate, gate], busy: 'reject' }) as [FastifyInstance, FastifyInstance]
+  const running = await c.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('hold')], runId: 'run-c', idempotencyKey: 'idem-c' })
+  await gate.waitStarted(3)
+  await t.rejects(d.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('x')] }), { code: 'FSG_SESSION_BUSY', runId: 'run-c' }, 'busy from the other node names the running run')
+  const repeat = await d.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('hold')], idempotencyKey: 'idem-c' })
+  t.match(repeat, { runId: 'run-c', status: 'in_flight' }, 'the same key on another node starts no second run')
+  t.match(await d.sessionGateway.abort(key), { aborted: true, runIds: ['run-c'] }, 'abort on D stops the run owned by C')
+  t.equal((await running.result).state, 'aborted')
+  t.equal((await repeat.result).state, 'aborted', 'and the attached ticket learns its end')
+  t.equal(gate.started.length, 3, 'no second run started anywhere')
+})
+
+t.test('a node that dies mid-turn: its lane expires, another node records the run as aborted, and the session goes on', async t => {
+  const stuck: Agent = { async * respond () { await new Promise(() => {}) } }
+  const [a, b] = await nodes(t, 2, { agentPerNode: [stuck, echoAgent()] }) as [FastifyInstance, FastifyInstance]
+  const key = 'agent:main:orphan'
+  const { socket: watcher } = await watch(t, b, 'orphan')
+  await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('never answered')], runId: 'run-dead' })
+  await watcher.next(f => f.event === 'agent' && f.payload.stream === 'lifecycle')
+  // A dies without a word: its log lets go of Redis without releasing the lane (the closest
+  // to kill -9 in one process; a test with real processes is below).
+  await logs.get(a)?.close()
+  const end = await watcher.next(f => f.event === 'chat' && f.payload.runId === 'run-dead' && f.payload.state !== 'delta', 10_000)
+  t.equal(end.payload.state, 'aborted', 'within the lane TTL, the watcher on B hears the run ended')
+  const next = await (await b.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('still here')] })).result
+  t.equal(next.text, 'still here', 'the session is usable again')
+})
+
+t.test('a subscriber connection that is killed is resubscribed, and watchers miss nothing', async t => {
+  const gate = gatedAgent(text => text.split(' ').map((word, i) => ({ type: 'text' as const, delta: i === 0 ? word : ` ${word}` })))
+  const [a, b] = await nodes(t, 2, { agentPerNode: [gate, gate] }) as [FastifyInstance, FastifyInstance]
+  const { socket: watcher } = await watch(t, b, 'killed')
+  const admin = redis.client()
+  const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:killed', agentId: 'main', input: [user('one two three four')] })
+  await gate.waitStarted(1)
+  // Kill every pub/sub connection (B's subscriber among them) while the run is held back.
+  await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  gate.release()
+  await ticket.result
+  const final = await watcher.next(f => f.event === 'chat' && f.payload.state === 'final', 10_000)
+  t.equal(final.payload.message.content[0].text, 'one two three four')
+  const seqs = positioned(watcher).map(f => seqOf(f.payload.cursor))
+  t.same(seqs, Array.from({ length: seqs.length }, (_, i) => (seqs[0] as number) + i), 'no gap, no repeat')
+})
+
