@@ -3,11 +3,12 @@
 // PUBLISH happen as one step. Keys and arguments are listed above each script.
 
 /**
- * Seeds a session's position if Redis knows none (the first use, or Redis lost its data).
+ * Seeds a session's position if Redis knows none (the first use, or Redis lost its data;
+ * the hash may hold only a lane's fence counter then).
  * KEYS: meta. ARGV: epoch, seq, ttl ms. Returns { epoch, seq } as they now are.
  */
 export const SEED = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('HEXISTS', KEYS[1], 'e') == 0 then
   redis.call('HSET', KEYS[1], 'e', ARGV[1], 's', ARGV[2])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
