@@ -104,20 +104,26 @@ export class SessionHub {
       const { ticket, run } = await earlier
       return { ...ticket, status: run.finished ? 'done' : 'in_flight' }
     }
-    const started = (async () => {
-      const runId = request.runId ?? idempotencyKey
-      const holder = await this.#options.log.claim(request.sessionKey, idempotencyKey, runId)
-      // Claimed by a run of another process: attach to it, as a repeat here would.
-      if (holder !== undefined) return await this.#attach(request.sessionKey, holder)
-      return await start().catch(async (err: unknown) => {
-        await this.#options.log.unclaim(request.sessionKey, idempotencyKey)
-        throw err
-      })
-    })()
+    const runId = request.runId ?? idempotencyKey
+    const claiming = this.#options.log.claim(request.sessionKey, idempotencyKey, runId)
+    // A log that answers at once spares a step; a shared one is awaited.
+    const started = claiming instanceof Promise
+      ? claiming.then(async holder => await this.#claimed(request, holder, start))
+      : this.#claimed(request, claiming, start)
     this.#tickets.set(local, started)
     // A send that failed before its run began leaves nothing to attach to.
     started.catch(() => this.#tickets.delete(local))
     return (await started).ticket
+  }
+
+  /** Starts the run of a fresh claim, or attaches to the run of the one that holds it. */
+  async #claimed (request: SendRequest, holder: string | undefined, start: () => Promise<{ ticket: RunTicket, run: Run }>): Promise<{ ticket: RunTicket, run: Run }> {
+    // Claimed by a run of another process: attach to it, as a repeat here would.
+    if (holder !== undefined) return await this.#attach(request.sessionKey, holder)
+    return await start().catch(async (err: unknown) => {
+      await this.#options.log.unclaim(request.sessionKey, request.idempotencyKey as string)
+      throw err
+    })
   }
 
   /** A ticket for a run another process started: `done` with its answer, or `in_flight` with its end to come. */

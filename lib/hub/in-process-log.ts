@@ -3,6 +3,7 @@ import { RunAbortedError, sessionBusy } from '../errors.js'
 import { formatCursor } from '../events.js'
 import { EventRing } from './event-ring.js'
 import { IdempotencyCache } from './idempotency.js'
+import { LaneAbort } from './lane-abort.js'
 import type { Lane, LaneOptions, LogListener, LogPosition, LogSubscription, RestartNotice, SessionLog } from './session-log.js'
 
 export interface InProcessLogOptions {
@@ -20,11 +21,9 @@ interface Waiter {
   reject: (err: Error) => void
 }
 
-class InProcessLane implements Lane {
-  readonly controller = new AbortController()
-  constructor (readonly runId: string) {}
-  get signal (): AbortSignal {
-    return this.controller.signal
+class InProcessLane extends LaneAbort implements Lane {
+  constructor (readonly runId: string, readonly position: LogPosition) {
+    super()
   }
 }
 
@@ -125,7 +124,7 @@ export class InProcessSessionLog implements SessionLog {
 
   async acquire (key: string, runId: string, options: LaneOptions): Promise<Lane> {
     const state = this.#state(key)
-    if (state.lane === undefined) return (state.lane = new InProcessLane(runId))
+    if (state.lane === undefined) return (state.lane = new InProcessLane(runId, { epoch: state.epoch, seq: state.seq }))
     if (options.busy === 'reject' || state.queue.length >= options.maxQueue) {
       throw sessionBusy(key, state.lane.runId, formatCursor(state.epoch, state.seq))
     }
@@ -137,7 +136,7 @@ export class InProcessSessionLog implements SessionLog {
     const state = this.#states.get(key)
     if (state?.lane !== lane) return
     const next = state.queue.shift()
-    state.lane = next === undefined ? undefined : new InProcessLane(next.runId)
+    state.lane = next === undefined ? undefined : new InProcessLane(next.runId, { epoch: state.epoch, seq: state.seq })
     if (next !== undefined) next.resolve(state.lane as Lane)
   }
 
@@ -149,11 +148,11 @@ export class InProcessSessionLog implements SessionLog {
   async abort (key: string, runId?: string): Promise<string | undefined> {
     const lane = this.#states.get(key)?.lane
     if (lane === undefined || (runId !== undefined && lane.runId !== runId)) return undefined
-    lane.controller.abort()
+    lane.abort()
     return lane.runId
   }
 
-  async claim (key: string, idempotencyKey: string, runId: string): Promise<string | undefined> {
+  claim (key: string, idempotencyKey: string, runId: string): string | undefined {
     const claimKey = `${key}\n${idempotencyKey}`
     const holder = this.#claims.get(claimKey)
     if (holder !== undefined) return holder

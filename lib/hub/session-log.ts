@@ -17,8 +17,15 @@ export interface LogPosition {
 /** The right to run one turn on a session, and to append its events. */
 export interface Lane {
   readonly runId: string
-  /** Aborted when the turn is asked to stop, from this node or another. */
-  readonly signal: AbortSignal
+  /**
+   * The log's position when the lane was taken (the turn continues from it); undefined
+   * when the log holds none for the session (a shared log that lost it: seed it again).
+   */
+  readonly position: LogPosition | undefined
+  /** Whether the turn has been asked to stop, from this process or another. */
+  readonly aborted: boolean
+  /** Calls `listener` once when the turn is asked to stop (at once if it already was). */
+  onAbort (listener: () => void): void
 }
 
 export interface LaneOptions {
@@ -91,9 +98,10 @@ export interface SessionLog {
 
   /**
    * Claims an idempotency key for `runId`, for the log's claim time. Undefined when this
-   * call claimed it; else the run id that holds it.
+   * call claimed it; else the run id that holds it. A log that answers at once may answer
+   * without a promise (every keyed send asks).
    */
-  claim (key: string, idempotencyKey: string, runId: string): Promise<string | undefined>
+  claim (key: string, idempotencyKey: string, runId: string): Promise<string | undefined> | string | undefined
 
   /** Frees a claim whose send failed before its run began. */
   unclaim (key: string, idempotencyKey: string): Promise<void>

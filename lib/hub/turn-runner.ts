@@ -57,22 +57,24 @@ export class TurnRunner {
     const run = new Run(runId)
     run.lane = lane
     state.running = run
-    let position
-    try {
-      // The lane is ours: the log's position is the truth (another process may have moved it,
-      // or a shared log lost it and takes ours again).
-      position = await log.position(state.key, async () => ({ epoch: state.epoch, seq: state.head }))
-    } catch (err) {
-      state.running = undefined
-      await this.#release(state, lane)
-      throw err
+    // The lane is ours: the log's position is the truth (another process may have moved it).
+    let position = lane.position
+    if (position === undefined) {
+      try {
+        // A shared log that lost the session's position takes ours again.
+        position = await log.position(state.key, async () => ({ epoch: state.epoch, seq: state.head }))
+      } catch (err) {
+        state.running = undefined
+        await this.#release(state, lane)
+        throw err
+      }
     }
     if (position.epoch !== state.epoch || position.seq !== state.head) {
       state.epoch = position.epoch
       state.head = position.seq
     }
     // An abort asked of the log (by this process or another) stops the run.
-    lane.signal.addEventListener('abort', () => run.abort({ kind: 'abort' }), { once: true })
+    lane.onAbort(() => run.abort({ kind: 'abort' }))
     let cursor: string
     try {
       if (this.#options.closed()) throw new GatewayClosedError()

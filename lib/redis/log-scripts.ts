@@ -64,18 +64,19 @@ return 'OK'
 /**
  * Takes the lane if it is free, with the next fence.
  * KEYS: meta, lane, abort. ARGV: run id, lane ttl ms.
- * Returns { 'OK', lane value } or { 'BUSY', holder's value, epoch, seq }.
+ * Returns { 'OK', lane value, epoch, seq } (no epoch when Redis holds no position) or
+ * { 'BUSY', holder's value, epoch, seq }.
  */
 export const ACQUIRE = `
 local held = redis.call('GET', KEYS[2])
+local position = redis.call('HMGET', KEYS[1], 'e', 's')
 if held then
-  local position = redis.call('HMGET', KEYS[1], 'e', 's')
   return { 'BUSY', held, position[1] or '', position[2] or '0' }
 end
 local value = ARGV[1] .. '|' .. redis.call('HINCRBY', KEYS[1], 'f', 1)
 redis.call('SET', KEYS[2], value, 'PX', ARGV[2])
 redis.call('DEL', KEYS[3])
-return { 'OK', value }
+return { 'OK', value, position[1] or false, position[2] or '0' }
 `
 
 /**

@@ -5,6 +5,7 @@ import { formatCursor, type SessionEvent } from '../events.js'
 import type { Lane, LaneOptions, LogListener, LogPosition, LogSubscription, RestartNotice, SessionLog } from '../hub/session-log.js'
 import { connect, DEFAULT_KEY_PREFIX, type RedisConnection, type RedisConnectionOptions } from './connection.js'
 import { LogChannels } from './log-channels.js'
+import { LaneAbort } from '../hub/lane-abort.js'
 import { ABORT, ACQUIRE, APPEND, RELEASE, RENEW, RESTART, SEED } from './log-scripts.js'
 
 // The session log on Redis, so any number of gateway processes behave as one: one stream
@@ -29,9 +30,10 @@ export interface RedisSessionLogOptions extends RedisConnectionOptions {
   sharded?: boolean
 }
 
-interface HeldLane extends Lane {
-  readonly value: string
-  readonly controller: AbortController
+class HeldLane extends LaneAbort implements Lane {
+  constructor (readonly runId: string, readonly value: string, readonly position: LogPosition | undefined) {
+    super()
+  }
 }
 
 interface Waiter {
@@ -128,7 +130,7 @@ export class RedisSessionLog implements SessionLog {
       first.epoch, first.seq, held?.value ?? '', this.#options.replay, this.#options.idleTtlMs, this.#options.laneTtlMs,
       this.#key(key, 'ch'), JSON.stringify({ t: 'e', events }), this.#options.sharded ? '1' : '0',
       ...events.map(event => JSON.stringify(event))))
-    if (answer === 'ABORT') held?.controller.abort()
+    if (answer === 'ABORT') held?.abort()
     else if (answer !== 'OK') throw new Error(`session log: ${REFUSALS[answer as string] as string} (${formatCursor(first.epoch, first.seq)})`)
   }
 
@@ -221,7 +223,7 @@ export class RedisSessionLog implements SessionLog {
     const run = await this.#call(redis.eval(ABORT, 2, this.#key(key, 'lane'), this.#key(key, 'abort'),
       runId ?? '', this.#options.laneTtlMs, this.#key(key, 'ch'), '{"t":"abort","run":', this.#options.sharded ? '1' : '0')) as string | null
     if (run === null) return undefined
-    for (const lane of this.#watches.get(key)?.lanes ?? []) if (lane.runId === run) lane.controller.abort()
+    for (const lane of this.#watches.get(key)?.lanes ?? []) if (lane.runId === run) lane.abort()
     return run
   }
 
@@ -323,8 +325,9 @@ export class RedisSessionLog implements SessionLog {
       const holder = (answer[1] as string).slice(0, (answer[1] as string).lastIndexOf('|'))
       return { busy: sessionBusy(watch.key, holder, formatCursor(answer[2] as string, Number(answer[3]))) }
     }
-    const controller = new AbortController()
-    const lane: HeldLane = { runId, value: answer[1] as string, controller, signal: controller.signal }
+    // ACQUIRE answers the position too: no second round trip before the turn's first append.
+    const epoch = answer[2]
+    const lane = new HeldLane(runId, answer[1] as string, typeof epoch === 'string' ? { epoch, seq: Number(answer[3]) } : undefined)
     watch.lanes.add(lane)
     await (await this.#subscriber()).join(watch.channel)
     this.#startChecks()
@@ -369,7 +372,7 @@ export class RedisSessionLog implements SessionLog {
       case 'released': void this.#wake(watch); break
       // This process dropped its own waiters when it asked; a later echo must not drop newer ones.
       case 'drop': if (message.node !== this.#node) this.#drop(watch); break
-      case 'abort': for (const lane of watch.lanes) if (lane.runId === message.run) lane.controller.abort(); break
+      case 'abort': for (const lane of watch.lanes) if (lane.runId === message.run) lane.abort(); break
     }
   }
 
@@ -434,7 +437,7 @@ export class RedisSessionLog implements SessionLog {
       for (const lane of watch.lanes) {
         const ours = await redis.eval(RENEW, 1, this.#key(watch.key, 'lane'), lane.value, this.#options.laneTtlMs).catch(() => 1)
         // Lost (it expired, and maybe another took it): the run must stop; its appends would be refused.
-        if (ours === 0) lane.controller.abort()
+        if (ours === 0) lane.abort()
       }
       if (watch.waiters.length > 0) await this.#wake(watch)
       this.#queue(watch, async () => await this.#resync(watch))

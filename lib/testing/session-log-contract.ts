@@ -149,6 +149,7 @@ export function sessionLogContract ({ test, makeLog }: SessionLogContractOptions
     const queue = { busy: 'queue' as const, maxQueue: 2 }
     const first = await log.acquire(KEY, 'run-1', queue)
     assert.equal(first.runId, 'run-1')
+    assert.deepEqual(first.position, { epoch: 'e1', seq: 3 }, 'a lane says where the log stands')
     await assert.rejects(log.acquire(KEY, 'run-x', { busy: 'reject', maxQueue: 2 }), { code: 'FSG_SESSION_BUSY', runId: 'run-1', cursor: 'e1:3', sessionKey: KEY })
     const order: string[] = []
     const second = log.acquire(KEY, 'run-2', queue).then(lane => { order.push(lane.runId); return lane })
@@ -183,17 +184,22 @@ export function sessionLogContract ({ test, makeLog }: SessionLogContractOptions
     await log.dropWaiting('agent:main:nobody-waits')
   })
 
-  withLog("abort reaches the running turn's lane signal, and only the run it names", async log => {
+  withLog("abort reaches the running turn's lane, and only the run it names", async log => {
     await log.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
     assert.equal(await log.abort(KEY), undefined, 'nothing runs')
     const lane: Lane = await log.acquire(KEY, 'run-1', { busy: 'queue', maxQueue: 1 })
     assert.equal(await log.abort(KEY, 'run-other'), undefined)
-    assert.equal(lane.signal.aborted, false, 'another run id stops nothing')
+    let heard = 0
+    lane.onAbort(() => { heard++ })
+    assert.equal(lane.aborted, false, 'another run id stops nothing')
     assert.equal(await log.abort(KEY, 'run-1'), 'run-1')
-    await eventually(() => lane.signal.aborted, "the run's signal was aborted")
+    await eventually(() => lane.aborted && heard === 1, "the run's lane heard it, once")
+    let late = 0
+    lane.onAbort(() => { late++ })
+    assert.equal(late, 1, 'a listener added after the abort is called at once')
     await log.release(KEY, lane)
     const next = await log.acquire(KEY, 'run-2', { busy: 'queue', maxQueue: 1 })
-    assert.equal(next.signal.aborted, false, 'the next turn starts unaborted')
+    assert.equal(next.aborted, false, 'the next turn starts unaborted')
     assert.equal(await log.abort(KEY), 'run-2', 'without a run id, whatever runs')
     await log.release(KEY, next)
   })
