@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
 import { AGENT_ID_PATTERN, agentOfKey } from '../session-key.js'
 import type { TranscriptEntry } from '../transcript.js'
-import { openFile, replaceFile, type OpenFile } from './file-layer.js'
+import { openFile, replaceFile, type FileLayer, type OpenFile } from './file-layer.js'
 import { withFileLock } from './file-lock.js'
 import { readTail, sessionHeader, TranscriptFiles } from './jsonl.js'
 import { listRows } from './list-rows.js'
@@ -24,7 +24,8 @@ export interface FileStoreOptions {
   lockTimeoutMs?: number
   /**
    * Opens every file the store writes and flushes (default `fs.promises.open`): a wrapper
-   * sees each write and each flush, to measure them or, in tests, to count them.
+   * sees each write and each flush, to measure them or, in tests, to count them or make
+   * them fail.
    */
   openFile?: OpenFile
 }
@@ -81,8 +82,7 @@ const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
 export class FileStore implements SessionStore {
   readonly dir: string
   readonly #files: TranscriptFiles
-  readonly #fsync: boolean
-  readonly #openFile: OpenFile
+  readonly #layer: FileLayer
   readonly #lockTimeoutMs: number
   readonly #cache = new Map<string, CachedIndex>()
   /** Index writes of this process, one at a time per agent (the lock file orders processes). */
@@ -98,9 +98,8 @@ export class FileStore implements SessionStore {
   constructor (options: FileStoreOptions) {
     if (typeof options?.dir !== 'string' || options.dir === '') throw new InvalidInputError('FileStore needs a dir')
     this.dir = resolve(options.dir)
-    this.#fsync = options.fsync ?? true
-    this.#openFile = options.openFile ?? openFile
-    this.#files = new TranscriptFiles(this.#fsync, this.#openFile)
+    this.#layer = { root: this.dir, openFile: options.openFile ?? openFile, fsync: options.fsync ?? true }
+    this.#files = new TranscriptFiles(this.#layer)
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 10_000
   }
 
@@ -213,8 +212,9 @@ export class FileStore implements SessionStore {
 
   async putRecord (kind: string, id: string, value: unknown): Promise<void> {
     const folder = join(this.dir, 'records', checkRecordId(kind))
+    const path = join(folder, `${checkRecordId(id)}.json`)
     await mkdir(folder, { recursive: true, mode: 0o700 })
-    await replaceFile(this.#openFile, join(folder, `${checkRecordId(id)}.json`), JSON.stringify(value), this.#fsync)
+    await replaceFile(this.#layer, path, JSON.stringify(value))
   }
 
   async getRecord (kind: string, id: string): Promise<unknown> {
@@ -331,13 +331,13 @@ export class FileStore implements SessionStore {
       const folder = this.#sessionsDir(agentId)
       await mkdir(folder, { recursive: true, mode: 0o700 })
       const path = join(folder, 'sessions.json')
-      return await withFileLock(`${path}.lock`, this.#lockTimeoutMs, async () => {
+      return await withFileLock(this.#layer, `${path}.lock`, this.#lockTimeoutMs, async () => {
         const index = await readIndex(path)
         const before = JSON.stringify(index)
         const result = await change(index)
         if (JSON.stringify(index) !== before) {
           // Flushes the folder too, and with it the entry of a transcript `change` just created there.
-          await replaceFile(this.#openFile, path, JSON.stringify(index, null, 2), this.#fsync)
+          await replaceFile(this.#layer, path, JSON.stringify(index, null, 2))
           const info = await stat(path)
           this.#cache.set(agentId, { stamp: `${info.ino}:${info.size}:${info.mtimeMs}`, index })
         }
