@@ -51,6 +51,8 @@ declare module 'fastify' {
 
 async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGatewayOptions): Promise<void> {
   const options = resolveOptions(rawOptions)
+  // A store that cannot serve (its directory held by another process) stops the start here.
+  await options.store.open?.({ logger: app.log })
   const metrics = options.metrics === false ? undefined : await createMetrics(options.metrics)
   const telemetry = metrics?.telemetry ?? NO_TELEMETRY
   const store = metrics === undefined ? options.store : metrics.countStoreErrors(options.store)

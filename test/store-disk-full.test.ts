@@ -140,7 +140,13 @@ t.test('a turn whose rows cannot be written fails clearly, and the next turn is 
   const dir = await tempDir(t)
   const disk = new Disk()
   const agent = gatedAgent()
-  const app = await buildApp(t, { store: new FileStore({ dir, openFile: disk.openFile }), agent })
+  const store = new FileStore({ dir, openFile: disk.openFile })
+  const app = await buildApp(t, { store, agent })
+  /** Lets the index update that follows a turn land now, not into the full disk. */
+  const settle = async (): Promise<void> => {
+    await store.close()
+    await store.open()
+  }
   const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'x-openclaw-session-key': 'disk' }
   const post = async (input: string): Promise<{ statusCode: number, body: any }> => {
     const res = await app.inject({ method: 'POST', url: '/v1/responses', headers, payload: { model: 'openclaw', input, store: false } })
@@ -154,7 +160,7 @@ t.test('a turn whose rows cannot be written fails clearly, and the next turn is 
   }
 
   t.match(await turn('first question'), { statusCode: 200, body: { status: 'completed' } })
-  await app.sessionGateway.store.close?.() // the index update that follows the turn lands now, not into the full disk
+  await settle()
   disk.free = 30 // the user's row does not fit
   const refused = await post('second question')
   t.match(refused, { statusCode: 503, body: { error: { code: 'store_failed', type: 'server_error', message: /could not write agents\/main\/sessions\/.*\.jsonl: only 30 of/ } } },
@@ -206,6 +212,7 @@ t.test('a record or an index that cannot be written fails clearly, and leaves no
   const key = 'agent:main:indexed'
   await store.ensure(key, 'main')
   await store.close() // the index is written
+  await store.open()
   const index = await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8')
   const cases: Array<[number, number, RegExp]> = [
     [0, 0, /sessions\.json\.lock: ENOSPC/], // not even the lock
@@ -216,7 +223,7 @@ t.test('a record or an index that cannot be written fails clearly, and leaves no
     disk.free = free
     disk.failFlushes = failFlushes
     await t.rejects(store.patch(key, { label: 'not written' }), { code: 'FSG_STORE_FAILED', message: reason })
-    t.same((await readdir(join(dir, SESSIONS))).filter(name => !name.endsWith('.jsonl')), ['sessions.json'], 'no temp file, no lock left')
+    t.same((await readdir(join(dir, SESSIONS))).filter(name => name.endsWith('.tmp') || name.endsWith('.lock')), [], 'no temp file, no lock left')
     t.equal(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8'), index, 'the index is as it was')
   }
   disk.failFlushes = 0
@@ -246,9 +253,11 @@ t.test('a lock whose owner could not be written is removed at once; an empty or 
     await writeFile(lock, content)
     t.equal((await store.patch(key, { label: `after ${JSON.stringify(content)}` }))?.label, `after ${JSON.stringify(content)}`)
   }
+  await store.close()
   await writeFile(lock, JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }))
-  const held = new FileStore({ dir: join(dir), lockTimeoutMs: 100 })
-  await t.rejects(held.patch(key, { label: 'blocked' }), { code: 'FSG_STORE_BUSY', message: new RegExp(`held by pid ${process.pid}`) },
+  const impatient = new FileStore({ dir, lockTimeoutMs: 100 })
+  t.teardown(() => impatient.close())
+  await t.rejects(impatient.patch(key, { label: 'blocked' }), { code: 'FSG_STORE_BUSY', message: new RegExp(`held by pid ${process.pid}`) },
     'a lock in OpenClaw\'s shape naming a live process is respected, and named')
   await rm(lock)
 })
@@ -268,14 +277,16 @@ t.test('on a real 2 MiB tmpfs, filled and then freed: nothing acknowledged is lo
   t.teardown(async () => await run('umount', [mount]))
   const dir = join(mount, 'state')
   await mkdir(dir)
-  const app = await buildApp(t, { store: new FileStore({ dir }) })
+  const store = new FileStore({ dir })
+  const app = await buildApp(t, { store })
   const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'x-openclaw-session-key': 'tmpfs' }
   const turn = async (input: string): Promise<{ statusCode: number, body: any }> => {
     const res = await app.inject({ method: 'POST', url: '/v1/responses', headers, payload: { model: 'openclaw', input, store: false } })
     return { statusCode: res.statusCode, body: res.json() }
   }
   t.match(await turn('before the disk fills'), { statusCode: 200, body: { status: 'completed' } })
-  await app.sessionGateway.store.close?.() // the index update that follows the turn lands now, not into the filled disk
+  await store.close() // the index update that follows the turn lands now, not into the filled disk
+  await store.open()
 
   // Fill every byte, in pieces, down to the last page.
   const filler = join(mount, 'filler')

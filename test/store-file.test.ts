@@ -1,13 +1,13 @@
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { appendFile, cp, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import t from 'tap'
-import { FileStore, type Agent, type OpenFile, type TranscriptEntry } from '../lib/index.js'
+import t, { type Test } from 'tap'
+import { FileStore, type Agent, type OpenFile, type StoreContext, type TranscriptEntry } from '../lib/index.js'
 import { storeContract } from '../lib/testing/index.js'
-import { buildApp, childEnv, gatedAgent, user } from './helpers.js'
+import { buildApp, childEnv, gatedAgent, TOKEN, user } from './helpers.js'
 
 /** A file store that closes (its open transcript handles) when the test file ends. */
 function fileStore (options: ConstructorParameters<typeof FileStore>[0]): FileStore {
@@ -162,16 +162,52 @@ t.test('files are private to their owner: 0600 files, 0700 folders', async t => 
   }
 })
 
-t.test('a broken index is an error, never a silent fresh start', async t => {
+t.test('a damaged index names its file and what to do, at start and on every use; other agents are served as usual', async t => {
   const dir = await openclawCopy()
+  const healthy = fileStore({ dir })
+  await healthy.ensure('agent:ops:fine', 'ops')
+  await healthy.close()
   const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
   await writeFile(index, '{"agent:main:main": {"sessionId": "6f1c')
+  const logged: Array<{ file: string, message: string }> = []
+  const logger = { error: (obj: { file: string }, message: string) => { logged.push({ file: obj.file, message }) }, warn: () => {} } as unknown as StoreContext['logger']
+
   const store = fileStore({ dir })
-  await t.rejects(store.list({ limit: 10 }), SyntaxError)
-  await t.rejects(store.ensure('agent:main:new', 'main'), SyntaxError)
+  await store.open({ logger })
+  const explained = /^session gateway: The session index agents\/main\/sessions\/sessions\.json cannot be read \(.*JSON.*\): the sessions of agent "main" are unavailable until it is repaired\. Restore it from a backup, or repair it by hand \(the gateway leaves it as it is\); other agents' sessions are served as usual$/
+  t.match(logged, [{ file: index, message: explained }], 'reported when the store opens, with the full path')
+  t.same((await store.list({ limit: 10 })).rows.map(row => row.key), ['agent:ops:fine'], 'the list holds the other agents\' sessions')
+  t.equal(logged.length, 2, 'and says again what it left out')
+  const refusal = { code: 'FSG_STORE_CORRUPT', statusCode: 503, message: /^The session index agents\/main\/sessions\/sessions\.json cannot be read/ }
+  await t.rejects(store.ensure('agent:main:new', 'main'), refusal, 'no fresh start over the damaged index')
+  await t.rejects(store.get(MAIN), refusal)
+  t.equal(logged.length, 4, 'every use is reported')
+  await store.append('agent:ops:fine', [{ type: 'message', id: 'ops00001', parentId: null, timestamp: new Date().toISOString(), message: user('still here') }])
+  t.equal((await store.read('agent:ops:fine', { limit: 5 })).entries[0]?.id, 'ops00001', 'the other agent reads and writes as usual')
   t.equal(await readFile(index, 'utf8'), '{"agent:main:main": {"sessionId": "6f1c', 'left as it was, for a person to repair')
   await writeFile(index, '[]')
-  await t.rejects(store.list({ limit: 10 }), /not a JSON object/)
+  await t.rejects(store.get(MAIN), { code: 'FSG_STORE_CORRUPT', message: /\(it is not a JSON object\)/ })
+})
+
+t.test('a damaged index over the wire: the client is told, the log names the file at start and per call, other agents answer', async t => {
+  const dir = await openclawCopy()
+  const healthy = fileStore({ dir })
+  await healthy.ensure('agent:ops:fine', 'ops')
+  await healthy.close()
+  const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
+  await writeFile(index, '{"agent:main:main": {"sess')
+  const lines: Array<{ level: number, msg: string, file?: string }> = []
+  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const app = await buildApp(t, { store: fileStore({ dir }) }, { logger: { level: 'error', stream } })
+  const named = (): number => lines.filter(line => line.file === index && line.msg.includes('Restore it from a backup')).length
+  t.equal(named(), 1, 'the start names the file')
+  const post = async (headers: Record<string, string>): Promise<{ statusCode: number, body: any }> => {
+    const res = await app.inject({ method: 'POST', url: '/v1/responses', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', ...headers }, payload: { input: 'hello', store: false } })
+    return { statusCode: res.statusCode, body: res.json() }
+  }
+  t.match(await post({ 'x-openclaw-session-key': 'main' }), { statusCode: 503, body: { error: { code: 'store_corrupt', message: /agents\/main\/sessions\/sessions\.json cannot be read/ } } })
+  t.equal(named(), 2, 'and so does each call that needs it')
+  t.match(await post({ 'x-openclaw-session-key': 'fine', 'x-openclaw-agent-id': 'ops' }), { statusCode: 200, body: { status: 'completed' } }, 'another agent answers')
 })
 
 t.test('a lock left by a dead process is broken; a live one is waited for, then given up on', async t => {
@@ -203,40 +239,96 @@ async function walk (dir: string): Promise<string[]> {
   return found
 }
 
-t.test('two gateway processes sharing a directory never lose each other\'s updates', async t => {
-  const dir = await tempDir()
-  const turns = 60
-  const run = async (prefix: string): Promise<string> => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/children/turns.ts', dir, prefix, String(turns)], {
-      cwd: fileURLToPath(new URL('..', import.meta.url)),
-      env: childEnv(),
-      stdio: ['ignore', 'pipe', 'inherit']
-    })
+/** A gateway process holding a file store on `dir` (test/children/hold-store.ts): its first line, and its exit. */
+function holdStore (t: Test, dir: string): { child: ChildProcess, line: Promise<string>, exit: Promise<number | null> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/children/hold-store.ts', dir], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    env: childEnv(),
+    stdio: ['pipe', 'pipe', 'inherit']
+  })
+  const exit = once(child, 'exit').then(([code]) => code as number | null)
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000) // bounded, whatever happens
+  void exit.then(() => clearTimeout(timer))
+  t.teardown(() => { child.kill('SIGKILL') })
+  const line = new Promise<string>(resolve => {
     let out = ''
-    child.stdout.on('data', chunk => { out += String(chunk) })
-    const [code] = await once(child, 'exit') as [number | null]
-    t.equal(code, 0, `${prefix} exited cleanly`)
-    return out
-  }
-  const outputs = await Promise.all([run('left'), run('right')])
-  t.same(outputs, ['done\n', 'done\n'])
+    child.stdout?.on('data', chunk => {
+      out += String(chunk)
+      if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')))
+    })
+    void exit.then(() => resolve(out))
+  })
+  return { child, line, exit }
+}
+
+t.test('one process per directory: a second is refused, naming the holder; a dead holder is replaced; close gives the directory back', async t => {
+  const dir = await tempDir()
+  const lock = join(dir, 'session-gateway.lock')
+  const first = holdStore(t, dir)
+  const ready = await first.line
+  t.match(ready, /^ready \d+$/, 'the first process serves')
+  const pid = Number(ready.split(' ')[1])
+
+  const second = holdStore(t, dir)
+  t.match(await second.line, new RegExp(`^refused FSG_STORE_LOCKED The file store cannot open ${dir}: it is in use by another gateway process: pid ${pid} on ${hostname()}, since \\S+\\. Stop that one, or give this one its own directory; several processes need the Redis session log\\.$`),
+    'the second is refused, and told who holds the directory and what to do')
+  t.equal(await second.exit, 2, 'and does not start')
+
+  first.child.kill('SIGKILL')
+  await first.exit
+  t.match(JSON.parse(await readFile(lock, 'utf8')), { pid, host: hostname() }, 'a killed process leaves its lock behind')
+  const third = holdStore(t, dir)
+  t.match(await third.line, /^ready \d+$/, 'the next process breaks the lock of the dead one, and serves')
+  third.child.stdin?.end()
+  t.equal(await third.exit, 0)
+  await t.rejects(stat(lock), { code: 'ENOENT' }, 'a process that closes gives the directory back')
 
   const store = fileStore({ dir })
-  const { rows } = await store.list({ limit: 100 })
-  t.same(rows.map(row => row.key).sort(), ['left', 'right'].flatMap(p => [0, 1, 2, 3].map(i => `agent:main:${p}-${i}`)).sort(), 'every session is in the index')
-  for (const prefix of ['left', 'right']) {
-    const said: string[] = []
-    for (let k = 0; k < 4; k++) {
-      const { entries } = await store.read(`agent:main:${prefix}-${k}`, { limit: 1000 })
-      const texts = entries.map(entry => `${entry.message?.role}:${(entry.message?.content[0] as { text: string }).text}`)
-      t.equal(`assistant:${(await store.get(`agent:main:${prefix}-${k}`))?.preview}`, texts.at(-1), 'the index saw the last update of every key')
-      for (let i = 0; i < texts.length; i += 2) {
-        t.equal(texts[i + 1], texts[i]?.replace('user:', 'assistant:'), 'each question has its answer')
-        said.push(texts[i] as string)
-      }
-    }
-    t.same(said.sort(), Array.from({ length: turns }, (_, i) => `user:${prefix} turn ${i}`).sort(), `every ${prefix} turn is there`)
-  }
+  t.same((await store.list({ limit: 10 })).rows.map(row => row.key).sort(), [`agent:main:process-${pid}`, `agent:main:process-${third.child.pid as number}`].sort(),
+    'what each process wrote, one after the other, is there')
+})
+
+t.test('the directory lock: a second store in this process, another host, a lock being written, a previous life of this pid', async t => {
+  const dir = await tempDir()
+  const lock = join(dir, 'session-gateway.lock')
+  const one = fileStore({ dir })
+  await one.ensure('agent:main:one', 'main')
+  const two = fileStore({ dir })
+  await t.rejects(two.list({ limit: 5 }), { code: 'FSG_STORE_LOCKED', message: /it is already open in this process \(one FileStore per directory: share that one\)/ })
+  await one.close()
+  t.equal((await two.list({ limit: 5 })).rows.length, 1, 'once the first closes, the second opens')
+  await two.close()
+
+  await writeFile(lock, JSON.stringify({ pid: 4242, host: 'elsewhere', createdAt: '2026-11-30T10:00:00.000Z' }))
+  await t.rejects(fileStore({ dir }).list({ limit: 5 }), {
+    code: 'FSG_STORE_LOCKED',
+    message: `The file store cannot open ${dir}: it is in use by a gateway process on another host: pid 4242 on elsewhere, since 2026-11-30T10:00:00.000Z. ` +
+      `Stop that one, or give this one its own directory; several processes need the Redis session log. If that process is gone, delete ${lock}.`
+  }, 'a holder on another host cannot be checked: refused, with what to do if it is gone')
+
+  await writeFile(lock, JSON.stringify({ pid: 4242 }))
+  await t.rejects(fileStore({ dir }).list({ limit: 5 }), { code: 'FSG_STORE_LOCKED', message: /on another host: pid 4242 on an unnamed host\. / })
+  // A live process on this host (the test runner that started us stands in for another gateway).
+  await writeFile(lock, JSON.stringify({ pid: process.ppid, host: hostname() }))
+  await t.rejects(fileStore({ dir }).list({ limit: 5 }), {
+    code: 'FSG_STORE_LOCKED',
+    message: `The file store cannot open ${dir}: it is in use by another gateway process: pid ${process.ppid} on ${hostname()}. ` +
+      'Stop that one, or give this one its own directory; several processes need the Redis session log.'
+  })
+
+  await writeFile(lock, '')
+  await t.rejects(fileStore({ dir }).list({ limit: 5 }), { code: 'FSG_STORE_LOCKED', message: /another process is opening it right now/ })
+  await utimes(lock, new Date(Date.now() - 5000), new Date(Date.now() - 5000))
+  const afterEmpty = fileStore({ dir })
+  t.equal((await afterEmpty.list({ limit: 5 })).rows.length, 1, 'a lock that never named its process is broken once it is old')
+  await afterEmpty.close()
+
+  // This pid, not held here: left by an earlier process with the same pid (pid 1 in a restarted container).
+  await writeFile(lock, JSON.stringify({ pid: process.pid, host: hostname(), createdAt: '2026-11-30T10:00:00.000Z' }))
+  const again = fileStore({ dir })
+  t.equal((await again.list({ limit: 5 })).rows.length, 1)
+  t.match(JSON.parse(await readFile(lock, 'utf8')), { pid: process.pid, host: hostname() })
+  t.not(JSON.parse(await readFile(lock, 'utf8')).createdAt, '2026-11-30T10:00:00.000Z', 'taken anew')
 })
 
 t.test('disk errors other than "not there" are reported, never taken for an empty store', async t => {
@@ -277,15 +369,21 @@ t.test('an index write that cannot get the lock is kept and written on close', a
   t.match(JSON.parse(await readFile(index, 'utf8'))[MAIN], { lastMessagePreview: 'while locked' })
 })
 
-t.test('a session deleted by another process before this one\'s index write stays deleted', async t => {
+t.test('a session OpenClaw deletes before this process\'s index write stays deleted', async t => {
   const dir = await openclawCopy()
+  const sessions = join(dir, 'agents', 'main', 'sessions')
   const here = fileStore({ dir })
-  const there = fileStore({ dir })
+  await here.get(MAIN) // opened
+  // OpenClaw holds the index while it changes it; our index write waits for it.
+  await writeFile(join(sessions, 'sessions.json.lock'), JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }))
   await here.append(MAIN, [{ type: 'message', id: 'd0000001', parentId: null, timestamp: new Date().toISOString(), message: user('last words') }])
-  t.equal(await there.delete(MAIN), true)
+  const index = JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8'))
+  delete index[MAIN]
+  await writeFile(join(sessions, 'sessions.json'), JSON.stringify(index))
+  await rm(join(sessions, 'sessions.json.lock'))
   await here.close()
-  t.equal(await there.get(MAIN), undefined)
-  t.notOk(MAIN in JSON.parse(await readFile(join(dir, 'agents', 'main', 'sessions', 'sessions.json'), 'utf8')), 'not brought back by the late index write')
+  t.notOk(MAIN in JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8')), 'not brought back by the late index write')
+  t.equal(await here.get(MAIN), undefined)
 })
 
 t.test('transcript handles stay open: another writer\'s torn line is still caught, many sessions do not exhaust handles', async t => {

@@ -13,7 +13,7 @@ import { writeFailed, type FileLayer } from './file-layer.js'
 /** A lock older than this is abandoned, whoever holds it: no index write takes that long. */
 const STALE_MS = 30_000
 /** A lock that names no owner is abandoned once this old: its creator fills it right after creating it. */
-const UNNAMED_GRACE_MS = 1000
+export const UNNAMED_GRACE_MS = 1000
 
 /** Runs `fn` holding the lock at `path`; waits at most `timeoutMs` for it. */
 export async function withFileLock<T> (layer: FileLayer, path: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
@@ -28,7 +28,7 @@ export async function withFileLock<T> (layer: FileLayer, path: string, timeoutMs
 async function acquire (layer: FileLayer, path: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
-    if (await create(layer, path)) return
+    if (await writeLockFile(layer, path, JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }))) return
     const owner = await inspect(path)
     if (owner.abandoned) {
       await unlink(path).catch(() => {})
@@ -39,8 +39,8 @@ async function acquire (layer: FileLayer, path: string, timeoutMs: number): Prom
   }
 }
 
-/** Creates the lock with our pid in it: true when it is ours, false when it exists. */
-async function create (layer: FileLayer, path: string): Promise<boolean> {
+/** Creates a lock file holding `content` (its owner): true when it is ours, false when it exists already. */
+export async function writeLockFile (layer: FileLayer, path: string, content: string): Promise<boolean> {
   let handle
   try {
     handle = await layer.openFile(path, 'wx', 0o600)
@@ -50,7 +50,7 @@ async function create (layer: FileLayer, path: string): Promise<boolean> {
     return false
   }
   try {
-    await handle.writeFile(JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }))
+    await handle.writeFile(content)
     await handle.close()
     return true
   } catch (err) {
@@ -68,7 +68,7 @@ async function inspect (path: string): Promise<{ abandoned: boolean, pid?: numbe
     if (age > STALE_MS) return { abandoned: true }
     const pid = ownerPid(await readFile(path, 'utf8'))
     if (pid === undefined) return { abandoned: age > UNNAMED_GRACE_MS }
-    return { abandoned: !alive(pid), pid }
+    return { abandoned: !processAlive(pid), pid }
   /* c8 ignore next 3: the owner unlinked it between our open() and this look, a race no test can time */
   } catch {
     return { abandoned: false } // gone already: the next try will tell
@@ -87,7 +87,7 @@ function ownerPid (text: string): number | undefined {
   return typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
 }
 
-function alive (pid: number): boolean {
+export function processAlive (pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

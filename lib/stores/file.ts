@@ -2,14 +2,16 @@ import { randomUUID } from 'node:crypto'
 import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
+import { InvalidCursorError, InvalidInputError, SessionNotFoundError, StoreCorruptError } from '../errors.js'
 import { AGENT_ID_PATTERN, agentOfKey } from '../session-key.js'
 import type { TranscriptEntry } from '../transcript.js'
+import { DirectoryLock } from './directory-lock.js'
 import { openFile, replaceFile, type FileLayer, type OpenFile } from './file-layer.js'
 import { withFileLock } from './file-lock.js'
+import { entriesOf, entryOf, readIndex, SESSION_ID_PATTERN, type Index, type IndexEntry } from './index-file.js'
 import { readTail, sessionHeader, TranscriptFiles } from './jsonl.js'
 import { listRows } from './list-rows.js'
-import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './store.js'
+import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from './store.js'
 
 export interface FileStoreOptions {
   /** The state directory (OpenClaw's `~/.openclaw` has this layout). Created when missing. */
@@ -30,25 +32,6 @@ export interface FileStoreOptions {
   openFile?: OpenFile
 }
 
-/**
- * One `sessions.json` entry, as OpenClaw writes it: its own fields (`sessionId`,
- * `updatedAt`, `label`, and many more we leave alone) plus a few of ours, prefixed so
- * they cannot collide. A rewrite keeps every field it does not know.
- */
-interface IndexEntry {
-  sessionId: string
-  updatedAt: number
-  label?: string
-  createdAt?: number
-  lastMessagePreview?: string
-  gatewayEpoch?: string
-  /** Earlier generations of this key, still readable by their id. */
-  gatewayGenerations?: string[]
-  [field: string]: unknown
-}
-
-type Index = Record<string, IndexEntry>
-
 interface Touch {
   updatedAt: number
   preview: string | undefined
@@ -63,9 +46,6 @@ interface CachedIndex {
 /** How long the index may trail the transcripts (a crash loses at most this much of list order and previews). */
 const INDEX_FLUSH_DELAY_MS = 10
 
-// What may become a file name: OpenClaw's ids are UUIDs; nothing with a dot or a slash.
-const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
-
 /**
  * The embedded default: OpenClaw's own file layout, so an existing OpenClaw state
  * directory can be listed and continued, and what we append stays readable by OpenClaw.
@@ -74,10 +54,12 @@ const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
  *     <dir>/agents/<agentId>/sessions/<sessionId>.jsonl  a header line, then one entry per line
  *     <dir>/records/<kind>/<id>.json                     small transport records
  *
- * Each index is rewritten atomically (temp file, then rename) under a lock file, and
- * re-read under that lock before every change: processes sharing the directory never
- * lose each other's updates. Session keys never become paths; agent and session ids do
- * only after a strict pattern check.
+ * One process per directory: the store holds `<dir>/session-gateway.lock` from its first
+ * call (or `open`) to `close`, and a second store on the directory is refused, naming the
+ * holder (see directory-lock.ts). Each index is rewritten atomically (temp file, then
+ * rename) under a lock file OpenClaw shares, and re-read under that lock before every
+ * change, so OpenClaw's own updates are never lost. Session keys never become paths;
+ * agent and session ids do only after a strict pattern check.
  */
 export class FileStore implements SessionStore {
   readonly dir: string
@@ -94,6 +76,9 @@ export class FileStore implements SessionStore {
    */
   readonly #touches = new Map<string, Map<string, Touch>>()
   readonly #flushes = new Map<string, Promise<void>>()
+  #opening: Promise<void> | undefined
+  #lock: DirectoryLock | undefined
+  #logger: StoreContext['logger'] | undefined
 
   constructor (options: FileStoreOptions) {
     if (typeof options?.dir !== 'string' || options.dir === '') throw new InvalidInputError('FileStore needs a dir')
@@ -103,7 +88,23 @@ export class FileStore implements SessionStore {
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 10_000
   }
 
+  /**
+   * Takes the directory for this process (`FSG_STORE_LOCKED`, naming the holder, when
+   * another has it), and reports every index it cannot read through `logger`. The gateway
+   * calls it when it starts; every other method calls it first, so a store used on its
+   * own works too.
+   */
+  async open (context?: StoreContext): Promise<void> {
+    if (context !== undefined) this.#logger = context.logger
+    this.#opening ??= this.#start().catch(err => {
+      this.#opening = undefined // a later call tries again (the other process may have gone)
+      throw err
+    })
+    await this.#opening
+  }
+
   async get (key: string): Promise<SessionRow | undefined> {
+    await this.open()
     for (const agentId of await this.#agentsFor(key)) {
       const entry = entryOf(await this.#index(agentId), key)
       if (entry !== undefined) return this.#row(key, agentId, entry)
@@ -112,8 +113,9 @@ export class FileStore implements SessionStore {
   }
 
   async findBySessionId (sessionId: string): Promise<SessionRow | undefined> {
+    await this.open()
     for (const agentId of await this.#agents()) {
-      for (const [key, entry] of entriesOf(await this.#index(agentId))) {
+      for (const [key, entry] of entriesOf(await this.#index(agentId).catch(skipDamaged))) {
         if (entry.sessionId === sessionId) return this.#row(key, agentId, entry)
       }
     }
@@ -137,10 +139,12 @@ export class FileStore implements SessionStore {
   }
 
   async list (query: ListQuery): Promise<ListPage> {
+    await this.open()
     const rows: SessionRow[] = []
     for (const agentId of await this.#agents()) {
       if (query.agentId !== undefined && query.agentId !== agentId) continue
-      for (const [key, entry] of entriesOf(await this.#index(agentId))) rows.push(this.#row(key, agentId, entry))
+      // An agent whose index cannot be read is left out (and logged): the others are listed.
+      for (const [key, entry] of entriesOf(await this.#index(agentId).catch(skipDamaged))) rows.push(this.#row(key, agentId, entry))
     }
     return listRows(rows, query)
   }
@@ -167,6 +171,7 @@ export class FileStore implements SessionStore {
   }
 
   async delete (key: string): Promise<boolean> {
+    await this.open()
     for (const agentId of await this.#agentsFor(key)) {
       const removed = await this.#update(agentId, async index => {
         const entry = entryOf(index, key)
@@ -211,6 +216,7 @@ export class FileStore implements SessionStore {
   }
 
   async putRecord (kind: string, id: string, value: unknown): Promise<void> {
+    await this.open()
     const folder = join(this.dir, 'records', checkRecordId(kind))
     const path = join(folder, `${checkRecordId(id)}.json`)
     await mkdir(folder, { recursive: true, mode: 0o700 })
@@ -218,6 +224,7 @@ export class FileStore implements SessionStore {
   }
 
   async getRecord (kind: string, id: string): Promise<unknown> {
+    await this.open()
     try {
       return JSON.parse(await readFile(join(this.dir, 'records', checkRecordId(kind), `${checkRecordId(id)}.json`), 'utf8'))
     } catch (err) {
@@ -226,13 +233,23 @@ export class FileStore implements SessionStore {
     }
   }
 
-  /** Writes what is still pending and waits for this process's index writes to finish. */
+  /** Writes what is still pending, waits for this process's writes to finish, and gives the directory back. */
   async close (): Promise<void> {
     await Promise.allSettled([...this.#flushes.values()])
     // A flush that failed (a lock held too long by another process) gets one more try.
     for (const agentId of this.#touches.keys()) this.#flush(agentId)
     await Promise.allSettled([...this.#flushes.values(), ...this.#writes.values()])
     await this.#files.closeAll()
+    const lock = this.#lock
+    this.#lock = undefined
+    this.#opening = undefined
+    await lock?.release()
+  }
+
+  async #start (): Promise<void> {
+    this.#lock = await DirectoryLock.acquire(this.#layer)
+    // Every index read now, so a damaged one is reported when the gateway starts, not at its first use.
+    for (const agentId of await this.#agents()) await this.#index(agentId).catch(skipDamaged)
   }
 
   // ── touches: index updates that follow appends ─────────────────────────────
@@ -316,9 +333,19 @@ export class FileStore implements SessionStore {
     }
     const cached = this.#cache.get(agentId)
     if (cached?.stamp === stamp) return cached.index
-    const index = await readIndex(path)
+    const index = await this.#readIndex(agentId, path)
     this.#cache.set(agentId, { stamp, index })
     return index
+  }
+
+  /** Reads an index from disk; a damaged one is reported, to the log and to the caller, on every use. */
+  async #readIndex (agentId: string, path: string): Promise<Index> {
+    try {
+      return await readIndex(this.dir, agentId, path)
+    } catch (err) {
+      if (err instanceof StoreCorruptError) this.#logger?.error({ file: path }, `session gateway: ${err.message}`)
+      throw err
+    }
   }
 
   /**
@@ -332,7 +359,7 @@ export class FileStore implements SessionStore {
       await mkdir(folder, { recursive: true, mode: 0o700 })
       const path = join(folder, 'sessions.json')
       return await withFileLock(this.#layer, `${path}.lock`, this.#lockTimeoutMs, async () => {
-        const index = await readIndex(path)
+        const index = await this.#readIndex(agentId, path)
         const before = JSON.stringify(index)
         const result = await change(index)
         if (JSON.stringify(index) !== before) {
@@ -353,6 +380,7 @@ export class FileStore implements SessionStore {
   }
 
   async #change (key: string, change: (entry: IndexEntry, agentId: string) => unknown): Promise<SessionRow | undefined> {
+    await this.open()
     for (const agentId of await this.#agentsFor(key)) {
       const row = await this.#update(agentId, async index => {
         const entry = entryOf(index, key)
@@ -382,31 +410,10 @@ export class FileStore implements SessionStore {
   }
 }
 
-async function readIndex (path: string): Promise<Index> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
-    throw err
-  }
-  // A broken index is an error, never a reason to start over: rewriting it would lose every session.
-  const index = JSON.parse(text) as unknown
-  if (typeof index !== 'object' || index === null || Array.isArray(index)) throw new Error(`${path} is not a JSON object`)
-  return index as Index
-}
-
-/** The entry for `key` if we can use it; entries we cannot (no usable sessionId) stay in the file, untouched. */
-function entryOf (index: Index, key: string): IndexEntry | undefined {
-  const entry = Object.hasOwn(index, key) ? index[key] : undefined
-  return typeof entry === 'object' && entry !== null && typeof entry.sessionId === 'string' && SESSION_ID_PATTERN.test(entry.sessionId) ? entry : undefined
-}
-
-function * entriesOf (index: Index): Generator<[string, IndexEntry]> {
-  for (const key of Object.keys(index)) {
-    const entry = entryOf(index, key)
-    if (entry !== undefined) yield [key, entry]
-  }
+/** For reads across agents: an index that cannot be read (reported already) counts as empty. */
+function skipDamaged (err: unknown): Index {
+  if (err instanceof StoreCorruptError) return {}
+  throw err
 }
 
 function toRow (key: string, agentId: string, entry: IndexEntry): SessionRow {

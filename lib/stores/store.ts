@@ -1,3 +1,4 @@
+import type { FastifyBaseLogger } from 'fastify'
 import { messageText, type TranscriptEntry } from '../transcript.js'
 
 /**
@@ -61,6 +62,12 @@ export interface ReadPage {
 
 export type RowPatch = Partial<Pick<SessionRow, 'label' | 'epoch'>>
 
+/** What the gateway hands a store when it starts. */
+export interface StoreContext {
+  /** Where to report what a person must act on (a damaged file, say): the gateway's logger. */
+  logger: Pick<FastifyBaseLogger, 'error' | 'warn'>
+}
+
 /**
  * Persistence behind the hub. Implement this to keep sessions in your own database;
  * `fastify-session-gateway/testing` exports the contract suite every adapter must pass.
@@ -73,6 +80,12 @@ export type RowPatch = Partial<Pick<SessionRow, 'label' | 'epoch'>>
  *   backend allows it.
  */
 export interface SessionStore {
+  /**
+   * Called once when the gateway starts, before it serves. A store that cannot serve
+   * throws here, so the gateway does not start (the file store, when another process
+   * has its directory).
+   */
+  open? (context: StoreContext): Promise<void>
   get (key: string): Promise<SessionRow | undefined>
   /** The row whose current generation is `sessionId`. */
   findBySessionId (sessionId: string): Promise<SessionRow | undefined>
