@@ -184,6 +184,22 @@ t.test('a turn whose rows cannot be written fails clearly, and the next turn is 
   await jsonLines(t, join(dir, SESSIONS, `${row?.sessionId as string}.jsonl`))
 })
 
+t.test('a session whose journal line cannot be written is not created', async t => {
+  const dir = await tempDir(t)
+  const disk = new Disk()
+  const store = new FileStore({ dir, openFile: disk.openFile })
+  t.teardown(() => store.close())
+  await store.ensure('agent:main:first', 'main')
+  disk.failFlushes = 1
+  disk.flushesOf = /sessions\.json\.journal$/
+  await t.rejects(store.ensure('agent:main:second', 'main'), { code: 'FSG_STORE_FAILED', message: /could not write agents\/main\/sessions\/sessions\.json\.journal: EIO/ })
+  t.equal(await store.get('agent:main:second'), undefined, 'not there')
+  const again = await store.ensure('agent:main:second', 'main')
+  t.same((await store.list({ limit: 5 })).rows.map(row => row.key).sort(), ['agent:main:first', 'agent:main:second'])
+  await store.close()
+  t.equal(JSON.parse(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8'))['agent:main:second'].sessionId, again.sessionId, 'the second try is the one written')
+})
+
 t.test('a record or an index that cannot be written fails clearly, and leaves no temp file behind', async t => {
   const dir = await tempDir(t)
   const disk = new Disk()
@@ -225,6 +241,7 @@ t.test('a record or an index that cannot be written fails clearly, and leaves no
     await t.rejects(store.patch(key, { label: 'not written' }), { code: 'FSG_STORE_FAILED', message: reason })
     t.same((await readdir(join(dir, SESSIONS))).filter(name => name.endsWith('.tmp') || name.endsWith('.lock')), [], 'no temp file, no lock left')
     t.equal(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8'), index, 'the index is as it was')
+    t.equal((await store.get(key))?.label, undefined, 'and so is what this process reads')
   }
   disk.failFlushes = 0
   await store.putRecord('response', 'resp_1', { status: 'completed' })

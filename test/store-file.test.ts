@@ -331,6 +331,65 @@ t.test('the directory lock: a second store in this process, another host, a lock
   t.not(JSON.parse(await readFile(lock, 'utf8')).createdAt, '2026-11-30T10:00:00.000Z', 'taken anew')
 })
 
+t.test('sessions created and acknowledged survive a kill -9 of the process, however far their index write got', async t => {
+  const dir = await tempDir()
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/children/create-sessions.ts', dir, '400'], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    env: childEnv(),
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000) // bounded, whatever happens
+  const acknowledged: string[] = []
+  let rest = ''
+  child.stdout.on('data', chunk => {
+    rest += String(chunk)
+    const lines = rest.split('\n')
+    rest = lines.pop() as string
+    acknowledged.push(...lines.filter(line => line.startsWith('agent:')))
+    // Killed mid-way: creations, index writes and journal emptyings are all in flight.
+    if (acknowledged.length >= 150) child.kill('SIGKILL')
+  })
+  await once(child, 'exit')
+  clearTimeout(timer)
+  t.ok(acknowledged.length >= 150, `${acknowledged.length} sessions were acknowledged before the kill`)
+
+  const store = fileStore({ dir })
+  const listed = new Set((await store.list({ limit: 1000 })).rows.map(row => row.key))
+  t.same(acknowledged.filter(key => !listed.has(key)), [], 'every acknowledged session is there')
+  await store.close()
+  const index = JSON.parse(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8'))
+  t.same(acknowledged.filter(key => index[key] === undefined), [], 'and in sessions.json, for OpenClaw, once the store has opened')
+  t.equal((await stat(join(dir, SESSIONS, 'sessions.json.journal'))).size, 0, 'the journal is empty again')
+})
+
+t.test('the journal, read when the store opens: what the index lacks is taken in; what it has, what was deleted since, and a torn line are not', async t => {
+  const dir = await tempDir()
+  const sessions = join(dir, SESSIONS)
+  await mkdir(sessions, { recursive: true })
+  const id = (n: number): string => `00000000-0000-4000-8000-00000000000${n}`
+  const entry = (n: number): Record<string, unknown> => ({ sessionId: id(n), updatedAt: 1_760_000_000_000 + n, createdAt: 1_760_000_000_000 + n })
+  await writeFile(join(sessions, 'sessions.json'), JSON.stringify({ 'agent:main:indexed': { ...entry(3), label: 'kept' } }))
+  for (const n of [1, 3]) await writeFile(join(sessions, `${id(n)}.jsonl`), `{"type":"session","id":"${id(n)}"}\n`)
+  await writeFile(join(sessions, 'sessions.json.journal'), [
+    { key: 'agent:main:lost', entry: entry(1) }, // created, then the crash came before the index write
+    { key: 'agent:main:deleted', entry: entry(2) }, // its transcript is archived: deleted since
+    { key: 'agent:main:indexed', entry: entry(3) }, // the index took it in before the crash
+    { key: 'agent:main:bad', entry: { sessionId: '../../escape', updatedAt: 1 } },
+    'not a creation'
+  ].map(line => JSON.stringify(line)).join('\n') + '\n{"key":"agent:main:torn","entry":{"sessionI')
+  const store = fileStore({ dir })
+  t.same((await store.list({ limit: 10 })).rows.map(row => [row.key, row.label]), [['agent:main:indexed', 'kept'], ['agent:main:lost', undefined]])
+  t.match(JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8')), { 'agent:main:lost': { sessionId: id(1) }, 'agent:main:indexed': { label: 'kept' } },
+    'written to sessions.json before the store serves')
+  t.equal(await readFile(join(sessions, 'sessions.json.journal'), 'utf8'), '', 'and the journal emptied')
+  await store.close()
+
+  // A journal that cannot be read at all might hold sessions: the store does not open without it.
+  await rm(join(sessions, 'sessions.json.journal'))
+  await mkdir(join(sessions, 'sessions.json.journal'))
+  await t.rejects(fileStore({ dir }).list({ limit: 10 }), { code: 'EISDIR' })
+})
+
 t.test('disk errors other than "not there" are reported, never taken for an empty store', async t => {
   const agentsIsFile = await tempDir()
   await writeFile(join(agentsIsFile, 'agents'), '')
@@ -369,7 +428,7 @@ t.test('an index write that cannot get the lock is kept and written on close', a
   t.match(JSON.parse(await readFile(index, 'utf8'))[MAIN], { lastMessagePreview: 'while locked' })
 })
 
-t.test('a session OpenClaw deletes before this process\'s index write stays deleted', async t => {
+t.test('OpenClaw changing the index meanwhile: a session it deleted stays deleted, one it created wins and ours stays readable', async t => {
   const dir = await openclawCopy()
   const sessions = join(dir, 'agents', 'main', 'sessions')
   const here = fileStore({ dir })
@@ -377,13 +436,18 @@ t.test('a session OpenClaw deletes before this process\'s index write stays dele
   // OpenClaw holds the index while it changes it; our index write waits for it.
   await writeFile(join(sessions, 'sessions.json.lock'), JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }))
   await here.append(MAIN, [{ type: 'message', id: 'd0000001', parentId: null, timestamp: new Date().toISOString(), message: user('last words') }])
+  const ours = await here.ensure('agent:main:both', 'main')
   const index = JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8'))
   delete index[MAIN]
+  index['agent:main:both'] = { sessionId: '0b0b0b0b-1111-4222-8333-444455556666', updatedAt: Date.now() }
   await writeFile(join(sessions, 'sessions.json'), JSON.stringify(index))
   await rm(join(sessions, 'sessions.json.lock'))
   await here.close()
-  t.notOk(MAIN in JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8')), 'not brought back by the late index write')
+  const written = JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8'))
+  t.notOk(MAIN in written, 'not brought back by the late index write')
+  t.match(written['agent:main:both'], { sessionId: '0b0b0b0b-1111-4222-8333-444455556666', gatewayGenerations: [ours.sessionId] })
   t.equal(await here.get(MAIN), undefined)
+  t.same((await here.read('agent:main:both', { limit: 5, sessionId: ours.sessionId })).entries, [], 'our generation is still readable by its id')
 })
 
 t.test('transcript handles stay open: another writer\'s torn line is still caught, many sessions do not exhaust handles', async t => {
@@ -425,6 +489,18 @@ t.test('a transcript that cannot be opened for appending is an error, and the ne
   t.equal((await store.read(MAIN, { limit: 1 })).entries[0]?.id, 'again001')
 })
 
+t.test('an entry without text moves its session up in sessions.json, and gives it no preview', async t => {
+  const dir = await tempDir()
+  const store = fileStore({ dir })
+  const key = 'agent:main:quiet'
+  const created = await store.ensure(key, 'main')
+  await store.append(key, [{ type: 'custom', id: 'q0000001', parentId: null, timestamp: new Date().toISOString() }])
+  await store.close()
+  const entry = JSON.parse(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8'))[key]
+  t.ok(entry.updatedAt > created.updatedAt)
+  t.notOk('lastMessagePreview' in entry)
+})
+
 t.test('a reset right after an append drops the index update still owed to the old generation', async t => {
   const store = fileStore({ dir: await tempDir() })
   const key = 'agent:main:reset-soon'
@@ -457,19 +533,22 @@ function countingFlushes (dir: string): { openFile: OpenFile, flushes: Array<{ p
 const SESSIONS = join('agents', 'main', 'sessions')
 const isIndexTemp = (path: string): boolean => path.startsWith(join(SESSIONS, 'sessions.json.')) && path.endsWith('.tmp')
 
-t.test('what a send acknowledges is on the disk: its rows, and the index entry that finds them', async t => {
+t.test('what a send acknowledges is on the disk: its rows, and the journal line that finds them', async t => {
   const dir = await tempDir()
   const { openFile, flushes } = countingFlushes(dir)
   const agent = gatedAgent()
   const app = await buildApp(t, { store: fileStore({ dir, openFile }), agent })
   const ticket = await app.sessionGateway.send({ sessionKey: 'agent:main:durable', agentId: 'main', input: [user('keep this')] })
+  const seen = flushes.length
   const transcript = join(SESSIONS, `${ticket.sessionId}.jsonl`)
+  const journal = join(SESSIONS, 'sessions.json.journal')
   const size = async (): Promise<number> => (await stat(join(dir, transcript))).size
   const acknowledged = await size()
   t.ok(flushes.some(flush => flush.path === transcript && flush.size === acknowledged), 'the transcript was flushed with the user\'s row in it')
-  const index = flushes.findIndex(flush => isIndexTemp(flush.path))
-  t.ok(index >= 0, 'the new index was flushed, as the temp file that replaces the old one')
-  t.ok(flushes.slice(index + 1).some(flush => flush.path === SESSIONS), 'then its folder: the rename, and the new transcript\'s name, are on the disk too')
+  const line = flushes.findIndex(flush => flush.path === journal && flush.size > 0)
+  t.ok(line >= 0, 'the new session\'s journal line was flushed')
+  t.ok(flushes.slice(line + 1, seen).some(flush => flush.path === SESSIONS), 'then its folder: the names of the journal and of the new transcript are on the disk too')
+  t.notOk(flushes.slice(0, seen).some(flush => isIndexTemp(flush.path)), 'and no index rewrite was waited for')
 
   agent.release()
   await ticket.result

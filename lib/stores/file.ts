@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto'
 import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidCursorError, InvalidInputError, SessionNotFoundError, StoreCorruptError } from '../errors.js'
 import { AGENT_ID_PATTERN, agentOfKey } from '../session-key.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { DirectoryLock } from './directory-lock.js'
-import { openFile, replaceFile, type FileLayer, type OpenFile } from './file-layer.js'
+import { openFile, replaceFile, syncFolder, type FileLayer, type OpenFile } from './file-layer.js'
 import { withFileLock } from './file-lock.js'
 import { entriesOf, entryOf, readIndex, SESSION_ID_PATTERN, type Index, type IndexEntry } from './index-file.js'
+import { JOURNAL_FILE, readJournal } from './index-journal.js'
 import { readTail, sessionHeader, TranscriptFiles } from './jsonl.js'
 import { listRows } from './list-rows.js'
 import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from './store.js'
@@ -43,7 +45,7 @@ interface CachedIndex {
   index: Index
 }
 
-/** How long the index may trail the transcripts (a crash loses at most this much of list order and previews). */
+/** The shortest wait before an index write: a crash loses at most this much of list order and previews (see #flush). */
 const INDEX_FLUSH_DELAY_MS = 10
 
 /**
@@ -75,7 +77,18 @@ export class FileStore implements SessionStore {
    * touch made meanwhile, so a busy gateway rewrites each index once per batch, not per append.
    */
   readonly #touches = new Map<string, Map<string, Touch>>()
+  /**
+   * Sessions created and not in `sessions.json` yet: agent → key → entry. Each is in the
+   * agent's journal (durable); reads see it at once; the next index write takes it in.
+   */
+  readonly #creations = new Map<string, Map<string, IndexEntry>>()
+  /** Creations in progress, by key: a second `ensure` of the key waits for the first. */
+  readonly #creating = new Map<string, Promise<SessionRow>>()
   readonly #flushes = new Map<string, Promise<void>>()
+  /** How long the agent's last index write took, in ms (see #flush). */
+  readonly #writeMs = new Map<string, number>()
+  /** Journals being emptied after an index write took their lines in. */
+  readonly #compactions = new Set<Promise<void>>()
   #opening: Promise<void> | undefined
   #lock: DirectoryLock | undefined
   #logger: StoreContext['logger'] | undefined
@@ -90,9 +103,9 @@ export class FileStore implements SessionStore {
 
   /**
    * Takes the directory for this process (`FSG_STORE_LOCKED`, naming the holder, when
-   * another has it), and reports every index it cannot read through `logger`. The gateway
-   * calls it when it starts; every other method calls it first, so a store used on its
-   * own works too.
+   * another has it), takes in the sessions a crash left in the journals, and reports
+   * every index it cannot read through `logger`. The gateway calls it when it starts;
+   * every other method calls it first, so a store used on its own works too.
    */
   async open (context?: StoreContext): Promise<void> {
     if (context !== undefined) this.#logger = context.logger
@@ -106,7 +119,7 @@ export class FileStore implements SessionStore {
   async get (key: string): Promise<SessionRow | undefined> {
     await this.open()
     for (const agentId of await this.#agentsFor(key)) {
-      const entry = entryOf(await this.#index(agentId), key)
+      const entry = await this.#entry(agentId, key)
       if (entry !== undefined) return this.#row(key, agentId, entry)
     }
     return undefined
@@ -115,7 +128,7 @@ export class FileStore implements SessionStore {
   async findBySessionId (sessionId: string): Promise<SessionRow | undefined> {
     await this.open()
     for (const agentId of await this.#agents()) {
-      for (const [key, entry] of entriesOf(await this.#index(agentId).catch(skipDamaged))) {
+      for (const [key, entry] of await this.#entries(agentId).catch(skipDamaged)) {
         if (entry.sessionId === sessionId) return this.#row(key, agentId, entry)
       }
     }
@@ -126,16 +139,13 @@ export class FileStore implements SessionStore {
     const existing = await this.get(key)
     if (existing !== undefined) return existing
     const agent = checkAgentId(agentOfKey(key) ?? agentId)
-    return await this.#update(agent, async index => {
-      const found = entryOf(index, key)
-      if (found !== undefined) return toRow(key, agent, found) // another process was first
-      const sessionId = randomUUID()
-      await this.#startTranscript(agent, sessionId)
-      const now = Date.now()
-      const entry: IndexEntry = { sessionId, updatedAt: now, createdAt: now }
-      index[key] = entry
-      return toRow(key, agent, entry)
-    })
+    // A creation is in #creating from its start until it is pending (which `get` sees):
+    // a second ensure of the key finds one or the other.
+    const creating = this.#creating.get(key)
+    if (creating !== undefined) return await creating
+    const created = this.#create(key, agent).finally(() => this.#creating.delete(key))
+    this.#creating.set(key, created)
+    return await created
   }
 
   async list (query: ListQuery): Promise<ListPage> {
@@ -144,7 +154,7 @@ export class FileStore implements SessionStore {
     for (const agentId of await this.#agents()) {
       if (query.agentId !== undefined && query.agentId !== agentId) continue
       // An agent whose index cannot be read is left out (and logged): the others are listed.
-      for (const [key, entry] of entriesOf(await this.#index(agentId).catch(skipDamaged))) rows.push(this.#row(key, agentId, entry))
+      for (const [key, entry] of await this.#entries(agentId).catch(skipDamaged)) rows.push(this.#row(key, agentId, entry))
     }
     return listRows(rows, query)
   }
@@ -207,7 +217,7 @@ export class FileStore implements SessionStore {
     if (row === undefined) throw new SessionNotFoundError(key)
     const sessionId = query.sessionId ?? row.sessionId
     if (sessionId !== row.sessionId) {
-      const entry = entryOf(await this.#index(row.agentId), key)
+      const entry = await this.#entry(row.agentId, key)
       if (!(entry?.gatewayGenerations ?? []).includes(sessionId)) throw new SessionNotFoundError(`${key} (generation ${sessionId})`)
     }
     const end = query.before === undefined ? undefined : byteOffset(query.before)
@@ -237,8 +247,9 @@ export class FileStore implements SessionStore {
   async close (): Promise<void> {
     await Promise.allSettled([...this.#flushes.values()])
     // A flush that failed (a lock held too long by another process) gets one more try.
-    for (const agentId of this.#touches.keys()) this.#flush(agentId)
+    for (const agentId of new Set([...this.#touches.keys(), ...this.#creations.keys()])) this.#flush(agentId)
     await Promise.allSettled([...this.#flushes.values(), ...this.#writes.values()])
+    await Promise.allSettled([...this.#compactions])
     await this.#files.closeAll()
     const lock = this.#lock
     this.#lock = undefined
@@ -246,10 +257,101 @@ export class FileStore implements SessionStore {
     await lock?.release()
   }
 
+  // ── opening ────────────────────────────────────────────────────────────────
+
   async #start (): Promise<void> {
     this.#lock = await DirectoryLock.acquire(this.#layer)
-    // Every index read now, so a damaged one is reported when the gateway starts, not at its first use.
-    for (const agentId of await this.#agents()) await this.#index(agentId).catch(skipDamaged)
+    for (const agentId of await this.#agents()) {
+      let index: Index
+      try {
+        // Read now, so a damaged index is reported when the gateway starts, not at its first use.
+        index = await this.#index(agentId)
+      } catch (err) {
+        skipDamaged(err)
+        continue
+      }
+      await this.#recover(agentId, index)
+    }
+  }
+
+  /** Takes in the sessions a crash left in the agent's journal, and empties it. */
+  async #recover (agentId: string, index: Index): Promise<void> {
+    const journal = this.#journalPath(agentId)
+    const creations = await readJournal(journal)
+    if (creations.length === 0) return
+    for (const { key, entry } of creations) {
+      // Not if the key has an entry (the index took it in before the crash), nor if its
+      // transcript is gone (the session was deleted, and archived, since).
+      if (entryOf(index, key) !== undefined) continue
+      if (!await stat(this.#transcriptPath(agentId, entry.sessionId)).then(() => true, () => false)) continue
+      this.#pending(agentId).set(key, entry)
+    }
+    await this.#update(agentId, async () => {})
+    await this.#compact(agentId)
+  }
+
+  // ── creating sessions ──────────────────────────────────────────────────────
+
+  /**
+   * A new session costs what a turn's append costs, however large the index: its
+   * transcript, one journal line, and one flush of the folder that now names both.
+   * `sessions.json` takes it in with the next batched index write.
+   */
+  async #create (key: string, agentId: string): Promise<SessionRow> {
+    const sessionId = randomUUID()
+    await this.#startTranscript(agentId, sessionId)
+    const now = Date.now()
+    const entry: IndexEntry = { sessionId, updatedAt: now, createdAt: now }
+    const pending = this.#pending(agentId)
+    pending.set(key, entry) // before its journal line: a journal emptied meanwhile keeps it
+    try {
+      await this.#files.append(this.#journalPath(agentId), [{ key, entry }])
+      if (this.#layer.fsync) await syncFolder(this.#layer, this.#sessionsDir(agentId))
+    } catch (err) {
+      if (pending.get(key) === entry) pending.delete(key)
+      throw err
+    }
+    this.#flush(agentId)
+    return toRow(key, agentId, entry)
+  }
+
+  #pending (agentId: string): Map<string, IndexEntry> {
+    let pending = this.#creations.get(agentId)
+    if (pending === undefined) {
+      pending = new Map()
+      this.#creations.set(agentId, pending)
+    }
+    return pending
+  }
+
+  /** Puts the agent's pending creations into `index`, about to be written; returns what it put. */
+  #takeIn (agentId: string, index: Index): Map<string, IndexEntry> {
+    const taken = new Map(this.#creations.get(agentId))
+    for (const [key, entry] of taken) {
+      const there = entryOf(index, key)
+      // Someone else (OpenClaw) created the key meanwhile: theirs stays current, ours stays readable.
+      if (there === undefined) index[key] = { ...entry }
+      else if (there.sessionId !== entry.sessionId) index[key] = { ...there, gatewayGenerations: [...(there.gatewayGenerations ?? []), entry.sessionId] }
+    }
+    return taken
+  }
+
+  /** After the index write that took `taken` in: they are no longer pending, and the journal can lose their lines. */
+  #tookIn (agentId: string, taken: Map<string, IndexEntry>): void {
+    if (taken.size === 0) return
+    const pending = this.#pending(agentId)
+    for (const [key, entry] of taken) if (pending.get(key) === entry) pending.delete(key)
+    if (pending.size === 0) this.#creations.delete(agentId)
+    const compaction = this.#compact(agentId)
+    this.#compactions.add(compaction)
+    void compaction.then(() => this.#compactions.delete(compaction))
+  }
+
+  /** Leaves in the agent's journal only what is still pending (created while the index was written). */
+  async #compact (agentId: string): Promise<void> {
+    const lines = (): Array<{ key: string, entry: IndexEntry }> => [...this.#creations.get(agentId) ?? []].map(([key, entry]) => ({ key, entry }))
+    // A journal that could not be emptied keeps lines the index has: longer, never wrong (see #recover).
+    await this.#files.replace(this.#journalPath(agentId), lines).catch(() => {})
   }
 
   // ── touches: index updates that follow appends ─────────────────────────────
@@ -269,25 +371,29 @@ export class FileStore implements SessionStore {
     this.#flush(agentId)
   }
 
-  /** Schedules one index write for the agent's touches (and every touch made until it runs). */
+  /** Schedules one index write for the agent's touches and creations (and every one made until it runs). */
   #flush (agentId: string): void {
     if (this.#flushes.has(agentId)) return
-    let written: Map<string, Touch> | undefined
-    // A short wait gathers the touches of many turns (and sessions) into one write.
-    const flush = sleep(INDEX_FLUSH_DELAY_MS).then(async () => await this.#update(agentId, async index => {
+    let written = new Map<string, Touch>()
+    // A short wait gathers the touches of many turns (and sessions) into one write. A large
+    // index waits longer, so that rewriting it takes at most a ninth of the time.
+    const delay = Math.max(INDEX_FLUSH_DELAY_MS, 8 * (this.#writeMs.get(agentId) ?? 0))
+    const flush = sleep(delay).then(async () => await this.#update(agentId, async index => {
       this.#flushes.delete(agentId) // touches from now on need a write of their own
       written = new Map(this.#touches.get(agentId))
       for (const [key, touch] of written) {
         const entry = entryOf(index, key)
         if (entry === undefined) continue
-        entry.updatedAt = Math.max(entry.updatedAt, touch.updatedAt)
-        if (touch.preview !== undefined) entry.lastMessagePreview = touch.preview
+        index[key] = {
+          ...entry,
+          updatedAt: Math.max(entry.updatedAt, touch.updatedAt),
+          ...(touch.preview === undefined ? {} : { lastMessagePreview: touch.preview })
+        }
       }
     })).then(() => {
       // Only now is the index on disk (and in the cache) newer than these touches.
-      // Both are set: the agent's touches are only dropped here, one flush at a time.
-      const touches = this.#touches.get(agentId) as Map<string, Touch>
-      for (const [key, touch] of written as Map<string, Touch>) if (touches.get(key) === touch) touches.delete(key)
+      const touches = this.#touches.get(agentId) ?? new Map<string, Touch>()
+      for (const [key, touch] of written) if (touches.get(key) === touch) touches.delete(key)
       if (touches.size === 0) this.#touches.delete(agentId)
     }, () => {
       this.#flushes.delete(agentId) // kept for the next flush (close() tries again)
@@ -315,9 +421,26 @@ export class FileStore implements SessionStore {
     return join(this.#sessionsDir(agentId), `${sessionId}.jsonl`)
   }
 
+  #journalPath (agentId: string): string {
+    return join(this.#sessionsDir(agentId), JOURNAL_FILE)
+  }
+
   async #startTranscript (agentId: string, sessionId: string): Promise<void> {
     await mkdir(this.#sessionsDir(agentId), { recursive: true, mode: 0o700 })
     await this.#files.append(this.#transcriptPath(agentId, sessionId), [sessionHeader(sessionId)])
+  }
+
+  /** The entry for `key`: a creation not written yet, or the index's. */
+  async #entry (agentId: string, key: string): Promise<IndexEntry | undefined> {
+    const index = await this.#index(agentId)
+    return this.#creations.get(agentId)?.get(key) ?? entryOf(index, key)
+  }
+
+  /** Every entry of the agent: the index's, then the creations not written yet. */
+  async #entries (agentId: string): Promise<Array<[string, IndexEntry]>> {
+    const index = await this.#index(agentId)
+    const pending = this.#creations.get(agentId) ?? new Map<string, IndexEntry>()
+    return [...entriesOf(index)].filter(([key]) => !pending.has(key)).concat([...pending])
   }
 
   /** The index as it is on disk now (re-read only when the file was replaced). */
@@ -349,8 +472,12 @@ export class FileStore implements SessionStore {
   }
 
   /**
-   * Changes one agent's index: under the lock, from what is on disk right now, then
-   * written back atomically. `change` may mutate the index it is given.
+   * Changes one agent's index: under the lock, from what is on disk right now with the
+   * creations not written yet, then written back atomically. `change` gets a copy of the
+   * index it may add keys to and delete keys from; an entry it changes it must replace
+   * (`index[key] = { ...entry, … }`), never change in place: the cached index is shared
+   * with readers, and is only replaced once the write is done. A change that replaced
+   * nothing writes nothing.
    */
   async #update<T> (agentId: string, change: (index: Index) => Promise<T>): Promise<T> {
     const previous = this.#writes.get(agentId) ?? Promise.resolve()
@@ -359,15 +486,20 @@ export class FileStore implements SessionStore {
       await mkdir(folder, { recursive: true, mode: 0o700 })
       const path = join(folder, 'sessions.json')
       return await withFileLock(this.#layer, `${path}.lock`, this.#lockTimeoutMs, async () => {
-        const index = await this.#readIndex(agentId, path)
-        const before = JSON.stringify(index)
+        // The cached index when the file is still the one we read (under the lock, so it stays so).
+        const base = await this.#index(agentId)
+        const index = { ...base }
+        const taken = this.#takeIn(agentId, index)
         const result = await change(index)
-        if (JSON.stringify(index) !== before) {
+        if (replacedAny(base, index)) {
+          const started = performance.now()
           // Flushes the folder too, and with it the entry of a transcript `change` just created there.
           await replaceFile(this.#layer, path, JSON.stringify(index, null, 2))
           const info = await stat(path)
           this.#cache.set(agentId, { stamp: `${info.ino}:${info.size}:${info.mtimeMs}`, index })
+          this.#writeMs.set(agentId, performance.now() - started)
         }
+        this.#tookIn(agentId, taken)
         return result
       })
     })
@@ -383,9 +515,11 @@ export class FileStore implements SessionStore {
     await this.open()
     for (const agentId of await this.#agentsFor(key)) {
       const row = await this.#update(agentId, async index => {
-        const entry = entryOf(index, key)
-        if (entry === undefined) return undefined
+        const found = entryOf(index, key)
+        if (found === undefined) return undefined
+        const entry = { ...found }
         await change(entry, agentId)
+        index[key] = entry
         return this.#row(key, agentId, entry)
       })
       if (row !== undefined) return row
@@ -410,9 +544,15 @@ export class FileStore implements SessionStore {
   }
 }
 
+/** Whether `after` has a key `before` has not, lacks one it has, or holds another object for one (O(keys), no serializing). */
+function replacedAny (before: Index, after: Index): boolean {
+  const keys = Object.keys(after)
+  return keys.length !== Object.keys(before).length || keys.some(key => after[key] !== before[key])
+}
+
 /** For reads across agents: an index that cannot be read (reported already) counts as empty. */
-function skipDamaged (err: unknown): Index {
-  if (err instanceof StoreCorruptError) return {}
+function skipDamaged (err: unknown): never[] {
+  if (err instanceof StoreCorruptError) return []
   throw err
 }
 

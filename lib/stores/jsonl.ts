@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import type { TranscriptEntry } from '../transcript.js'
-import { writeFailed, type FileLayer } from './file-layer.js'
+import { replaceFile, writeFailed, type FileLayer } from './file-layer.js'
 
 // OpenClaw's transcript files: one JSON object per line, a `session` header first.
 // Writes are whole lines in one write() call; reads go backwards from the end, so the
@@ -16,7 +16,7 @@ interface TranscriptFile {
   failed: boolean
   /** Where our last append ended; -1 until we know. Equal to the size: nobody else wrote since. */
   end: number
-  /** Appends in progress or waiting: a file is closed only when none is. */
+  /** Appends (or replacements) in progress or waiting: a file is closed only when none is. */
   users: number
   /** The last append queued: appends to one file run one at a time, so a failed one can be undone. */
   queue: Promise<void>
@@ -43,12 +43,7 @@ export class TranscriptFiles {
   }
 
   async append (path: string, entries: readonly unknown[]): Promise<void> {
-    const file = this.#acquire(path)
-    const previous = file.queue
-    let done!: () => void
-    file.queue = new Promise(resolve => { done = resolve })
-    try {
-      await previous
+    await this.#exclusive(path, async file => {
       const handle = await file.handle
       const { size } = await handle.stat()
       let text = ''
@@ -72,11 +67,31 @@ export class TranscriptFiles {
         throw writeFailed(this.#layer, path, err)
       }
       file.end = size + bytes.length
-    } finally {
-      done()
-      file.users--
-      await this.#trim()
-    }
+    })
+  }
+
+  /**
+   * Makes the file hold exactly `entries()`, asked once no append to it is running (so an
+   * append that comes later lands after them). Emptying truncates in place; anything else
+   * replaces the file atomically, so a crash leaves either the old lines or the new ones.
+   */
+  async replace (path: string, entries: () => readonly unknown[]): Promise<void> {
+    await this.#exclusive(path, async file => {
+      const lines = entries()
+      if (lines.length === 0) {
+        const handle = await file.handle
+        await handle.truncate(0)
+        if (this.#layer.fsync) await handle.datasync()
+        file.end = 0
+        return
+      }
+      await replaceFile(this.#layer, path, lines.map(line => JSON.stringify(line) + '\n').join(''))
+      // The handle still points at the file that was replaced: appends from now on need the new one.
+      await close(file)
+      file.handle = this.#layer.openFile(path, 'a+', 0o600)
+      file.handle.catch(() => { file.failed = true })
+      file.end = -1
+    })
   }
 
   /** Closes the file's handle, if open (before the file is renamed away). */
@@ -106,6 +121,22 @@ export class TranscriptFiles {
     this.#open.set(path, file)
     file.users++
     return file
+  }
+
+  /** Runs `fn` on the file once every earlier append or replace of it is done, and before any later one starts. */
+  async #exclusive (path: string, fn: (file: TranscriptFile) => Promise<void>): Promise<void> {
+    const file = this.#acquire(path)
+    const previous = file.queue
+    let done!: () => void
+    file.queue = new Promise(resolve => { done = resolve })
+    try {
+      await previous
+      await fn(file)
+    } finally {
+      done()
+      file.users--
+      await this.#trim()
+    }
   }
 
   /** Closes the least recently used handles past `max` that no append is using. */
