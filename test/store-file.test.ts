@@ -288,6 +288,22 @@ t.test('one process per directory: a second is refused, naming the holder; a dea
     'what each process wrote, one after the other, is there')
 })
 
+t.test('a second gateway on the directory, in the same process, does not start', async t => {
+  const dir = await tempDir()
+  await buildApp(t, { store: fileStore({ dir }) })
+  await t.rejects(buildApp(t, { store: fileStore({ dir }) }), { code: 'FSG_STORE_LOCKED', message: /already open in this process/ })
+})
+
+t.test('a store that cannot open for another reason lets the gateway start, and says why in the log', async t => {
+  const parent = await tempDir()
+  await writeFile(join(parent, 'in-the-way'), '')
+  const lines: Array<{ msg: string, err?: { code?: string } }> = []
+  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const app = await buildApp(t, { store: fileStore({ dir: join(parent, 'in-the-way') }) }, { logger: { level: 'error', stream } })
+  t.match(lines, [{ msg: 'session gateway: the store could not open; it is tried again on each call', err: { code: 'EEXIST' } }])
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503, 'not ready')
+})
+
 t.test('the directory lock: a second store in this process, another host, a lock being written, a previous life of this pid', async t => {
   const dir = await tempDir()
   const lock = join(dir, 'session-gateway.lock')
