@@ -403,7 +403,11 @@ t.test('the journal, read when the store opens: what the index lacks is taken in
   // A journal that cannot be read at all might hold sessions: the store does not open without it.
   await rm(join(sessions, 'sessions.json.journal'))
   await mkdir(join(sessions, 'sessions.json.journal'))
-  await t.rejects(fileStore({ dir }).list({ limit: 10 }), { code: 'EISDIR' })
+  const blocked = fileStore({ dir })
+  await t.rejects(blocked.list({ limit: 10 }), { code: 'EISDIR' })
+  await t.rejects(blocked.list({ limit: 10 }), { code: 'EISDIR' }, 'the next call tries again, and says the same')
+  await rm(join(sessions, 'sessions.json.journal'), { recursive: true })
+  t.equal((await blocked.list({ limit: 10 })).rows.length, 2, 'and opens once the journal can be read')
 })
 
 t.test('disk errors other than "not there" are reported, never taken for an empty store', async t => {

@@ -260,18 +260,24 @@ export class FileStore implements SessionStore {
   // ── opening ────────────────────────────────────────────────────────────────
 
   async #start (): Promise<void> {
-    this.#lock = await DirectoryLock.acquire(this.#layer)
-    for (const agentId of await this.#agents()) {
-      let index: Index
-      try {
-        // Read now, so a damaged index is reported when the gateway starts, not at its first use.
-        index = await this.#index(agentId)
-      } catch (err) {
-        skipDamaged(err)
-        continue
+    const lock = await DirectoryLock.acquire(this.#layer)
+    try {
+      for (const agentId of await this.#agents()) {
+        let index: Index
+        try {
+          // Read now, so a damaged index is reported when the gateway starts, not at its first use.
+          index = await this.#index(agentId)
+        } catch (err) {
+          skipDamaged(err)
+          continue
+        }
+        await this.#recover(agentId, index)
       }
-      await this.#recover(agentId, index)
+    } catch (err) {
+      await lock.release() // not opened: the next call starts over
+      throw err
     }
+    this.#lock = lock
   }
 
   /** Takes in the sessions a crash left in the agent's journal, and empties it. */
