@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { appendFile, cp, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { basename, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { FileStore, type Agent, type OpenFile, type StoreContext, type TranscriptEntry } from '../lib/index.js'
@@ -376,6 +376,49 @@ t.test('sessions created and acknowledged survive a kill -9 of the process, howe
   const index = JSON.parse(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8'))
   t.same(acknowledged.filter(key => index[key] === undefined), [], 'and in sessions.json, for OpenClaw, once the store has opened')
   t.equal((await stat(join(dir, SESSIONS, 'sessions.json.journal'))).size, 0, 'the journal is empty again')
+})
+
+t.test('a session created while the index is being written keeps its journal line until the next write takes it in', async t => {
+  const dir = await tempDir()
+  // Each index write's flush waits for the test's word, so a creation lands in the middle of one.
+  const gates: Array<{ reached: () => void, open: Promise<void> }> = []
+  const gate = (): { reached: Promise<void>, release: () => void } => {
+    let reached = (): void => {}
+    let release = (): void => {}
+    gates.push({ reached: () => reached(), open: new Promise(resolve => { release = resolve }) })
+    return { reached: new Promise(resolve => { reached = resolve }), release }
+  }
+  const openFile: OpenFile = async (path, flags, mode) => {
+    const handle = await open(path, flags, mode)
+    if (/^sessions\.json\.\d+\.[0-9a-f]{8}\.tmp$/.test(basename(path))) { // the index's temp file, not the journal's
+      const datasync = handle.datasync.bind(handle)
+      handle.datasync = async () => {
+        const next = gates.shift()
+        next?.reached()
+        await next?.open
+        await datasync()
+      }
+    }
+    return handle
+  }
+  const store = fileStore({ dir, openFile })
+  const journal = join(dir, SESSIONS, 'sessions.json.journal')
+  const keys = async (): Promise<string[]> => (await readFile(journal, 'utf8')).split('\n').filter(Boolean).map(line => JSON.parse(line).key)
+  const firstWrite = gate()
+  const secondWrite = gate()
+  await store.ensure('agent:main:first', 'main')
+  await firstWrite.reached // the index write that takes `first` in is under way
+  await store.ensure('agent:main:second', 'main')
+  t.same(await keys(), ['agent:main:first', 'agent:main:second'])
+  firstWrite.release()
+  await secondWrite.reached // the first write is done; the next one waits, so `second` stays pending
+  // The journal is emptied just after the write that took `first` in (bounded wait).
+  for (let i = 0; i < 200 && (await keys()).includes('agent:main:first'); i++) await new Promise(resolve => setTimeout(resolve, 5))
+  t.same(await keys(), ['agent:main:second'], 'what the index has left the journal; what it does not yet, stays')
+  secondWrite.release()
+  await store.close()
+  t.match(JSON.parse(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8')), { 'agent:main:first': {}, 'agent:main:second': {} })
+  t.same(await keys(), [], 'and the next write empties it')
 })
 
 t.test('the journal, read when the store opens: what the index lacks is taken in; what it has, what was deleted since, and a torn line are not', async t => {
