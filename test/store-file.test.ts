@@ -270,7 +270,7 @@ t.test('one process per directory: a second is refused, naming the holder; a dea
   const pid = Number(ready.split(' ')[1])
 
   const second = holdStore(t, dir)
-  t.match(await second.line, new RegExp(`^refused FSG_STORE_LOCKED The file store cannot open ${dir}: it is in use by another gateway process: pid ${pid} on ${hostname()}, since \\S+\\. Stop that one, or give this one its own directory; several processes need the Redis session log\\.$`),
+  t.match(await second.line, new RegExp(`^refused FSG_STORE_LOCKED The file store cannot open ${dir}: it is in use by another gateway process: pid ${pid} on ${hostname()}, since \\S+\\. Stop that one, or give this one its own directory; several processes need the Redis session log and a store they share\\.$`),
     'the second is refused, and told who holds the directory and what to do')
   t.equal(await second.exit, 2, 'and does not start')
 
@@ -319,7 +319,7 @@ t.test('the directory lock: a second store in this process, another host, a lock
   await t.rejects(fileStore({ dir }).list({ limit: 5 }), {
     code: 'FSG_STORE_LOCKED',
     message: `The file store cannot open ${dir}: it is in use by a gateway process on another host: pid 4242 on elsewhere, since 2026-11-30T10:00:00.000Z. ` +
-      `Stop that one, or give this one its own directory; several processes need the Redis session log. If that process is gone, delete ${lock}.`
+      `Stop that one, or give this one its own directory; several processes need the Redis session log and a store they share. If that process is gone, delete ${lock}.`
   }, 'a holder on another host cannot be checked: refused, with what to do if it is gone')
 
   await writeFile(lock, JSON.stringify({ pid: 4242 }))
@@ -329,7 +329,7 @@ t.test('the directory lock: a second store in this process, another host, a lock
   await t.rejects(fileStore({ dir }).list({ limit: 5 }), {
     code: 'FSG_STORE_LOCKED',
     message: `The file store cannot open ${dir}: it is in use by another gateway process: pid ${process.ppid} on ${hostname()}. ` +
-      'Stop that one, or give this one its own directory; several processes need the Redis session log.'
+      'Stop that one, or give this one its own directory; several processes need the Redis session log and a store they share.'
   })
 
   await writeFile(lock, '')

@@ -78,11 +78,11 @@ async function breakIfAbandoned (dir: string, path: string): Promise<void> {
     if (Date.now() - before.mtimeMs <= UNNAMED_GRACE_MS) throw locked(dir, `another process is opening it right now (${path} names no process yet)`)
   } else if (holder.host !== hostname()) {
     throw locked(dir, `it is in use by a gateway process on another host: pid ${holder.pid} on ${holder.host ?? 'an unnamed host'}${since}. ` +
-      `Stop that one, or give this one its own directory; several processes need the Redis session log. If that process is gone, delete ${path}`)
+      `Stop that one, or give this one its own directory; several processes need the Redis session log and a store they share. If that process is gone, delete ${path}`)
   } else if (holder.pid !== process.pid && processAlive(holder.pid)) {
     // (Our own pid, not held here: a previous run that had this pid, as pid 1 in a restarted container.)
     throw locked(dir, `it is in use by another gateway process: pid ${holder.pid} on ${holder.host}${since}. ` +
-      'Stop that one, or give this one its own directory; several processes need the Redis session log')
+      'Stop that one, or give this one its own directory; several processes need the Redis session log and a store they share')
   }
   // Abandoned. Unlinked only if it is still the file we looked at, not one taken meanwhile.
   const now = await stat(path).catch(() => undefined)
