@@ -112,6 +112,24 @@ const sections: Record<string, () => Promise<void>> = {
     }
   },
 
+  async sessions () {
+    // Creating sessions must not slow down as the store grows: the same 1,000 creations into
+    // an empty store and into one that already holds 10,000 sessions, in this run.
+    interface Created { p50: number, p99: number, totalMs: number, indexBytes: number }
+    const create = async (seed: number): Promise<Created> => await run<Created>('bench/clients/create-sessions.ts', { SEED: String(seed), COUNT: '1000' }, 600_000)
+    const empty = await create(0)
+    const full = await create(10_000)
+    const ratio = full.p50 / empty.p50
+    rows.push({
+      what: `file store: create 1,000 sessions, one after another, into 10,000 (sessions.json ${round(full.indexBytes / 1048576, 1)} MiB after)`,
+      ours: `${round(full.totalMs / 1000)} s in all, p50 ${round(full.p50)} ms, p99 ${round(full.p99)} ms`,
+      baseline: `into an empty store: ${round(empty.totalMs / 1000)} s in all, p50 ${round(empty.p50)} ms, p99 ${round(empty.p99)} ms`,
+      ratio: `p50 ×${round(ratio)}, in all ×${round(full.totalMs / empty.totalMs)}`,
+      goal: 'p50 into 10,000 within 1.5x of into none',
+      met: ratio <= 1.5
+    })
+  },
+
   async http () {
     // Record what our server answers, so the bare route answers exactly as many bytes.
     const recorder = await start('bench/servers/gateway.ts', { STORE: 'memory' })

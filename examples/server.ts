@@ -1,6 +1,6 @@
 // The example gateway: `npm start`. Everything is configured from the environment.
 //   PORT (18789)  HOST (127.0.0.1)  GATEWAY_TOKEN (random, printed)
-//   GATEWAY_DATA_DIR (./data)  LOG_LEVEL (info)  AGENT (echo; see agent-from-env.ts)
+//   GATEWAY_DATA_DIR (./data)  LOG_LEVEL (info)  AGENT (echo; see agent-from-env.ts)  HEADERS_TIMEOUT_MS (10000)
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import Fastify from 'fastify'
@@ -20,7 +20,14 @@ const logLevel = envChoice('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debu
 const chosen = agentFromEnv(process.env)
 await checkDataDir(dataDir, 'GATEWAY_DATA_DIR')
 
-const app = Fastify({ logger: { level: logLevel, serializers: logSerializers } })
+// Node gives a request 60 s to finish its headers, and looks only every 30 s: a WebSocket
+// upgrade (or any request) that never finishes them held its socket that long.
+const headersTimeout = envInteger('HEADERS_TIMEOUT_MS', 10_000, 1, 600_000)
+
+const app = Fastify({
+  logger: { level: logLevel, serializers: logSerializers },
+  http: { headersTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) }
+})
 await app.register(sessionGateway, {
   auth: { token },
   store: new FileStore({ dir: dataDir }),

@@ -53,6 +53,18 @@ export const GatewayClosedError = createError<'FSG_GATEWAY_CLOSED', 503, []>(
 export const StoreBusyError = createError<'FSG_STORE_BUSY', 503, [string]>(
   'FSG_STORE_BUSY', 'The session store is busy: could not lock %s in time', 503)
 
+/** A write or a flush failed (a full disk, an I/O error): names the file and the cause. */
+export const StoreFailedError = createError<'FSG_STORE_FAILED', 503, [string, string]>(
+  'FSG_STORE_FAILED', 'The session store could not write %s: %s', 503)
+
+/** Another process (or another store in this one) holds the file store's directory: names the holder. */
+export const StoreLockedError = createError<'FSG_STORE_LOCKED', 503, [string]>(
+  'FSG_STORE_LOCKED', '%s', 503)
+
+/** A file the store keeps is damaged (a `sessions.json` cut short by hand): names the file and what to do. */
+export const StoreCorruptError = createError<'FSG_STORE_CORRUPT', 503, [string]>(
+  'FSG_STORE_CORRUPT', '%s', 503)
+
 // An upstream model server (see lib/agents/upstream/) failed a turn. The run ends with
 // state `error` and one of these codes; the message names the upstream, its status and
 // what to check, and never carries a credential.

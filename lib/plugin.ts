@@ -11,6 +11,7 @@ import { healthRoutes } from './operations/health.js'
 import { createMetrics } from './operations/metrics.js'
 import { resolveOptions, type SessionGatewayOptions } from './options.js'
 import { requestHints } from './request-hints.js'
+import { openStore } from './stores/store.js'
 import { NO_TELEMETRY } from './telemetry.js'
 import { CloseCode } from './transports/close-codes.js'
 import { openClawRoute } from './transports/openclaw/route.js'
@@ -51,6 +52,7 @@ declare module 'fastify' {
 
 async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGatewayOptions): Promise<void> {
   const options = resolveOptions(rawOptions)
+  await openStore(options.store, app.log)
   const metrics = options.metrics === false ? undefined : await createMetrics(options.metrics)
   const telemetry = metrics?.telemetry ?? NO_TELEMETRY
   const store = metrics === undefined ? options.store : metrics.countStoreErrors(options.store)

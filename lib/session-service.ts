@@ -10,6 +10,7 @@ import type { SessionLog } from './hub/session-log.js'
 import type { ResolvedOptions } from './options.js'
 import { isGatewayError } from './errors.js'
 import { createResolver, type Resolver, type SessionAction } from './resolver.js'
+import { listReadable } from './stores/readable-list.js'
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js'
 import type { ListPage, ListQuery, ReadPage, SessionRow, SessionStore } from './stores/store.js'
 
@@ -21,9 +22,6 @@ export interface ListOptions extends Partial<ListQuery> {
 const MAX_LIST_LIMIT = 1000
 /** How long a repeated idempotency key attaches to the first run (OpenAI keeps them 24 h; a turn is shorter). */
 const IDEMPOTENCY_TTL_MS = 5 * 60_000
-// Bounds the store pages one filtered listing may scan, so a principal who may read
-// almost nothing cannot make one call walk an entire database.
-const MAX_LIST_SCAN_PAGES = 20
 
 /**
  * `app.sessionGateway`: the machinery every transport uses, for application code
@@ -154,17 +152,7 @@ export class SessionService {
     const authorize = this.#options.authorize
     if (principal === undefined || authorize === undefined) return await this.#hub.list(query)
 
-    const rows: SessionRow[] = []
-    let cursor = query.cursor
-    for (let pages = 0; pages < MAX_LIST_SCAN_PAGES; pages++) {
-      const page = await this.#hub.list({ ...query, limit: limit - rows.length, ...(cursor === undefined ? {} : { cursor }) })
-      for (const row of page.rows) {
-        if (await this.allows(principal, row.key, 'read')) rows.push(row)
-      }
-      cursor = page.cursor
-      if (cursor === undefined || rows.length >= limit) break
-    }
-    return cursor === undefined ? { rows } : { rows, cursor }
+    return await listReadable(async page => await this.#hub.list(page), query, principal.id, async row => await this.allows(principal, row.key, 'read'))
   }
 
   /** Stops every running turn (recorded as aborted) and refuses new ones. */

@@ -160,16 +160,18 @@ t.test('every start failure is one line on stderr that says what and how to fix 
   const file = join(dir, 'a-file')
   await writeFile(file, '')
 
+  // A directory of its own for each: the file store serves one process per directory, and these run at once.
+  const own = (name: string): string => join(dir, name)
   const cases: Array<[string, Record<string, string>, RegExp]> = [
-    ['port in use', { PORT: takenPort, GATEWAY_DATA_DIR: dir }, new RegExp(`^cannot start: port ${takenPort} on 127\\.0\\.0\\.1 is already in use: stop the process that holds it, or set PORT to another port`)],
+    ['port in use', { PORT: takenPort, GATEWAY_DATA_DIR: own('port') }, new RegExp(`^cannot start: port ${takenPort} on 127\\.0\\.0\\.1 is already in use: stop the process that holds it, or set PORT to another port`)],
     ['a data dir that is a file', { GATEWAY_DATA_DIR: file }, /^cannot start: GATEWAY_DATA_DIR=.*a-file cannot be used for sessions \(EEXIST: a file is in the way\): point GATEWAY_DATA_DIR at a directory/],
     ['a data dir under a file', { GATEWAY_DATA_DIR: join(file, 'sessions') }, /^cannot start: GATEWAY_DATA_DIR=.*sessions cannot be used for sessions \(ENOTDIR: a file is in the way\)/],
-    ['a port that is not a number', { PORT: 'eighty', GATEWAY_DATA_DIR: dir }, /^cannot start: PORT="eighty" is not valid: set it to an integer from 0 to 65535, or unset it for 18789\n$/],
-    ['an unknown log level', { LOG_LEVEL: 'loud', GATEWAY_DATA_DIR: dir }, /^cannot start: LOG_LEVEL="loud" is not valid: set it to one of fatal, error, warn, info, debug, trace, silent, or unset it for info\n$/],
-    ['an empty token', { GATEWAY_TOKEN: '', GATEWAY_DATA_DIR: dir }, /^cannot start: GATEWAY_TOKEN is set but empty: give it a value, or unset it for a random token/],
-    ['a negative delay', { ECHO_DELAY_MS: '-5', GATEWAY_DATA_DIR: dir }, /^cannot start: ECHO_DELAY_MS="-5" is not valid/],
-    ['a host that is not here', { HOST: '192.0.2.1', GATEWAY_DATA_DIR: dir }, /^cannot start: HOST=192\.0\.2\.1 is not an address of this machine: set HOST to one of its addresses/],
-    ['a host name that does not resolve', { HOST: 'no-such-host.invalid', GATEWAY_DATA_DIR: dir }, /^cannot start: HOST=no-such-host\.invalid cannot be resolved: set HOST to an address of this machine/]
+    ['a port that is not a number', { PORT: 'eighty', GATEWAY_DATA_DIR: own('number') }, /^cannot start: PORT="eighty" is not valid: set it to an integer from 0 to 65535, or unset it for 18789\n$/],
+    ['an unknown log level', { LOG_LEVEL: 'loud', GATEWAY_DATA_DIR: own('level') }, /^cannot start: LOG_LEVEL="loud" is not valid: set it to one of fatal, error, warn, info, debug, trace, silent, or unset it for info\n$/],
+    ['an empty token', { GATEWAY_TOKEN: '', GATEWAY_DATA_DIR: own('token') }, /^cannot start: GATEWAY_TOKEN is set but empty: give it a value, or unset it for a random token/],
+    ['a negative delay', { ECHO_DELAY_MS: '-5', GATEWAY_DATA_DIR: own('delay') }, /^cannot start: ECHO_DELAY_MS="-5" is not valid/],
+    ['a host that is not here', { HOST: '192.0.2.1', GATEWAY_DATA_DIR: own('host') }, /^cannot start: HOST=192\.0\.2\.1 is not an address of this machine: set HOST to one of its addresses/],
+    ['a host name that does not resolve', { HOST: 'no-such-host.invalid', GATEWAY_DATA_DIR: own('resolve') }, /^cannot start: HOST=no-such-host\.invalid cannot be resolved: set HOST to an address of this machine/]
   ]
   // Each case is its own process; they run side by side.
   const results = await Promise.all(cases.map(async ([, env]) => await failToStart(env)))

@@ -1,5 +1,7 @@
+import { once } from 'node:events'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
+import WebSocket from 'ws'
 import { MemoryStore } from '../lib/index.js'
 import type { SessionEvent } from '../lib/index.js'
 import { ResponseStream, requestFields } from '../lib/transports/responses/response-stream.js'
@@ -34,6 +36,34 @@ t.test('the response stream on its own: fed hub events, it can be replayed whole
   t.ok(ended)
   for (const event of stream.events) t.equal(eventProblem(JSON.parse(event.json)), undefined)
   t.equal(schemaProblem('ResponseResource', stream.response()), undefined)
+})
+
+t.test('a body nested more than 64 levels deep is a 400, over HTTP and in WebSocket mode; 64 levels are served', async t => {
+  const app = await buildApp(t)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  /** A JSON value `levels` objects deep. */
+  const nest = (levels: number): string => '{"a":'.repeat(levels - 1) + '{}' + '}'.repeat(levels - 1)
+  // Each places its innermost object at `depth`: the body is level 1.
+  const bodies = (depth: number): Record<string, string> => ({
+    'tools[0].parameters': `{"input":"x","tools":[{"type":"function","name":"f","parameters":${nest(depth - 3)}}],"tool_choice":"none"}`,
+    'text.format': `{"input":"x","text":{"format":{"type":"text","x":${nest(depth - 3)}}}}`,
+    tool_choice: `{"input":"x","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function","name":"f","x":${nest(depth - 2)}}}`
+  })
+  for (const [field, body] of Object.entries(bodies(64))) t.equal((await post(app, body)).statusCode, 200, `${field}: 64 levels`)
+  for (const depth of [65, 100_000]) {
+    for (const [field, body] of Object.entries(bodies(depth))) {
+      const res = await post(app, body)
+      t.equal(res.statusCode, 400, `${field}: ${depth} levels`)
+      t.match(res.json(), { error: { type: 'invalid_request_error', param: 'body', message: 'The request body is nested more than 64 levels deep.' } })
+    }
+  }
+  const address = app.server.address() as { port: number }
+  const socket = new WebSocket(`ws://127.0.0.1:${address.port}/v1/responses`, { headers: AUTH })
+  t.teardown(() => socket.close())
+  await once(socket, 'open')
+  socket.send(`{"type":"response.create",${(bodies(65).tool_choice as string).slice(1)}`)
+  const [data] = await once(socket, 'message') as [Buffer]
+  t.match(JSON.parse(String(data)), { type: 'error', status: 400, error: { param: 'body', message: /nested more than 64 levels/ } })
 })
 
 t.test('compaction: tool results and long conversations are digested; forged items refused', async t => {

@@ -1,13 +1,13 @@
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { appendFile, cp, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { hostname, tmpdir } from 'node:os'
+import { basename, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import t from 'tap'
-import { FileStore, type Agent, type OpenFile, type TranscriptEntry } from '../lib/index.js'
+import t, { type Test } from 'tap'
+import { FileStore, type Agent, type OpenFile, type StoreContext, type TranscriptEntry } from '../lib/index.js'
 import { storeContract } from '../lib/testing/index.js'
-import { buildApp, childEnv, gatedAgent, user } from './helpers.js'
+import { buildApp, childEnv, gatedAgent, TOKEN, user } from './helpers.js'
 
 /** A file store that closes (its open transcript handles) when the test file ends. */
 function fileStore (options: ConstructorParameters<typeof FileStore>[0]): FileStore {
@@ -162,16 +162,52 @@ t.test('files are private to their owner: 0600 files, 0700 folders', async t => 
   }
 })
 
-t.test('a broken index is an error, never a silent fresh start', async t => {
+t.test('a damaged index names its file and what to do, at start and on every use; other agents are served as usual', async t => {
   const dir = await openclawCopy()
+  const healthy = fileStore({ dir })
+  await healthy.ensure('agent:ops:fine', 'ops')
+  await healthy.close()
   const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
   await writeFile(index, '{"agent:main:main": {"sessionId": "6f1c')
+  const logged: Array<{ file: string, message: string }> = []
+  const logger = { error: (obj: { file: string }, message: string) => { logged.push({ file: obj.file, message }) }, warn: () => {} } as unknown as StoreContext['logger']
+
   const store = fileStore({ dir })
-  await t.rejects(store.list({ limit: 10 }), SyntaxError)
-  await t.rejects(store.ensure('agent:main:new', 'main'), SyntaxError)
+  await store.open({ logger })
+  const explained = /^session gateway: The session index agents\/main\/sessions\/sessions\.json cannot be read \(.*JSON.*\): the sessions of agent "main" are unavailable until it is repaired\. Restore it from a backup, or repair it by hand \(the gateway leaves it as it is\); other agents' sessions are served as usual$/
+  t.match(logged, [{ file: index, message: explained }], 'reported when the store opens, with the full path')
+  t.same((await store.list({ limit: 10 })).rows.map(row => row.key), ['agent:ops:fine'], 'the list holds the other agents\' sessions')
+  t.equal(logged.length, 2, 'and says again what it left out')
+  const refusal = { code: 'FSG_STORE_CORRUPT', statusCode: 503, message: /^The session index agents\/main\/sessions\/sessions\.json cannot be read/ }
+  await t.rejects(store.ensure('agent:main:new', 'main'), refusal, 'no fresh start over the damaged index')
+  await t.rejects(store.get(MAIN), refusal)
+  t.equal(logged.length, 4, 'every use is reported')
+  await store.append('agent:ops:fine', [{ type: 'message', id: 'ops00001', parentId: null, timestamp: new Date().toISOString(), message: user('still here') }])
+  t.equal((await store.read('agent:ops:fine', { limit: 5 })).entries[0]?.id, 'ops00001', 'the other agent reads and writes as usual')
   t.equal(await readFile(index, 'utf8'), '{"agent:main:main": {"sessionId": "6f1c', 'left as it was, for a person to repair')
   await writeFile(index, '[]')
-  await t.rejects(store.list({ limit: 10 }), /not a JSON object/)
+  await t.rejects(store.get(MAIN), { code: 'FSG_STORE_CORRUPT', message: /\(it is not a JSON object\)/ })
+})
+
+t.test('a damaged index over the wire: the client is told, the log names the file at start and per call, other agents answer', async t => {
+  const dir = await openclawCopy()
+  const healthy = fileStore({ dir })
+  await healthy.ensure('agent:ops:fine', 'ops')
+  await healthy.close()
+  const index = join(dir, 'agents', 'main', 'sessions', 'sessions.json')
+  await writeFile(index, '{"agent:main:main": {"sess')
+  const lines: Array<{ level: number, msg: string, file?: string }> = []
+  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const app = await buildApp(t, { store: fileStore({ dir }) }, { logger: { level: 'error', stream } })
+  const named = (): number => lines.filter(line => line.file === index && line.msg.includes('Restore it from a backup')).length
+  t.equal(named(), 1, 'the start names the file')
+  const post = async (headers: Record<string, string>): Promise<{ statusCode: number, body: any }> => {
+    const res = await app.inject({ method: 'POST', url: '/v1/responses', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', ...headers }, payload: { input: 'hello', store: false } })
+    return { statusCode: res.statusCode, body: res.json() }
+  }
+  t.match(await post({ 'x-openclaw-session-key': 'main' }), { statusCode: 503, body: { error: { code: 'store_corrupt', message: /agents\/main\/sessions\/sessions\.json cannot be read/ } } })
+  t.equal(named(), 2, 'and so does each call that needs it')
+  t.match(await post({ 'x-openclaw-session-key': 'fine', 'x-openclaw-agent-id': 'ops' }), { statusCode: 200, body: { status: 'completed' } }, 'another agent answers')
 })
 
 t.test('a lock left by a dead process is broken; a live one is waited for, then given up on', async t => {
@@ -203,40 +239,218 @@ async function walk (dir: string): Promise<string[]> {
   return found
 }
 
-t.test('two gateway processes sharing a directory never lose each other\'s updates', async t => {
-  const dir = await tempDir()
-  const turns = 60
-  const run = async (prefix: string): Promise<string> => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/children/turns.ts', dir, prefix, String(turns)], {
-      cwd: fileURLToPath(new URL('..', import.meta.url)),
-      env: childEnv(),
-      stdio: ['ignore', 'pipe', 'inherit']
-    })
+/** A gateway process holding a file store on `dir` (test/children/hold-store.ts): its first line, and its exit. */
+function holdStore (t: Test, dir: string): { child: ChildProcess, line: Promise<string>, exit: Promise<number | null> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/children/hold-store.ts', dir], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    env: childEnv(),
+    stdio: ['pipe', 'pipe', 'inherit']
+  })
+  const exit = once(child, 'exit').then(([code]) => code as number | null)
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000) // bounded, whatever happens
+  void exit.then(() => clearTimeout(timer))
+  t.teardown(() => { child.kill('SIGKILL') })
+  const line = new Promise<string>(resolve => {
     let out = ''
-    child.stdout.on('data', chunk => { out += String(chunk) })
-    const [code] = await once(child, 'exit') as [number | null]
-    t.equal(code, 0, `${prefix} exited cleanly`)
-    return out
-  }
-  const outputs = await Promise.all([run('left'), run('right')])
-  t.same(outputs, ['done\n', 'done\n'])
+    child.stdout?.on('data', chunk => {
+      out += String(chunk)
+      if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')))
+    })
+    void exit.then(() => resolve(out))
+  })
+  return { child, line, exit }
+}
+
+t.test('one process per directory: a second is refused, naming the holder; a dead holder is replaced; close gives the directory back', async t => {
+  const dir = await tempDir()
+  const lock = join(dir, 'session-gateway.lock')
+  const first = holdStore(t, dir)
+  const ready = await first.line
+  t.match(ready, /^ready \d+$/, 'the first process serves')
+  const pid = Number(ready.split(' ')[1])
+
+  const second = holdStore(t, dir)
+  t.match(await second.line, new RegExp(`^refused FSG_STORE_LOCKED The file store cannot open ${dir}: it is in use by another gateway process: pid ${pid} on ${hostname()}, since \\S+\\. Stop that one, or give this one its own directory; several processes need the Redis session log and a store they share\\.$`),
+    'the second is refused, and told who holds the directory and what to do')
+  t.equal(await second.exit, 2, 'and does not start')
+
+  first.child.kill('SIGKILL')
+  await first.exit
+  t.match(JSON.parse(await readFile(lock, 'utf8')), { pid, host: hostname() }, 'a killed process leaves its lock behind')
+  const third = holdStore(t, dir)
+  t.match(await third.line, /^ready \d+$/, 'the next process breaks the lock of the dead one, and serves')
+  third.child.stdin?.end()
+  t.equal(await third.exit, 0)
+  await t.rejects(stat(lock), { code: 'ENOENT' }, 'a process that closes gives the directory back')
 
   const store = fileStore({ dir })
-  const { rows } = await store.list({ limit: 100 })
-  t.same(rows.map(row => row.key).sort(), ['left', 'right'].flatMap(p => [0, 1, 2, 3].map(i => `agent:main:${p}-${i}`)).sort(), 'every session is in the index')
-  for (const prefix of ['left', 'right']) {
-    const said: string[] = []
-    for (let k = 0; k < 4; k++) {
-      const { entries } = await store.read(`agent:main:${prefix}-${k}`, { limit: 1000 })
-      const texts = entries.map(entry => `${entry.message?.role}:${(entry.message?.content[0] as { text: string }).text}`)
-      t.equal(`assistant:${(await store.get(`agent:main:${prefix}-${k}`))?.preview}`, texts.at(-1), 'the index saw the last update of every key')
-      for (let i = 0; i < texts.length; i += 2) {
-        t.equal(texts[i + 1], texts[i]?.replace('user:', 'assistant:'), 'each question has its answer')
-        said.push(texts[i] as string)
+  t.same((await store.list({ limit: 10 })).rows.map(row => row.key).sort(), [`agent:main:process-${pid}`, `agent:main:process-${third.child.pid as number}`].sort(),
+    'what each process wrote, one after the other, is there')
+})
+
+t.test('a second gateway on the directory, in the same process, does not start', async t => {
+  const dir = await tempDir()
+  await buildApp(t, { store: fileStore({ dir }) })
+  await t.rejects(buildApp(t, { store: fileStore({ dir }) }), { code: 'FSG_STORE_LOCKED', message: /already open in this process/ })
+})
+
+t.test('a store that cannot open for another reason lets the gateway start, and says why in the log', async t => {
+  const parent = await tempDir()
+  await writeFile(join(parent, 'in-the-way'), '')
+  const lines: Array<{ msg: string, err?: { code?: string } }> = []
+  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const app = await buildApp(t, { store: fileStore({ dir: join(parent, 'in-the-way') }) }, { logger: { level: 'error', stream } })
+  t.match(lines, [{ msg: 'session gateway: the store could not open; it is tried again on each call', err: { code: 'EEXIST' } }])
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503, 'not ready')
+})
+
+t.test('the directory lock: a second store in this process, another host, a lock being written, a previous life of this pid', async t => {
+  const dir = await tempDir()
+  const lock = join(dir, 'session-gateway.lock')
+  const one = fileStore({ dir })
+  await one.ensure('agent:main:one', 'main')
+  const two = fileStore({ dir })
+  await t.rejects(two.list({ limit: 5 }), { code: 'FSG_STORE_LOCKED', message: /it is already open in this process \(one FileStore per directory: share that one\)/ })
+  await one.close()
+  t.equal((await two.list({ limit: 5 })).rows.length, 1, 'once the first closes, the second opens')
+  await two.close()
+
+  await writeFile(lock, JSON.stringify({ pid: 4242, host: 'elsewhere', createdAt: '2026-11-30T10:00:00.000Z' }))
+  await t.rejects(fileStore({ dir }).list({ limit: 5 }), {
+    code: 'FSG_STORE_LOCKED',
+    message: `The file store cannot open ${dir}: it is in use by a gateway process on another host: pid 4242 on elsewhere, since 2026-11-30T10:00:00.000Z. ` +
+      `Stop that one, or give this one its own directory; several processes need the Redis session log and a store they share. If that process is gone, delete ${lock}.`
+  }, 'a holder on another host cannot be checked: refused, with what to do if it is gone')
+
+  await writeFile(lock, JSON.stringify({ pid: 4242 }))
+  await t.rejects(fileStore({ dir }).list({ limit: 5 }), { code: 'FSG_STORE_LOCKED', message: /on another host: pid 4242 on an unnamed host\. / })
+  // A live process on this host (the test runner that started us stands in for another gateway).
+  await writeFile(lock, JSON.stringify({ pid: process.ppid, host: hostname() }))
+  await t.rejects(fileStore({ dir }).list({ limit: 5 }), {
+    code: 'FSG_STORE_LOCKED',
+    message: `The file store cannot open ${dir}: it is in use by another gateway process: pid ${process.ppid} on ${hostname()}. ` +
+      'Stop that one, or give this one its own directory; several processes need the Redis session log and a store they share.'
+  })
+
+  await writeFile(lock, '')
+  await t.rejects(fileStore({ dir }).list({ limit: 5 }), { code: 'FSG_STORE_LOCKED', message: /another process is opening it right now/ })
+  await utimes(lock, new Date(Date.now() - 5000), new Date(Date.now() - 5000))
+  const afterEmpty = fileStore({ dir })
+  t.equal((await afterEmpty.list({ limit: 5 })).rows.length, 1, 'a lock that never named its process is broken once it is old')
+  await afterEmpty.close()
+
+  // This pid, not held here: left by an earlier process with the same pid (pid 1 in a restarted container).
+  await writeFile(lock, JSON.stringify({ pid: process.pid, host: hostname(), createdAt: '2026-11-30T10:00:00.000Z' }))
+  const again = fileStore({ dir })
+  t.equal((await again.list({ limit: 5 })).rows.length, 1)
+  t.match(JSON.parse(await readFile(lock, 'utf8')), { pid: process.pid, host: hostname() })
+  t.not(JSON.parse(await readFile(lock, 'utf8')).createdAt, '2026-11-30T10:00:00.000Z', 'taken anew')
+})
+
+t.test('sessions created and acknowledged survive a kill -9 of the process, however far their index write got', async t => {
+  const dir = await tempDir()
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/children/create-sessions.ts', dir, '400'], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    env: childEnv(),
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000) // bounded, whatever happens
+  const acknowledged: string[] = []
+  let rest = ''
+  child.stdout.on('data', chunk => {
+    rest += String(chunk)
+    const lines = rest.split('\n')
+    rest = lines.pop() as string
+    acknowledged.push(...lines.filter(line => line.startsWith('agent:')))
+    // Killed mid-way: creations, index writes and journal emptyings are all in flight.
+    if (acknowledged.length >= 150) child.kill('SIGKILL')
+  })
+  await once(child, 'exit')
+  clearTimeout(timer)
+  t.ok(acknowledged.length >= 150, `${acknowledged.length} sessions were acknowledged before the kill`)
+
+  const store = fileStore({ dir })
+  const listed = new Set((await store.list({ limit: 1000 })).rows.map(row => row.key))
+  t.same(acknowledged.filter(key => !listed.has(key)), [], 'every acknowledged session is there')
+  await store.close()
+  const index = JSON.parse(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8'))
+  t.same(acknowledged.filter(key => index[key] === undefined), [], 'and in sessions.json, for OpenClaw, once the store has opened')
+  t.equal((await stat(join(dir, SESSIONS, 'sessions.json.journal'))).size, 0, 'the journal is empty again')
+})
+
+t.test('a session created while the index is being written keeps its journal line until the next write takes it in', async t => {
+  const dir = await tempDir()
+  // Each index write's flush waits for the test's word, so a creation lands in the middle of one.
+  const gates: Array<{ reached: () => void, open: Promise<void> }> = []
+  const gate = (): { reached: Promise<void>, release: () => void } => {
+    let reached = (): void => {}
+    let release = (): void => {}
+    gates.push({ reached: () => reached(), open: new Promise(resolve => { release = resolve }) })
+    return { reached: new Promise(resolve => { reached = resolve }), release }
+  }
+  const openFile: OpenFile = async (path, flags, mode) => {
+    const handle = await open(path, flags, mode)
+    if (/^sessions\.json\.\d+\.[0-9a-f]{8}\.tmp$/.test(basename(path))) { // the index's temp file, not the journal's
+      const datasync = handle.datasync.bind(handle)
+      handle.datasync = async () => {
+        const next = gates.shift()
+        next?.reached()
+        await next?.open
+        await datasync()
       }
     }
-    t.same(said.sort(), Array.from({ length: turns }, (_, i) => `user:${prefix} turn ${i}`).sort(), `every ${prefix} turn is there`)
+    return handle
   }
+  const store = fileStore({ dir, openFile })
+  const journal = join(dir, SESSIONS, 'sessions.json.journal')
+  const keys = async (): Promise<string[]> => (await readFile(journal, 'utf8')).split('\n').filter(Boolean).map(line => JSON.parse(line).key)
+  const firstWrite = gate()
+  const secondWrite = gate()
+  await store.ensure('agent:main:first', 'main')
+  await firstWrite.reached // the index write that takes `first` in is under way
+  await store.ensure('agent:main:second', 'main')
+  t.same(await keys(), ['agent:main:first', 'agent:main:second'])
+  firstWrite.release()
+  await secondWrite.reached // the first write is done; the next one waits, so `second` stays pending
+  // The journal is emptied just after the write that took `first` in (bounded wait).
+  for (let i = 0; i < 200 && (await keys()).includes('agent:main:first'); i++) await new Promise(resolve => setTimeout(resolve, 5))
+  t.same(await keys(), ['agent:main:second'], 'what the index has left the journal; what it does not yet, stays')
+  secondWrite.release()
+  await store.close()
+  t.match(JSON.parse(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8')), { 'agent:main:first': {}, 'agent:main:second': {} })
+  t.same(await keys(), [], 'and the next write empties it')
+})
+
+t.test('the journal, read when the store opens: what the index lacks is taken in; what it has, what was deleted since, and a torn line are not', async t => {
+  const dir = await tempDir()
+  const sessions = join(dir, SESSIONS)
+  await mkdir(sessions, { recursive: true })
+  const id = (n: number): string => `00000000-0000-4000-8000-00000000000${n}`
+  const entry = (n: number): Record<string, unknown> => ({ sessionId: id(n), updatedAt: 1_760_000_000_000 + n, createdAt: 1_760_000_000_000 + n })
+  await writeFile(join(sessions, 'sessions.json'), JSON.stringify({ 'agent:main:indexed': { ...entry(3), label: 'kept' } }))
+  for (const n of [1, 3]) await writeFile(join(sessions, `${id(n)}.jsonl`), `{"type":"session","id":"${id(n)}"}\n`)
+  await writeFile(join(sessions, 'sessions.json.journal'), [
+    { key: 'agent:main:lost', entry: entry(1) }, // created, then the crash came before the index write
+    { key: 'agent:main:deleted', entry: entry(2) }, // its transcript is archived: deleted since
+    { key: 'agent:main:indexed', entry: entry(3) }, // the index took it in before the crash
+    { key: 'agent:main:bad', entry: { sessionId: '../../escape', updatedAt: 1 } },
+    'not a creation'
+  ].map(line => JSON.stringify(line)).join('\n') + '\n{"key":"agent:main:torn","entry":{"sessionI')
+  const store = fileStore({ dir })
+  t.same((await store.list({ limit: 10 })).rows.map(row => [row.key, row.label]), [['agent:main:indexed', 'kept'], ['agent:main:lost', undefined]])
+  t.match(JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8')), { 'agent:main:lost': { sessionId: id(1) }, 'agent:main:indexed': { label: 'kept' } },
+    'written to sessions.json before the store serves')
+  t.equal(await readFile(join(sessions, 'sessions.json.journal'), 'utf8'), '', 'and the journal emptied')
+  await store.close()
+
+  // A journal that cannot be read at all might hold sessions: the store does not open without it.
+  await rm(join(sessions, 'sessions.json.journal'))
+  await mkdir(join(sessions, 'sessions.json.journal'))
+  const blocked = fileStore({ dir })
+  await t.rejects(blocked.list({ limit: 10 }), { code: 'EISDIR' })
+  await t.rejects(blocked.list({ limit: 10 }), { code: 'EISDIR' }, 'the next call tries again, and says the same')
+  await rm(join(sessions, 'sessions.json.journal'), { recursive: true })
+  t.equal((await blocked.list({ limit: 10 })).rows.length, 2, 'and opens once the journal can be read')
 })
 
 t.test('disk errors other than "not there" are reported, never taken for an empty store', async t => {
@@ -277,15 +491,26 @@ t.test('an index write that cannot get the lock is kept and written on close', a
   t.match(JSON.parse(await readFile(index, 'utf8'))[MAIN], { lastMessagePreview: 'while locked' })
 })
 
-t.test('a session deleted by another process before this one\'s index write stays deleted', async t => {
+t.test('OpenClaw changing the index meanwhile: a session it deleted stays deleted, one it created wins and ours stays readable', async t => {
   const dir = await openclawCopy()
+  const sessions = join(dir, 'agents', 'main', 'sessions')
   const here = fileStore({ dir })
-  const there = fileStore({ dir })
+  await here.get(MAIN) // opened
+  // OpenClaw holds the index while it changes it; our index write waits for it.
+  await writeFile(join(sessions, 'sessions.json.lock'), JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }))
   await here.append(MAIN, [{ type: 'message', id: 'd0000001', parentId: null, timestamp: new Date().toISOString(), message: user('last words') }])
-  t.equal(await there.delete(MAIN), true)
+  const ours = await here.ensure('agent:main:both', 'main')
+  const index = JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8'))
+  delete index[MAIN]
+  index['agent:main:both'] = { sessionId: '0b0b0b0b-1111-4222-8333-444455556666', updatedAt: Date.now() }
+  await writeFile(join(sessions, 'sessions.json'), JSON.stringify(index))
+  await rm(join(sessions, 'sessions.json.lock'))
   await here.close()
-  t.equal(await there.get(MAIN), undefined)
-  t.notOk(MAIN in JSON.parse(await readFile(join(dir, 'agents', 'main', 'sessions', 'sessions.json'), 'utf8')), 'not brought back by the late index write')
+  const written = JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8'))
+  t.notOk(MAIN in written, 'not brought back by the late index write')
+  t.match(written['agent:main:both'], { sessionId: '0b0b0b0b-1111-4222-8333-444455556666', gatewayGenerations: [ours.sessionId] })
+  t.equal(await here.get(MAIN), undefined)
+  t.same((await here.read('agent:main:both', { limit: 5, sessionId: ours.sessionId })).entries, [], 'our generation is still readable by its id')
 })
 
 t.test('transcript handles stay open: another writer\'s torn line is still caught, many sessions do not exhaust handles', async t => {
@@ -327,6 +552,18 @@ t.test('a transcript that cannot be opened for appending is an error, and the ne
   t.equal((await store.read(MAIN, { limit: 1 })).entries[0]?.id, 'again001')
 })
 
+t.test('an entry without text moves its session up in sessions.json, and gives it no preview', async t => {
+  const dir = await tempDir()
+  const store = fileStore({ dir })
+  const key = 'agent:main:quiet'
+  const created = await store.ensure(key, 'main')
+  await store.append(key, [{ type: 'custom', id: 'q0000001', parentId: null, timestamp: new Date().toISOString() }])
+  await store.close()
+  const entry = JSON.parse(await readFile(join(dir, SESSIONS, 'sessions.json'), 'utf8'))[key]
+  t.ok(entry.updatedAt > created.updatedAt)
+  t.notOk('lastMessagePreview' in entry)
+})
+
 t.test('a reset right after an append drops the index update still owed to the old generation', async t => {
   const store = fileStore({ dir: await tempDir() })
   const key = 'agent:main:reset-soon'
@@ -359,19 +596,22 @@ function countingFlushes (dir: string): { openFile: OpenFile, flushes: Array<{ p
 const SESSIONS = join('agents', 'main', 'sessions')
 const isIndexTemp = (path: string): boolean => path.startsWith(join(SESSIONS, 'sessions.json.')) && path.endsWith('.tmp')
 
-t.test('what a send acknowledges is on the disk: its rows, and the index entry that finds them', async t => {
+t.test('what a send acknowledges is on the disk: its rows, and the journal line that finds them', async t => {
   const dir = await tempDir()
   const { openFile, flushes } = countingFlushes(dir)
   const agent = gatedAgent()
   const app = await buildApp(t, { store: fileStore({ dir, openFile }), agent })
   const ticket = await app.sessionGateway.send({ sessionKey: 'agent:main:durable', agentId: 'main', input: [user('keep this')] })
+  const seen = flushes.length
   const transcript = join(SESSIONS, `${ticket.sessionId}.jsonl`)
+  const journal = join(SESSIONS, 'sessions.json.journal')
   const size = async (): Promise<number> => (await stat(join(dir, transcript))).size
   const acknowledged = await size()
   t.ok(flushes.some(flush => flush.path === transcript && flush.size === acknowledged), 'the transcript was flushed with the user\'s row in it')
-  const index = flushes.findIndex(flush => isIndexTemp(flush.path))
-  t.ok(index >= 0, 'the new index was flushed, as the temp file that replaces the old one')
-  t.ok(flushes.slice(index + 1).some(flush => flush.path === SESSIONS), 'then its folder: the rename, and the new transcript\'s name, are on the disk too')
+  const line = flushes.findIndex(flush => flush.path === journal && flush.size > 0)
+  t.ok(line >= 0, 'the new session\'s journal line was flushed')
+  t.ok(flushes.slice(line + 1, seen).some(flush => flush.path === SESSIONS), 'then its folder: the names of the journal and of the new transcript are on the disk too')
+  t.notOk(flushes.slice(0, seen).some(flush => isIndexTemp(flush.path)), 'and no index rewrite was waited for')
 
   agent.release()
   await ticket.result

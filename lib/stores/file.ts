@@ -1,15 +1,19 @@
 import { randomUUID } from 'node:crypto'
 import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
+import { InvalidCursorError, InvalidInputError, SessionNotFoundError, StoreCorruptError } from '../errors.js'
 import { AGENT_ID_PATTERN, agentOfKey } from '../session-key.js'
 import type { TranscriptEntry } from '../transcript.js'
-import { openFile, replaceFile, type OpenFile } from './file-layer.js'
+import { DirectoryLock } from './directory-lock.js'
+import { openFile, replaceFile, syncFolder, type FileLayer, type OpenFile } from './file-layer.js'
 import { withFileLock } from './file-lock.js'
+import { entriesOf, entryOf, readIndex, SESSION_ID_PATTERN, type Index, type IndexEntry } from './index-file.js'
+import { JOURNAL_FILE, readJournal } from './index-journal.js'
 import { readTail, sessionHeader, TranscriptFiles } from './jsonl.js'
 import { listRows } from './list-rows.js'
-import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './store.js'
+import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from './store.js'
 
 export interface FileStoreOptions {
   /** The state directory (OpenClaw's `~/.openclaw` has this layout). Created when missing. */
@@ -24,29 +28,11 @@ export interface FileStoreOptions {
   lockTimeoutMs?: number
   /**
    * Opens every file the store writes and flushes (default `fs.promises.open`): a wrapper
-   * sees each write and each flush, to measure them or, in tests, to count them.
+   * sees each write and each flush, to measure them or, in tests, to count them or make
+   * them fail.
    */
   openFile?: OpenFile
 }
-
-/**
- * One `sessions.json` entry, as OpenClaw writes it: its own fields (`sessionId`,
- * `updatedAt`, `label`, and many more we leave alone) plus a few of ours, prefixed so
- * they cannot collide. A rewrite keeps every field it does not know.
- */
-interface IndexEntry {
-  sessionId: string
-  updatedAt: number
-  label?: string
-  createdAt?: number
-  lastMessagePreview?: string
-  gatewayEpoch?: string
-  /** Earlier generations of this key, still readable by their id. */
-  gatewayGenerations?: string[]
-  [field: string]: unknown
-}
-
-type Index = Record<string, IndexEntry>
 
 interface Touch {
   updatedAt: number
@@ -59,11 +45,8 @@ interface CachedIndex {
   index: Index
 }
 
-/** How long the index may trail the transcripts (a crash loses at most this much of list order and previews). */
+/** The shortest wait before an index write: a crash loses at most this much of list order and previews (see #flush). */
 const INDEX_FLUSH_DELAY_MS = 10
-
-// What may become a file name: OpenClaw's ids are UUIDs; nothing with a dot or a slash.
-const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
 
 /**
  * The embedded default: OpenClaw's own file layout, so an existing OpenClaw state
@@ -73,16 +56,17 @@ const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
  *     <dir>/agents/<agentId>/sessions/<sessionId>.jsonl  a header line, then one entry per line
  *     <dir>/records/<kind>/<id>.json                     small transport records
  *
- * Each index is rewritten atomically (temp file, then rename) under a lock file, and
- * re-read under that lock before every change: processes sharing the directory never
- * lose each other's updates. Session keys never become paths; agent and session ids do
- * only after a strict pattern check.
+ * One process per directory: the store holds `<dir>/session-gateway.lock` from its first
+ * call (or `open`) to `close`, and a second store on the directory is refused, naming the
+ * holder (see directory-lock.ts). Each index is rewritten atomically (temp file, then
+ * rename) under a lock file OpenClaw shares, and re-read under that lock before every
+ * change, so OpenClaw's own updates are never lost. Session keys never become paths;
+ * agent and session ids do only after a strict pattern check.
  */
 export class FileStore implements SessionStore {
   readonly dir: string
   readonly #files: TranscriptFiles
-  readonly #fsync: boolean
-  readonly #openFile: OpenFile
+  readonly #layer: FileLayer
   readonly #lockTimeoutMs: number
   readonly #cache = new Map<string, CachedIndex>()
   /** Index writes of this process, one at a time per agent (the lock file orders processes). */
@@ -93,28 +77,58 @@ export class FileStore implements SessionStore {
    * touch made meanwhile, so a busy gateway rewrites each index once per batch, not per append.
    */
   readonly #touches = new Map<string, Map<string, Touch>>()
+  /**
+   * Sessions created and not in `sessions.json` yet: agent → key → entry. Each is in the
+   * agent's journal (durable); reads see it at once; the next index write takes it in.
+   */
+  readonly #creations = new Map<string, Map<string, IndexEntry>>()
+  /** Creations in progress, by key: a second `ensure` of the key waits for the first. */
+  readonly #creating = new Map<string, Promise<SessionRow>>()
   readonly #flushes = new Map<string, Promise<void>>()
+  /** How long the agent's last index write took, in ms (see #flush). */
+  readonly #writeMs = new Map<string, number>()
+  /** Journals being emptied after an index write took their lines in. */
+  readonly #compactions = new Set<Promise<void>>()
+  #opening: Promise<void> | undefined
+  #lock: DirectoryLock | undefined
+  #logger: StoreContext['logger'] | undefined
 
   constructor (options: FileStoreOptions) {
     if (typeof options?.dir !== 'string' || options.dir === '') throw new InvalidInputError('FileStore needs a dir')
     this.dir = resolve(options.dir)
-    this.#fsync = options.fsync ?? true
-    this.#openFile = options.openFile ?? openFile
-    this.#files = new TranscriptFiles(this.#fsync, this.#openFile)
+    this.#layer = { root: this.dir, openFile: options.openFile ?? openFile, fsync: options.fsync ?? true }
+    this.#files = new TranscriptFiles(this.#layer)
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 10_000
   }
 
+  /**
+   * Takes the directory for this process (`FSG_STORE_LOCKED`, naming the holder, when
+   * another has it), takes in the sessions a crash left in the journals, and reports
+   * every index it cannot read through `logger`. The gateway calls it when it starts;
+   * every other method calls it first, so a store used on its own works too.
+   */
+  async open (context?: StoreContext): Promise<void> {
+    if (context !== undefined) this.#logger = context.logger
+    this.#opening ??= this.#start().catch(err => {
+      this.#opening = undefined // a later call tries again (the other process may have gone)
+      throw err
+    })
+    await this.#opening
+  }
+
   async get (key: string): Promise<SessionRow | undefined> {
+    await this.open()
     for (const agentId of await this.#agentsFor(key)) {
-      const entry = entryOf(await this.#index(agentId), key)
+      const entry = await this.#entry(agentId, key)
       if (entry !== undefined) return this.#row(key, agentId, entry)
     }
     return undefined
   }
 
   async findBySessionId (sessionId: string): Promise<SessionRow | undefined> {
+    await this.open()
     for (const agentId of await this.#agents()) {
-      for (const [key, entry] of entriesOf(await this.#index(agentId))) {
+      for (const [key, entry] of await this.#entries(agentId).catch(skipDamaged)) {
         if (entry.sessionId === sessionId) return this.#row(key, agentId, entry)
       }
     }
@@ -125,23 +139,22 @@ export class FileStore implements SessionStore {
     const existing = await this.get(key)
     if (existing !== undefined) return existing
     const agent = checkAgentId(agentOfKey(key) ?? agentId)
-    return await this.#update(agent, async index => {
-      const found = entryOf(index, key)
-      if (found !== undefined) return toRow(key, agent, found) // another process was first
-      const sessionId = randomUUID()
-      await this.#startTranscript(agent, sessionId)
-      const now = Date.now()
-      const entry: IndexEntry = { sessionId, updatedAt: now, createdAt: now }
-      index[key] = entry
-      return toRow(key, agent, entry)
-    })
+    // A creation is in #creating from its start until it is pending (which `get` sees):
+    // a second ensure of the key finds one or the other.
+    const creating = this.#creating.get(key)
+    if (creating !== undefined) return await creating
+    const created = this.#create(key, agent).finally(() => this.#creating.delete(key))
+    this.#creating.set(key, created)
+    return await created
   }
 
   async list (query: ListQuery): Promise<ListPage> {
+    await this.open()
     const rows: SessionRow[] = []
     for (const agentId of await this.#agents()) {
       if (query.agentId !== undefined && query.agentId !== agentId) continue
-      for (const [key, entry] of entriesOf(await this.#index(agentId))) rows.push(this.#row(key, agentId, entry))
+      // An agent whose index cannot be read is left out (and logged): the others are listed.
+      for (const [key, entry] of await this.#entries(agentId).catch(skipDamaged)) rows.push(this.#row(key, agentId, entry))
     }
     return listRows(rows, query)
   }
@@ -168,6 +181,7 @@ export class FileStore implements SessionStore {
   }
 
   async delete (key: string): Promise<boolean> {
+    await this.open()
     for (const agentId of await this.#agentsFor(key)) {
       const removed = await this.#update(agentId, async index => {
         const entry = entryOf(index, key)
@@ -203,7 +217,7 @@ export class FileStore implements SessionStore {
     if (row === undefined) throw new SessionNotFoundError(key)
     const sessionId = query.sessionId ?? row.sessionId
     if (sessionId !== row.sessionId) {
-      const entry = entryOf(await this.#index(row.agentId), key)
+      const entry = await this.#entry(row.agentId, key)
       if (!(entry?.gatewayGenerations ?? []).includes(sessionId)) throw new SessionNotFoundError(`${key} (generation ${sessionId})`)
     }
     const end = query.before === undefined ? undefined : byteOffset(query.before)
@@ -212,12 +226,15 @@ export class FileStore implements SessionStore {
   }
 
   async putRecord (kind: string, id: string, value: unknown): Promise<void> {
+    await this.open()
     const folder = join(this.dir, 'records', checkRecordId(kind))
+    const path = join(folder, `${checkRecordId(id)}.json`)
     await mkdir(folder, { recursive: true, mode: 0o700 })
-    await replaceFile(this.#openFile, join(folder, `${checkRecordId(id)}.json`), JSON.stringify(value), this.#fsync)
+    await replaceFile(this.#layer, path, JSON.stringify(value))
   }
 
   async getRecord (kind: string, id: string): Promise<unknown> {
+    await this.open()
     try {
       return JSON.parse(await readFile(join(this.dir, 'records', checkRecordId(kind), `${checkRecordId(id)}.json`), 'utf8'))
     } catch (err) {
@@ -226,13 +243,121 @@ export class FileStore implements SessionStore {
     }
   }
 
-  /** Writes what is still pending and waits for this process's index writes to finish. */
+  /** Writes what is still pending, waits for this process's writes to finish, and gives the directory back. */
   async close (): Promise<void> {
     await Promise.allSettled([...this.#flushes.values()])
     // A flush that failed (a lock held too long by another process) gets one more try.
-    for (const agentId of this.#touches.keys()) this.#flush(agentId)
+    for (const agentId of new Set([...this.#touches.keys(), ...this.#creations.keys()])) this.#flush(agentId)
     await Promise.allSettled([...this.#flushes.values(), ...this.#writes.values()])
+    await Promise.allSettled([...this.#compactions])
     await this.#files.closeAll()
+    const lock = this.#lock
+    this.#lock = undefined
+    this.#opening = undefined
+    await lock?.release()
+  }
+
+  // ── opening ────────────────────────────────────────────────────────────────
+
+  async #start (): Promise<void> {
+    const lock = await DirectoryLock.acquire(this.#layer)
+    try {
+      for (const agentId of await this.#agents()) {
+        let index: Index
+        try {
+          // Read now, so a damaged index is reported when the gateway starts, not at its first use.
+          index = await this.#index(agentId)
+        } catch (err) {
+          skipDamaged(err)
+          continue
+        }
+        await this.#recover(agentId, index)
+      }
+    } catch (err) {
+      await lock.release() // not opened: the next call starts over
+      throw err
+    }
+    this.#lock = lock
+  }
+
+  /** Takes in the sessions a crash left in the agent's journal, and empties it. */
+  async #recover (agentId: string, index: Index): Promise<void> {
+    const journal = this.#journalPath(agentId)
+    const creations = await readJournal(journal)
+    if (creations.length === 0) return
+    for (const { key, entry } of creations) {
+      // Not if the key has an entry (the index took it in before the crash), nor if its
+      // transcript is gone (the session was deleted, and archived, since).
+      if (entryOf(index, key) !== undefined) continue
+      if (!await stat(this.#transcriptPath(agentId, entry.sessionId)).then(() => true, () => false)) continue
+      this.#pending(agentId).set(key, entry)
+    }
+    await this.#update(agentId, async () => {})
+    await this.#compact(agentId)
+  }
+
+  // ── creating sessions ──────────────────────────────────────────────────────
+
+  /**
+   * A new session costs what a turn's append costs, however large the index: its
+   * transcript, one journal line, and one flush of the folder that now names both.
+   * `sessions.json` takes it in with the next batched index write.
+   */
+  async #create (key: string, agentId: string): Promise<SessionRow> {
+    const sessionId = randomUUID()
+    await this.#startTranscript(agentId, sessionId)
+    const now = Date.now()
+    const entry: IndexEntry = { sessionId, updatedAt: now, createdAt: now }
+    const pending = this.#pending(agentId)
+    pending.set(key, entry) // before its journal line: a journal emptied meanwhile keeps it
+    try {
+      await this.#files.append(this.#journalPath(agentId), [{ key, entry }])
+      if (this.#layer.fsync) await syncFolder(this.#layer, this.#sessionsDir(agentId))
+    } catch (err) {
+      if (pending.get(key) === entry) pending.delete(key)
+      throw err
+    }
+    this.#flush(agentId)
+    return toRow(key, agentId, entry)
+  }
+
+  #pending (agentId: string): Map<string, IndexEntry> {
+    let pending = this.#creations.get(agentId)
+    if (pending === undefined) {
+      pending = new Map()
+      this.#creations.set(agentId, pending)
+    }
+    return pending
+  }
+
+  /** Puts the agent's pending creations into `index`, about to be written; returns what it put. */
+  #takeIn (agentId: string, index: Index): Map<string, IndexEntry> {
+    const taken = new Map(this.#creations.get(agentId))
+    for (const [key, entry] of taken) {
+      const there = entryOf(index, key)
+      // Someone else (OpenClaw) created the key meanwhile: theirs stays current, ours stays readable.
+      if (there === undefined) index[key] = { ...entry }
+      else if (there.sessionId !== entry.sessionId) index[key] = { ...there, gatewayGenerations: [...(there.gatewayGenerations ?? []), entry.sessionId] }
+    }
+    return taken
+  }
+
+  /** After the index write that took `taken` in: they are no longer pending, and the journal can lose their lines. */
+  #tookIn (agentId: string, taken: Map<string, IndexEntry>): void {
+    if (taken.size === 0) return
+    const pending = this.#pending(agentId)
+    for (const [key, entry] of taken) if (pending.get(key) === entry) pending.delete(key)
+    if (pending.size === 0) this.#creations.delete(agentId)
+    const compaction = this.#compact(agentId)
+    this.#compactions.add(compaction)
+    void compaction.then(() => this.#compactions.delete(compaction))
+  }
+
+  /** Leaves in the agent's journal only what is still pending (created while the index was written). */
+  async #compact (agentId: string): Promise<void> {
+    const lines = (): Array<{ key: string, entry: IndexEntry }> => [...this.#creations.get(agentId) ?? []].map(([key, entry]) => ({ key, entry }))
+    // A journal that could not be emptied keeps lines the index has: longer, never wrong (see #recover).
+    await this.#files.replace(this.#journalPath(agentId), lines).catch(() => {})
   }
 
   // ── touches: index updates that follow appends ─────────────────────────────
@@ -252,25 +377,29 @@ export class FileStore implements SessionStore {
     this.#flush(agentId)
   }
 
-  /** Schedules one index write for the agent's touches (and every touch made until it runs). */
+  /** Schedules one index write for the agent's touches and creations (and every one made until it runs). */
   #flush (agentId: string): void {
     if (this.#flushes.has(agentId)) return
-    let written: Map<string, Touch> | undefined
-    // A short wait gathers the touches of many turns (and sessions) into one write.
-    const flush = sleep(INDEX_FLUSH_DELAY_MS).then(async () => await this.#update(agentId, async index => {
+    let written = new Map<string, Touch>()
+    // A short wait gathers the touches of many turns (and sessions) into one write. A large
+    // index waits longer, so that rewriting it takes at most a ninth of the time.
+    const delay = Math.max(INDEX_FLUSH_DELAY_MS, 8 * (this.#writeMs.get(agentId) ?? 0))
+    const flush = sleep(delay).then(async () => await this.#update(agentId, async index => {
       this.#flushes.delete(agentId) // touches from now on need a write of their own
       written = new Map(this.#touches.get(agentId))
       for (const [key, touch] of written) {
         const entry = entryOf(index, key)
         if (entry === undefined) continue
-        entry.updatedAt = Math.max(entry.updatedAt, touch.updatedAt)
-        if (touch.preview !== undefined) entry.lastMessagePreview = touch.preview
+        index[key] = {
+          ...entry,
+          updatedAt: Math.max(entry.updatedAt, touch.updatedAt),
+          ...(touch.preview === undefined ? {} : { lastMessagePreview: touch.preview })
+        }
       }
     })).then(() => {
       // Only now is the index on disk (and in the cache) newer than these touches.
-      // Both are set: the agent's touches are only dropped here, one flush at a time.
-      const touches = this.#touches.get(agentId) as Map<string, Touch>
-      for (const [key, touch] of written as Map<string, Touch>) if (touches.get(key) === touch) touches.delete(key)
+      const touches = this.#touches.get(agentId) ?? new Map<string, Touch>()
+      for (const [key, touch] of written) if (touches.get(key) === touch) touches.delete(key)
       if (touches.size === 0) this.#touches.delete(agentId)
     }, () => {
       this.#flushes.delete(agentId) // kept for the next flush (close() tries again)
@@ -298,9 +427,26 @@ export class FileStore implements SessionStore {
     return join(this.#sessionsDir(agentId), `${sessionId}.jsonl`)
   }
 
+  #journalPath (agentId: string): string {
+    return join(this.#sessionsDir(agentId), JOURNAL_FILE)
+  }
+
   async #startTranscript (agentId: string, sessionId: string): Promise<void> {
     await mkdir(this.#sessionsDir(agentId), { recursive: true, mode: 0o700 })
     await this.#files.append(this.#transcriptPath(agentId, sessionId), [sessionHeader(sessionId)])
+  }
+
+  /** The entry for `key`: a creation not written yet, or the index's. */
+  async #entry (agentId: string, key: string): Promise<IndexEntry | undefined> {
+    const index = await this.#index(agentId)
+    return this.#creations.get(agentId)?.get(key) ?? entryOf(index, key)
+  }
+
+  /** Every entry of the agent: the index's, then the creations not written yet. */
+  async #entries (agentId: string): Promise<Array<[string, IndexEntry]>> {
+    const index = await this.#index(agentId)
+    const pending = this.#creations.get(agentId) ?? new Map<string, IndexEntry>()
+    return [...entriesOf(index)].filter(([key]) => !pending.has(key)).concat([...pending])
   }
 
   /** The index as it is on disk now (re-read only when the file was replaced). */
@@ -316,14 +462,28 @@ export class FileStore implements SessionStore {
     }
     const cached = this.#cache.get(agentId)
     if (cached?.stamp === stamp) return cached.index
-    const index = await readIndex(path)
+    const index = await this.#readIndex(agentId, path)
     this.#cache.set(agentId, { stamp, index })
     return index
   }
 
+  /** Reads an index from disk; a damaged one is reported, to the log and to the caller, on every use. */
+  async #readIndex (agentId: string, path: string): Promise<Index> {
+    try {
+      return await readIndex(this.dir, agentId, path)
+    } catch (err) {
+      if (err instanceof StoreCorruptError) this.#logger?.error({ file: path }, `session gateway: ${err.message}`)
+      throw err
+    }
+  }
+
   /**
-   * Changes one agent's index: under the lock, from what is on disk right now, then
-   * written back atomically. `change` may mutate the index it is given.
+   * Changes one agent's index: under the lock, from what is on disk right now with the
+   * creations not written yet, then written back atomically. `change` gets a copy of the
+   * index it may add keys to and delete keys from; an entry it changes it must replace
+   * (`index[key] = { ...entry, … }`), never change in place: the cached index is shared
+   * with readers, and is only replaced once the write is done. A change that replaced
+   * nothing writes nothing.
    */
   async #update<T> (agentId: string, change: (index: Index) => Promise<T>): Promise<T> {
     const previous = this.#writes.get(agentId) ?? Promise.resolve()
@@ -331,16 +491,21 @@ export class FileStore implements SessionStore {
       const folder = this.#sessionsDir(agentId)
       await mkdir(folder, { recursive: true, mode: 0o700 })
       const path = join(folder, 'sessions.json')
-      return await withFileLock(`${path}.lock`, this.#lockTimeoutMs, async () => {
-        const index = await readIndex(path)
-        const before = JSON.stringify(index)
+      return await withFileLock(this.#layer, `${path}.lock`, this.#lockTimeoutMs, async () => {
+        // The cached index when the file is still the one we read (under the lock, so it stays so).
+        const base = await this.#index(agentId)
+        const index = { ...base }
+        const taken = this.#takeIn(agentId, index)
         const result = await change(index)
-        if (JSON.stringify(index) !== before) {
+        if (replacedAny(base, index)) {
+          const started = performance.now()
           // Flushes the folder too, and with it the entry of a transcript `change` just created there.
-          await replaceFile(this.#openFile, path, JSON.stringify(index, null, 2), this.#fsync)
+          await replaceFile(this.#layer, path, JSON.stringify(index, null, 2))
           const info = await stat(path)
           this.#cache.set(agentId, { stamp: `${info.ino}:${info.size}:${info.mtimeMs}`, index })
+          this.#writeMs.set(agentId, performance.now() - started)
         }
+        this.#tookIn(agentId, taken)
         return result
       })
     })
@@ -353,11 +518,14 @@ export class FileStore implements SessionStore {
   }
 
   async #change (key: string, change: (entry: IndexEntry, agentId: string) => unknown): Promise<SessionRow | undefined> {
+    await this.open()
     for (const agentId of await this.#agentsFor(key)) {
       const row = await this.#update(agentId, async index => {
-        const entry = entryOf(index, key)
-        if (entry === undefined) return undefined
+        const found = entryOf(index, key)
+        if (found === undefined) return undefined
+        const entry = { ...found }
         await change(entry, agentId)
+        index[key] = entry
         return this.#row(key, agentId, entry)
       })
       if (row !== undefined) return row
@@ -382,31 +550,16 @@ export class FileStore implements SessionStore {
   }
 }
 
-async function readIndex (path: string): Promise<Index> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
-    throw err
-  }
-  // A broken index is an error, never a reason to start over: rewriting it would lose every session.
-  const index = JSON.parse(text) as unknown
-  if (typeof index !== 'object' || index === null || Array.isArray(index)) throw new Error(`${path} is not a JSON object`)
-  return index as Index
+/** Whether `after` has a key `before` has not, lacks one it has, or holds another object for one (O(keys), no serializing). */
+function replacedAny (before: Index, after: Index): boolean {
+  const keys = Object.keys(after)
+  return keys.length !== Object.keys(before).length || keys.some(key => after[key] !== before[key])
 }
 
-/** The entry for `key` if we can use it; entries we cannot (no usable sessionId) stay in the file, untouched. */
-function entryOf (index: Index, key: string): IndexEntry | undefined {
-  const entry = Object.hasOwn(index, key) ? index[key] : undefined
-  return typeof entry === 'object' && entry !== null && typeof entry.sessionId === 'string' && SESSION_ID_PATTERN.test(entry.sessionId) ? entry : undefined
-}
-
-function * entriesOf (index: Index): Generator<[string, IndexEntry]> {
-  for (const key of Object.keys(index)) {
-    const entry = entryOf(index, key)
-    if (entry !== undefined) yield [key, entry]
-  }
+/** For reads across agents: an index that cannot be read (reported already) counts as empty. */
+function skipDamaged (err: unknown): never[] {
+  if (err instanceof StoreCorruptError) return []
+  throw err
 }
 
 function toRow (key: string, agentId: string, entry: IndexEntry): SessionRow {

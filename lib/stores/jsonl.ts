@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import type { TranscriptEntry } from '../transcript.js'
-import type { OpenFile } from './file-layer.js'
+import { replaceFile, writeFailed, type FileLayer } from './file-layer.js'
 
 // OpenClaw's transcript files: one JSON object per line, a `session` header first.
 // Writes are whole lines in one write() call; reads go backwards from the end, so the
@@ -16,8 +16,10 @@ interface TranscriptFile {
   failed: boolean
   /** Where our last append ended; -1 until we know. Equal to the size: nobody else wrote since. */
   end: number
-  /** Appends in progress: a file is closed only when none is. */
+  /** Appends (or replacements) in progress or waiting: a file is closed only when none is. */
   users: number
+  /** The last append queued: appends to one file run one at a time, so a failed one can be undone. */
+  queue: Promise<void>
 }
 
 /**
@@ -25,23 +27,23 @@ interface TranscriptFile {
  * so an append costs a `stat`, a `write` and a flush instead of six system calls.
  * Lines are written whole, in one `write()` on a file opened for appending. A torn last
  * line (a crash mid-write, or another writer's) is closed off first, so the new lines start
- * fresh and the torn one stays the only casualty.
+ * fresh and the torn one stays the only casualty. An append that does not reach the disk
+ * whole (a short write when the disk fills, a failed write or flush) is cut off again,
+ * back to where the file ended, and fails with `FSG_STORE_FAILED`: what a caller was told
+ * failed is not there, and the next append does not land on half a line.
  */
 export class TranscriptFiles {
   readonly #open = new Map<string, TranscriptFile>()
-  readonly #fsync: boolean
-  readonly #openFile: OpenFile
+  readonly #layer: FileLayer
   readonly #max: number
 
-  constructor (fsync: boolean, openFile: OpenFile, max = 64) {
-    this.#fsync = fsync
-    this.#openFile = openFile
+  constructor (layer: FileLayer, max = 64) {
+    this.#layer = layer
     this.#max = max
   }
 
   async append (path: string, entries: readonly unknown[]): Promise<void> {
-    const file = this.#acquire(path)
-    try {
+    await this.#exclusive(path, async file => {
       const handle = await file.handle
       const { size } = await handle.stat()
       let text = ''
@@ -52,13 +54,44 @@ export class TranscriptFiles {
         if (last[0] !== NEWLINE) text = '\n'
       }
       for (const entry of entries) text += JSON.stringify(entry) + '\n'
-      const { bytesWritten } = await handle.write(text)
-      if (this.#fsync) await handle.datasync()
-      file.end = size + bytesWritten
-    } finally {
-      file.users--
-      await this.#trim()
-    }
+      const bytes = Buffer.from(text)
+      try {
+        const { bytesWritten } = await handle.write(bytes, 0, bytes.length)
+        if (bytesWritten !== bytes.length) throw new Error(`only ${bytesWritten} of ${bytes.length} bytes were written (is the disk full?)`)
+        if (this.#layer.fsync) await handle.datasync()
+      } catch (err) {
+        // Undo what did get written. Should even that fail, the file no longer ends at `end`,
+        // so the next append looks at its last byte and starts a line of its own.
+        await handle.truncate(size).catch(() => {})
+        file.end = size
+        throw writeFailed(this.#layer, path, err)
+      }
+      file.end = size + bytes.length
+    })
+  }
+
+  /**
+   * Makes the file hold exactly `entries()`, asked once no append to it is running (so an
+   * append that comes later lands after them). Emptying truncates in place; anything else
+   * replaces the file atomically, so a crash leaves either the old lines or the new ones.
+   */
+  async replace (path: string, entries: () => readonly unknown[]): Promise<void> {
+    await this.#exclusive(path, async file => {
+      const lines = entries()
+      if (lines.length === 0) {
+        const handle = await file.handle
+        await handle.truncate(0)
+        if (this.#layer.fsync) await handle.datasync()
+        file.end = 0
+        return
+      }
+      await replaceFile(this.#layer, path, lines.map(line => JSON.stringify(line) + '\n').join(''))
+      // The handle still points at the file that was replaced: appends from now on need the new one.
+      await close(file)
+      file.handle = this.#layer.openFile(path, 'a+', 0o600)
+      file.handle.catch(() => { file.failed = true })
+      file.end = -1
+    })
   }
 
   /** Closes the file's handle, if open (before the file is renamed away). */
@@ -79,7 +112,7 @@ export class TranscriptFiles {
   #acquire (path: string): TranscriptFile {
     let file = this.#open.get(path)
     if (file === undefined || file.failed) {
-      const opening: TranscriptFile = { handle: this.#openFile(path, 'a+', 0o600), failed: false, end: -1, users: 0 }
+      const opening: TranscriptFile = { handle: this.#layer.openFile(path, 'a+', 0o600), failed: false, end: -1, users: 0, queue: Promise.resolve() }
       opening.handle.catch(() => { opening.failed = true })
       file = opening
     }
@@ -88,6 +121,22 @@ export class TranscriptFiles {
     this.#open.set(path, file)
     file.users++
     return file
+  }
+
+  /** Runs `fn` on the file once every earlier append or replace of it is done, and before any later one starts. */
+  async #exclusive (path: string, fn: (file: TranscriptFile) => Promise<void>): Promise<void> {
+    const file = this.#acquire(path)
+    const previous = file.queue
+    let done!: () => void
+    file.queue = new Promise(resolve => { done = resolve })
+    try {
+      await previous
+      await fn(file)
+    } finally {
+      done()
+      file.users--
+      await this.#trim()
+    }
   }
 
   /** Closes the least recently used handles past `max` that no append is using. */

@@ -26,7 +26,8 @@ export function listRows (all: Iterable<SessionRow>, query: ListQuery): ListPage
     : { rows }
 }
 
-function matchesSearch (row: SessionRow, search: string): boolean {
+/** Whether `search` (lower-cased) is part of the row's key, label or preview, ignoring case. */
+export function matchesSearch (row: SessionRow, search: string): boolean {
   return row.key.includes(search) ||
     (row.label?.toLowerCase().includes(search) ?? false) ||
     (row.preview?.toLowerCase().includes(search) ?? false)

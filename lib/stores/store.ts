@@ -1,3 +1,4 @@
+import type { FastifyBaseLogger } from 'fastify'
 import { messageText, type TranscriptEntry } from '../transcript.js'
 
 /**
@@ -61,6 +62,12 @@ export interface ReadPage {
 
 export type RowPatch = Partial<Pick<SessionRow, 'label' | 'epoch'>>
 
+/** What the gateway hands a store when it starts. */
+export interface StoreContext {
+  /** Where to report what a person must act on (a damaged file, say): the gateway's logger. */
+  logger: Pick<FastifyBaseLogger, 'error' | 'warn'>
+}
+
 /**
  * Persistence behind the hub. Implement this to keep sessions in your own database;
  * `fastify-session-gateway/testing` exports the contract suite every adapter must pass.
@@ -73,6 +80,13 @@ export type RowPatch = Partial<Pick<SessionRow, 'label' | 'epoch'>>
  *   backend allows it.
  */
 export interface SessionStore {
+  /**
+   * Called once when the gateway starts, before it serves (see `openStore`). A store
+   * that must not serve, its data held by another process, throws `FSG_STORE_LOCKED`
+   * and the gateway does not start; any other failure is logged and the store answers
+   * each later call as it can (readiness says so).
+   */
+  open? (context: StoreContext): Promise<void>
   get (key: string): Promise<SessionRow | undefined>
   /** The row whose current generation is `sessionId`. */
   findBySessionId (sessionId: string): Promise<SessionRow | undefined>
@@ -102,6 +116,21 @@ export interface SessionStore {
 
 /** The methods every `SessionStore` has (`close` is optional). */
 export const STORE_METHODS = ['get', 'findBySessionId', 'ensure', 'list', 'patch', 'reset', 'delete', 'append', 'read', 'putRecord', 'getRecord'] as const
+
+/**
+ * Opens a store as the gateway starts. A store another process has (`FSG_STORE_LOCKED`)
+ * stops the start: two processes on one file store would interleave turns. Any other
+ * failure (a full disk, a file where the directory should be) lets the gateway start,
+ * not ready, and the store tries again on each call.
+ */
+export async function openStore (store: SessionStore, logger: StoreContext['logger']): Promise<void> {
+  try {
+    await store.open?.({ logger })
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'FSG_STORE_LOCKED') throw err
+    logger.error({ err }, 'session gateway: the store could not open; it is tried again on each call')
+  }
+}
 
 /** What a record kind or id may look like: safe as a file name, a Redis key or a SQL value. */
 export const RECORD_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/

@@ -14,6 +14,13 @@ const open = { additionalProperties: true }
 const Text = Type.String({ maxLength: 10_485_760 })
 const NumberOrNull = Type.Optional(Nullable(Type.Number()))
 
+/**
+ * JSON nested deeper than this is refused (400). Nothing in the API needs it, and the
+ * response echoes the request's tools, formats and tool choice: serializing them again
+ * that deep would overflow the stack (a 500).
+ */
+export const MAX_BODY_DEPTH = 64
+
 export const MetadataSchema = Type.Record(Type.String(), Type.String({ maxLength: 512 }), { maxProperties: 16 })
 
 const BodySchema = Type.Object({
@@ -170,6 +177,7 @@ export function parseCreateBody (body: unknown, omit: readonly string[] = []): C
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw invalidParam('body', 'The request body must be a JSON object.', 'invalid_type')
   }
+  if (deeperThan(body, MAX_BODY_DEPTH)) throw invalidParam('body', `The request body is nested more than ${MAX_BODY_DEPTH} levels deep.`)
   const rest = omit.length === 0 ? body : Object.fromEntries(Object.entries(body).filter(([name]) => !omit.includes(name)))
   check(checkBody, rest, '')
   const parsed = rest as CreateBody
@@ -181,6 +189,18 @@ export function parseCreateBody (body: unknown, omit: readonly string[] = []): C
   })
   if (parsed.tool_choice !== undefined && parsed.tool_choice !== null) check(checkToolChoice, parsed.tool_choice, 'tool_choice')
   return parsed
+}
+
+/** Whether objects and arrays in `value` nest more than `max` levels (counted without recursion, so any depth is safe to ask about). */
+function deeperThan (value: unknown, max: number): boolean {
+  const pending: Array<[unknown, number]> = [[value, 1]]
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [node, depth] = next
+    if (typeof node !== 'object' || node === null) continue
+    if (depth > max) return true
+    for (const child of Object.values(node)) pending.push([child, depth + 1])
+  }
+  return false
 }
 
 function checkInputItem (item: unknown, path: string): void {
