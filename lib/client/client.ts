@@ -209,6 +209,13 @@ export class GatewayClient {
     return session as Session
   }
 
+  /** Skips the rest of the backoff (the browser says the network is back, say): dials now if waiting to. */
+  reconnectNow (): void {
+    if (this.#state !== 'reconnecting' || this.#socket !== undefined) return
+    clearTimeout(this.#retryTimer)
+    this.#dial()
+  }
+
   /** Closes the connection for good: waiting requests fail with `CLOSED`, sessions end. */
   close (): void {
     this.#shutDown(new ConnectionError('CLOSED', 'the client was closed'))
