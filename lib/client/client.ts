@@ -243,13 +243,12 @@ export class GatewayClient {
     this.#socket = socket
     this.#handshakeId = undefined
     socket.onmessage = event => this.#receive(socket, event.data)
-    socket.onclose = event => this.#lost(socket, event.code, event.reason)
+    socket.onclose = event => this.#lost(event.code, event.reason)
     socket.onerror = () => {} // a close follows, with its code
     this.#connectTimer = setTimeout(() => this.#drop(socket, 'the handshake took too long'), this.#options.connectTimeoutMs)
   }
 
   #receive (socket: WebSocketLike, data: unknown): void {
-    if (socket !== this.#socket) return
     this.#lastFrameAt = Date.now()
     let frame: ServerFrame
     try {
@@ -299,6 +298,8 @@ export class GatewayClient {
   #opened (socket: WebSocketLike, hello: HelloOk): void {
     clearTimeout(this.#connectTimer)
     this.#hello = hello
+    // Reached and accepted: from now on a drop means reconnect, not "unreachable".
+    this.#everOpen = true
     this.#attempt = 0
     const tick = hello.policy.tickIntervalMs
     // The gateway ticks every interval; a link silent for two is dead, whatever TCP thinks.
@@ -311,7 +312,6 @@ export class GatewayClient {
     // Sessions resume before anything that waited goes out, so a send lands after its session's cursor.
     void Promise.allSettled(resumes).then(() => {
       if (socket !== this.#socket) return
-      this.#everOpen = true
       this.#setState('open')
       this.#settleReady.resolve(hello)
       for (const pending of this.#pending.values()) if (!pending.sent) this.#write(pending)
@@ -319,8 +319,7 @@ export class GatewayClient {
   }
 
   /** The socket closed (or we gave up on it): fail or keep what was in flight, then reconnect or stop. */
-  #lost (socket: WebSocketLike, code: number, reason: string): void {
-    if (socket !== this.#socket) return
+  #lost (code: number, reason: string): void {
     this.#socket = undefined
     clearTimeout(this.#connectTimer)
     clearInterval(this.#watchdog)
@@ -352,11 +351,9 @@ export class GatewayClient {
 
   /** Gives up on a socket now: a dead link may take minutes to report its close. */
   #drop (socket: WebSocketLike, reason: string): void {
-    socket.onmessage = socket.onclose = socket.onerror = null
-    try {
-      socket.close(NORMAL_CLOSE, reason)
-    } catch {}
-    this.#lost(socket, 1006, reason)
+    detach(socket)
+    socket.close(NORMAL_CLOSE, reason)
+    this.#lost(1006, reason)
   }
 
   #shutDown (error: ConnectionError): void {
@@ -367,10 +364,8 @@ export class GatewayClient {
     clearTimeout(this.#retryTimer)
     clearInterval(this.#watchdog)
     if (socket !== undefined) {
-      socket.onmessage = socket.onclose = socket.onerror = null
-      try {
-        socket.close(NORMAL_CLOSE, 'client closed')
-      } catch {}
+      detach(socket)
+      socket.close(NORMAL_CLOSE, 'client closed')
     }
     this.#setState('closed')
     this.#settleReady.reject(error)
@@ -406,11 +401,7 @@ export class GatewayClient {
         method,
         params,
         resolve: payload => {
-          try {
-            onAnswer?.(payload)
-          } catch (err) {
-            return reject(err)
-          }
+          onAnswer?.(payload)
           resolve(payload)
         },
         reject,
@@ -441,6 +432,16 @@ export class GatewayClient {
     clearTimeout(pending.timer)
     this.#pending.delete(pending.id)
   }
+}
+
+/**
+ * Stops hearing from a socket we gave up on. Its error handler stays a no-op: `ws`
+ * reports closing a socket that was still connecting as an error, fatal if unheard.
+ */
+function detach (socket: WebSocketLike): void {
+  socket.onmessage = null
+  socket.onclose = null
+  socket.onerror = () => {}
 }
 
 /** Requests that do the same thing when repeated: reads, and sends made idempotent by their key. */

@@ -9,8 +9,8 @@ import type {
 export type SessionUpdate =
   /** A row was committed: the user's message, a tool result, or the answer at the end of a turn. */
   | { type: 'message', message: HistoryMessage, runId?: string }
-  /** The running turn's text grew (`delta`), or was replaced after a resume (`replaced`); `text` is all of it. */
-  | { type: 'delta', runId: string, text: string, delta: string, replaced: boolean }
+  /** The running turn's text grew by `delta`; `text` is all of it so far (render that). */
+  | { type: 'delta', runId: string, text: string, delta: string }
   /** A turn ended; its answer came just before as a `message`. */
   | { type: 'run.end', runId: string, state: RunState, message?: Partial<AssistantMessage>, errorMessage?: string }
   /** The history was replaced (the session was reset or deleted, or its past could not be resumed). */
@@ -144,9 +144,8 @@ export class Session {
     }
   }
 
-  /** @internal An event frame about this session. */
+  /** @internal An event frame about this session (the client stops delivering once it ended). */
   receive (frame: EventFrame): void {
-    if (this.closed) return
     switch (frame.event) {
       case 'session.message': {
         const { payload } = frame
@@ -178,11 +177,10 @@ export class Session {
         if (!this.#advance(cursor) && !replaced) return
         const before = this.running?.runId === payload.runId ? this.running.text : ''
         const deltaText = payload.deltaText as string
+        // A snapshot is the whole text so far; the text of a turn only grows.
         const text = replaced ? deltaText : before + deltaText
-        if (replaced && text === before && this.running !== undefined) return
         this.running = { runId: payload.runId, text }
-        const grows = text.startsWith(before)
-        this.#emit({ type: 'delta', runId: payload.runId, text, delta: grows ? text.slice(before.length) : text, replaced: replaced && !grows })
+        this.#emit({ type: 'delta', runId: payload.runId, text, delta: text.slice(before.length) })
         return
       }
       case 'session.reset': {
@@ -197,9 +195,8 @@ export class Session {
     }
   }
 
-  /** @internal */
+  /** @internal Called once: by close(), the client's close, or a refused resume. */
   end (error?: Error): void {
-    if (this.closed) return
     this.closed = true
     this.#emit(error === undefined ? { type: 'closed' } : { type: 'closed', error })
     this.#listeners.clear()
