@@ -20,7 +20,18 @@ export async function connectClient (app: FastifyInstance, options: TestClientOp
   // taken in `onInit` so the client's listeners are on it before the first frame.
   const InjectedWebSocket = function (url: string): WebSocketLike {
     let socket: WebSocketLike | undefined
-    app.injectWS(url, { headers }, { onInit: ws => { socket = ws as unknown as WebSocketLike } }).catch((err: Error) => {
+    app.injectWS(url, { headers }, {
+      onInit: ws => {
+        // injectWS's in-memory streams never report the end of a close handshake, so both
+        // ends would wait out ws's 30 s close timer: a client that closes cuts the link.
+        const close = ws.close.bind(ws)
+        ws.close = (code, reason) => {
+          close(code, reason)
+          ws.terminate()
+        }
+        socket = ws as unknown as WebSocketLike
+      }
+    }).catch((err: Error) => {
       // The upgrade was refused (a 401, say): the client sees what a browser would, a close.
       socket?.onclose?.({ code: 1006, reason: err.message })
     })

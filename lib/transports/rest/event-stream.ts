@@ -13,7 +13,7 @@ export interface EventStreamOptions {
 export interface SseEvent {
   event: string
   data: unknown
-  id?: string
+  id: string
 }
 
 /**
@@ -100,17 +100,18 @@ export class EventStream {
   }
 
   send (event: SseEvent): void {
-    this.#write(`${event.id === undefined ? '' : `id: ${event.id}\n`}event: ${event.event}\ndata: ${JSON.stringify(event.data)}\n\n`)
+    // After the end, what was still to go (the rest of a long replay) is dropped, not even encoded.
+    if (!this.#open) return
+    this.#write(`id: ${event.id}\nevent: ${event.event}\ndata: ${JSON.stringify(event.data)}\n\n`)
   }
 
+  /** Only while open: the route keeps open streams alone, and the timer stops at the close. */
   end (): void {
-    if (!this.#open) return
     this.#closed()
     this.#raw.end()
   }
 
   #write (chunk: string): void {
-    if (!this.#open) return
     // A reader this far behind gets a clean end instead of unbounded memory; it resumes by cursor.
     if (this.#raw.writableLength > this.#maxBufferedBytes) return this.end()
     this.#raw.write(chunk)
