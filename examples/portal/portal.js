@@ -146,7 +146,8 @@ function messageElement (message) {
   if (message.stopReason === 'aborted' || message.stopReason === 'error') {
     const tag = document.createElement('span')
     tag.className = 'tag'
-    tag.textContent = message.stopReason === 'aborted' ? '■ Stopped' : `⚠ ${message.errorMessage ?? 'Failed'}`
+    // An abort by a person says "Stopped"; one by the gateway (a restart, a reset) says why.
+    tag.textContent = message.stopReason === 'aborted' ? `■ ${message.errorMessage ?? 'Stopped'}` : `⚠ ${message.errorMessage ?? 'Failed'}`
     item.classList.add(message.stopReason)
     item.append(document.createElement('br'), tag)
   }
