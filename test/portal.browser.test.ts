@@ -33,6 +33,10 @@ async function startServer (env: Record<string, string>): Promise<Server> {
     env: childEnv({ GATEWAY_TOKEN: TOKEN, LOG_LEVEL: 'warn', ECHO_DELAY_MS: '40', ...env }),
     stdio: ['ignore', 'pipe', 'inherit']
   })
+  // Teardowns do not run when tap times the test out: a server left behind would hold its port.
+  const orphan = (): void => { child.kill('SIGKILL') }
+  process.once('exit', orphan)
+  child.once('exit', () => process.off('exit', orphan))
   let out = ''
   child.stdout.setEncoding('utf8')
   const url = await new Promise<string>((resolve, reject) => {
@@ -67,6 +71,8 @@ async function connectionState (page: Page, state: string): Promise<void> {
 }
 
 t.test('the demo portal in headless Chromium: list, stream, switch, stop, survive a killed server, watch an HTTP turn', async t => {
+  // Two server starts and a browser on a shared 2-core machine: more than tap's default 30 s, still bounded.
+  t.setTimeout(180_000)
   if (!existsSync(CHROMIUM)) {
     t.fail(`no Chromium at ${CHROMIUM}: install Debian's package with "apt-get update && apt-get install -y chromium" (.ci/run does), or set CHROMIUM_PATH`)
     return
