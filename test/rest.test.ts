@@ -108,7 +108,8 @@ t.test('GET, PATCH and DELETE /v1/sessions/{key}, and history paged backwards wi
   const gone = await app.inject({ url: '/v1/sessions/doc', headers: auth })
   t.equal(gone.statusCode, 404)
   t.same(gone.json(), { error: { message: 'Session "agent:main:doc" not found', type: 'not_found_error', param: null, code: 'session_not_found' } })
-  t.equal((await app.inject({ url: '/v1/sessions/doc/messages', headers: auth })).statusCode, 404)
+  t.same((await app.inject({ url: '/v1/sessions/doc/messages', headers: auth })).json(), { sessionKey: 'agent:main:doc', messages: [], cursor: 'new:0' }, 'no session, no history')
+  t.equal((await app.inject({ url: `/v1/sessions/doc/messages?sessionId=${sessionId}`, headers: auth })).statusCode, 404, 'an older generation of a deleted key is gone')
 })
 
 t.test('GET /v1/sessions/{key} shows the running turn', async t => {
@@ -165,11 +166,11 @@ t.test('GET /v1/sessions/{key}/events: Server-Sent Events, id = cursor, one line
   const [open, ...rest] = events
   t.match(open, { event: 'session.open', data: { key: 'agent:main:live', replay: 'live', messages: [{ role: 'assistant' }], before: /./ } })
   t.equal(open?.id, open?.data.cursor)
-  t.same(rest.map(event => `${event.event}:${event.data.state ?? event.data.message.role}`), [
-    'session.message:user', 'chat:delta', 'chat:delta', 'session.message:assistant', 'chat:final'
+  t.same(rest.map(event => `${event.event}:${event.data.state ?? event.data.stream ?? event.data.message.role}`), [
+    'session.message:user', 'agent:lifecycle', 'chat:delta', 'chat:delta', 'session.message:assistant', 'chat:final'
   ])
   for (const event of rest) t.equal(event.id, event.data.cursor)
-  t.match(rest[2]?.data, { deltaText: ' there', message: { content: [{ text: 'hello there' }] } })
+  t.match(rest[3]?.data, { deltaText: ' there', message: { content: [{ text: 'hello there' }] } })
 })
 
 t.test('events resume from Last-Event-ID as sessions.open does from since: replay, catch-up, reset', async t => {
@@ -192,7 +193,7 @@ t.test('events resume from Last-Event-ID as sessions.open does from since: repla
   // The ring holds the five events of "two": replayed exactly, and the opening event stands at the resume point.
   const replay = await readEvents(app, `/v1/sessions/r/events?since=bogus`, { ...auth, 'last-event-id': start }, seen => seen.at(-1)?.data.state === 'final')
   t.match(replay.events[0], { id: start, data: { replay: 'replay', messages: [] } })
-  t.same(replay.events.slice(1).map(event => event.event), ['session.message', 'chat', 'session.message', 'chat'])
+  t.same(replay.events.slice(1).map(event => event.event), ['session.message', 'agent', 'chat', 'session.message', 'chat'])
 
   // A longer gap with a turn still running: rebuilt rows, then its text so far as one replacing delta.
   const ticket = await app.sessionGateway.send({ sessionKey: 'agent:main:r', agentId: 'main', input: [user('slow')] })

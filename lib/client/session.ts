@@ -1,9 +1,19 @@
-import type { GatewayClient } from './client.js'
 import { ServerError } from './errors.js'
+import { randomId } from './ids.js'
 import { notify } from './listeners.js'
 import type {
-  AssistantMessage, Attachment, EventFrame, HistoryMessage, MethodResult, OpenPayload, RunState, SessionEntry
+  AssistantMessage, Attachment, EventFrame, HistoryMessage, MethodName, MethodParams, MethodResult, OpenPayload, RunState, SessionEntry
 } from './frames.js'
+
+/** What a session needs from its client (`GatewayClient` is one). */
+export interface SessionHost {
+  readonly state: string
+  request: <M extends MethodName>(method: M, params: MethodParams<M>) => Promise<MethodResult<M>>
+  /** Re-opens a session on the connection that is resuming, applying the answer as it is read. */
+  resumeRequest: (params: MethodParams<'sessions.open'>, onAnswer: (payload: OpenPayload) => void) => Promise<void>
+  /** The session ended: stop delivering its events. */
+  forget: (session: Session) => void
+}
 
 /** What happened to an open session, in the order it happened, each thing once. */
 export type SessionUpdate =
@@ -47,12 +57,12 @@ export class Session {
   /** Present while older rows exist (see `loadOlder`). */
   before: string | undefined
   closed = false
-  readonly #client: GatewayClient
+  readonly #client: SessionHost
   readonly #limit: number
   readonly #listeners = new Set<(update: SessionUpdate) => void>()
 
   /** @internal Made by `GatewayClient.open`. */
-  constructor (client: GatewayClient, opened: OpenPayload, limit: number) {
+  constructor (client: SessionHost, opened: OpenPayload, limit: number) {
     this.#client = client
     this.#limit = limit
     this.key = opened.key
@@ -102,18 +112,19 @@ export class Session {
 
   /** Sends a user message; the answer streams as updates. A failed send's error carries its `idempotencyKey`. */
   async send (message: string, options: SendOptions = {}): Promise<MethodResult<'chat.send'>> {
-    return await this.#client.chat.send({ sessionKey: this.key, message, ...options })
+    const { idempotencyKey = randomId(), ...rest } = options
+    return await this.#client.request('chat.send', { sessionKey: this.key, message, idempotencyKey, ...rest })
   }
 
   /** Stops the running turn (only `runId`, when given). */
   async abort (runId?: string): Promise<MethodResult<'chat.abort'>> {
-    return await this.#client.chat.abort({ sessionKey: this.key, ...(runId === undefined ? {} : { runId }) })
+    return await this.#client.request('chat.abort', { sessionKey: this.key, ...(runId === undefined ? {} : { runId }) })
   }
 
   /** Loads the page of rows before the oldest one held, puts it in front of `messages` and returns it. */
   async loadOlder (limit = this.#limit): Promise<HistoryMessage[]> {
     if (this.before === undefined) return []
-    const page = await this.#client.chat.history({ sessionKey: this.key, before: this.before, limit })
+    const page = await this.#client.request('chat.history', { sessionKey: this.key, before: this.before, limit })
     this.before = page.before
     this.messages = [...page.messages, ...this.messages]
     this.#emit({ type: 'older', messages: page.messages })
@@ -238,3 +249,4 @@ function splitCursor (cursor: string): { epoch: string, seq: number } {
   const colon = cursor.lastIndexOf(':')
   return { epoch: cursor.slice(0, colon), seq: Number(cursor.slice(colon + 1)) }
 }
+

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { eventCursor, type SessionEvent } from '../../events.js'
-import type { RunningSnapshot } from '../../index.js'
+import type { RunningSnapshot } from '../../hub/hub-types.js'
+import { encodeSessionEvent, runningSnapshot } from '../openclaw/session-events.js'
 
 export interface EventStreamOptions {
   /** How often a comment line keeps an idle stream (and the proxies on its way) open. */
@@ -17,61 +18,18 @@ export interface SseEvent {
 }
 
 /**
- * A session's events as Server-Sent Events, with the names and payloads the gateway
- * protocol uses for them: `session.message`, `chat` (deltas with the cumulative message,
- * then final, aborted or error) and `session.reset`, each with its cursor.
+ * A session's events as Server-Sent Events: the gateway protocol's frames for them
+ * (`session.message`, `chat`, `agent`, `session.reset`), one per position, with cursors.
  */
 export function sseEvents (event: SessionEvent): SseEvent[] {
-  const cursor = eventCursor(event)
-  switch (event.type) {
-    case 'message':
-      return [{
-        event: 'session.message',
-        id: cursor,
-        data: { sessionKey: event.sessionKey, messageId: event.entry.id, message: event.entry.message, runId: event.entry.runId, messageSeq: event.entry.seq, cursor }
-      }]
-    case 'run.delta':
-      return [{
-        event: 'chat',
-        id: cursor,
-        data: { runId: event.runId, sessionKey: event.sessionKey, state: 'delta', deltaText: event.delta, message: assistantSoFar(event.text, event.at), cursor }
-      }]
-    case 'run.finished': {
-      const message = event.entry.message
-      return [{
-        event: 'chat',
-        id: cursor,
-        data: {
-          runId: event.runId,
-          sessionKey: event.sessionKey,
-          state: event.state,
-          message,
-          stopReason: message.stopReason,
-          errorMessage: event.error?.message,
-          usage: message.usage,
-          cursor
-        }
-      }]
-    }
-    case 'session.reset':
-      return [{
-        event: 'session.reset',
-        id: cursor,
-        data: { sessionKey: event.sessionKey, deleted: event.deleted, sessionId: event.sessionId, cursor }
-      }]
-    default:
-      // run.started, run.reasoning, run.tool_call: the final message carries what they said.
-      return []
-  }
+  const id = eventCursor(event)
+  return encodeSessionEvent(event, true).map(frame => ({ event: frame.event, data: frame.payload, id }))
 }
 
 /** The running turn's text so far, replacing whatever the reader had for it. */
 export function runningEvent (sessionKey: string, running: RunningSnapshot, cursor: string): SseEvent {
-  return {
-    event: 'chat',
-    id: cursor,
-    data: { runId: running.runId, sessionKey, state: 'delta', deltaText: running.text, replace: true, message: assistantSoFar(running.text, Date.now()), cursor }
-  }
+  const frame = runningSnapshot(sessionKey, running, cursor, true)
+  return { event: frame.event, data: frame.payload, id: cursor }
 }
 
 /**
@@ -123,8 +81,4 @@ export class EventStream {
     clearInterval(this.#keepAlive)
     this.#onClose()
   }
-}
-
-function assistantSoFar (text: string, timestamp: number): { role: 'assistant', content: Array<{ type: 'text', text: string }>, timestamp: number } {
-  return { role: 'assistant', content: [{ type: 'text', text }], timestamp }
 }

@@ -88,7 +88,13 @@ export async function restRoutes (scope: FastifyInstance, options: RestRouteOpti
       ...(before === undefined ? {} : { before }),
       ...(sessionId === undefined ? {} : { sessionId })
     })
-    return { sessionKey, sessionId: page.sessionId, messages: messages(page.entries), cursor: page.cursor, ...(page.before === undefined ? {} : { before: page.before }) }
+    return {
+      sessionKey,
+      ...(page.sessionId === undefined ? {} : { sessionId: page.sessionId }),
+      messages: messages(page.entries),
+      cursor: page.cursor,
+      ...(page.before === undefined ? {} : { before: page.before })
+    }
   })
 
   scope.patch<{ Params: Static<typeof KeyParams>, Querystring: Static<typeof SessionQuery>, Body: Static<typeof PatchBody> }>(`${prefix}/:key`, {

@@ -83,7 +83,8 @@ export const HistoryMessage = Type.Object({
 
 export const MessagePage = Type.Object({
   sessionKey: Type.String(),
-  sessionId: Type.String(),
+  /** Absent for a session that does not exist (yet): its history is empty. */
+  sessionId: Type.Optional(Type.String()),
   /** Oldest first. */
   messages: Type.Array(HistoryMessage),
   cursor: Type.String(),
