@@ -74,8 +74,8 @@ async function connectionState (page: Page, state: string): Promise<void> {
 }
 
 t.test('the demo portal in headless Chromium: list, stream, switch, stop, survive a killed server, watch an HTTP turn', async t => {
-  // Two server starts and a browser on a shared 2-core machine: more than tap's default 30 s, still bounded.
-  t.setTimeout(180_000)
+  // Two server starts and a browser on a shared 2-core machine: bounded, and within the file's 120 s.
+  t.setTimeout(110_000)
   if (!existsSync(CHROMIUM)) {
     t.fail(`no Chromium at ${CHROMIUM}: install Debian's package with "apt-get update && apt-get install -y chromium" (.ci/run does), or set CHROMIUM_PATH`)
     return
