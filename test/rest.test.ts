@@ -12,6 +12,15 @@ async function turn (app: FastifyInstance, key: string, text: string): Promise<v
   await ticket.result
 }
 
+/** Waits until `done()` says so, checking every few ms; bounded (10 s), and fails when the bound is hit. */
+async function until (done: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (!await done()) {
+    if (Date.now() > deadline) throw new Error(`still not ${what} after 10 s`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
+
 interface Sse { id?: string, event: string, data: any }
 
 /** Reads Server-Sent Events from a listening app until `until` says stop (bounded). */
@@ -122,7 +131,7 @@ t.test('GET /v1/sessions/{key} shows the running turn', async t => {
   }
   const app = await buildApp(t, { agent })
   const ticket = await app.sessionGateway.send({ sessionKey: 'agent:main:busy', agentId: 'main', input: [user('go')] })
-  for (let i = 0; i < 100 && (await app.sessionGateway.get('agent:main:busy'))?.running?.text !== 'half'; i++) await new Promise(resolve => setImmediate(resolve))
+  await until(async () => (await app.sessionGateway.get('agent:main:busy'))?.running?.text === 'half', 'half way')
   t.match((await app.inject({ url: '/v1/sessions/busy', headers: auth })).json(), { running: { runId: ticket.runId, text: 'half' } })
   await listen(app)
   const { events } = await readEvents(app, '/v1/sessions/busy/events', auth, seen => seen.length === 1)
@@ -161,8 +170,13 @@ t.test('GET /v1/sessions/{key}/events: Server-Sent Events, id = cursor, one line
   const app = await buildApp(t, { agent: echoAgent() })
   await listen(app)
   await turn(app, 'live', 'before')
-  setTimeout(() => { void turn(app, 'live', 'hello there') }, 50)
-  const { events } = await readEvents(app, `/v1/sessions/live/events?token=${TOKEN}&limit=1`, {}, seen => seen.at(-1)?.data.state === 'final')
+  let sending: Promise<void> | undefined
+  const { events } = await readEvents(app, `/v1/sessions/live/events?token=${TOKEN}&limit=1`, {}, seen => {
+    // The opening event went out: the reader is subscribed, so the turn comes live.
+    sending ??= turn(app, 'live', 'hello there')
+    return seen.at(-1)?.data.state === 'final'
+  })
+  await sending
   const [open, ...rest] = events
   t.match(open, { event: 'session.open', data: { key: 'agent:main:live', replay: 'live', messages: [{ role: 'assistant' }], before: /./ } })
   t.equal(open?.id, open?.data.cursor)
@@ -197,7 +211,7 @@ t.test('events resume from Last-Event-ID as sessions.open does from since: repla
 
   // A longer gap with a turn still running: rebuilt rows, then its text so far as one replacing delta.
   const ticket = await app.sessionGateway.send({ sessionKey: 'agent:main:r', agentId: 'main', input: [user('slow')] })
-  for (let i = 0; i < 100 && (await app.sessionGateway.get('agent:main:r'))?.running?.text !== 'so '; i++) await new Promise(resolve => setImmediate(resolve))
+  await until(async () => (await app.sessionGateway.get('agent:main:r'))?.running?.text === 'so ', 'half way')
   const catchup = await readEvents(app, `/v1/sessions/r/events?since=${encodeURIComponent(start)}`, auth, seen => seen.some(event => event.data.replace === true))
   t.match(catchup.events[0], { id: start, data: { replay: 'catchup' } })
   t.notOk('running' in catchup.events[0]?.data, 'the running text follows, not in the opening event')
