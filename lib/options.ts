@@ -57,6 +57,17 @@ export interface SessionGatewayOptions {
   health?: false | HealthOptions
   /** Prometheus metrics (`/metrics`); off unless given (`{}` for the defaults). */
   metrics?: false | MetricsOptions
+  /** Sessions over REST and Server-Sent Events (`GET <prefix>/sessions`, …); `false` turns it off. */
+  rest?: false | RestOptions
+}
+
+export interface RestOptions {
+  /** Default `/v1`. */
+  prefix?: string
+  /** How often an idle event stream gets a keep-alive comment, in ms. Default 15000. */
+  keepAliveMs?: number
+  /** Past this many unsent bytes an event stream ends (its reader resumes by `Last-Event-ID`). Default 1 MiB. */
+  maxBufferedBytes?: number
 }
 
 export interface ResponsesOptions {
@@ -145,17 +156,25 @@ const OptionsSchema = Type.Object({
     registry: Type.Optional(methods(['metrics', 'registerMetric'], 'a prom-client Registry'))
   }, { additionalProperties: false })], {
     expected: 'false, or { path: "/…" or false, registry: a prom-client Registry }'
+  })),
+  rest: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    prefix: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9._~-]+)*$' })),
+    keepAliveMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000 })),
+    maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 }))
+  }, { additionalProperties: false })], {
+    expected: 'false, or { prefix: "/v1" (or "" for none), keepAliveMs: 10…3600000, maxBufferedBytes: ≥1024 }'
   }))
 }, { additionalProperties: false })
 
 const checkOptions = TypeCompiler.Compile(OptionsSchema)
 
-export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'health' | 'metrics' | 'sessionLog'>> &
+export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'health' | 'metrics' | 'sessionLog' | 'rest'>> &
   Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'sessionLog'> & {
     gateway: false | Required<GatewayProtocolOptions>
     responses: false | Required<ResponsesOptions>
     health: false | Required<HealthOptions>
     metrics: false | MetricsOptions & { path: string | false }
+    rest: false | Required<RestOptions>
   }
 
 /** Checks the options against the schema and fills in the defaults; throws `FSG_INVALID_OPTION` naming the option. */
@@ -194,6 +213,13 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           onDisconnect: given.responses?.onDisconnect ?? 'continue',
           websocket: given.responses?.websocket ?? true,
           websocketMaxAgeMs: given.responses?.websocketMaxAgeMs ?? 3_600_000
+        },
+    rest: given.rest === false
+      ? false
+      : {
+          prefix: given.rest?.prefix ?? '/v1',
+          keepAliveMs: given.rest?.keepAliveMs ?? 15_000,
+          maxBufferedBytes: given.rest?.maxBufferedBytes ?? 1024 * 1024
         },
     gateway: given.gateway === false
       ? false

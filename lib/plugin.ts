@@ -17,6 +17,7 @@ import { CloseCode } from './transports/close-codes.js'
 import { openClawRoute } from './transports/openclaw/route.js'
 import { LiveSockets } from './transports/live-sockets.js'
 import { responsesRoutes } from './transports/responses/route.js'
+import { restRoutes } from './transports/rest/route.js'
 import { ResponsesService } from './transports/responses/service.js'
 import { VERSION } from './version.js'
 import type { ResolvedSession, SessionAction, WhenMissing } from './resolver.js'
@@ -117,6 +118,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         maxPayload: options.maxPayload
       })
     }
+    if (options.rest !== false) await scope.register(restRoutes, options.rest)
     if (options.routes !== undefined) await options.routes(scope)
   }, { logSerializers })
 }
