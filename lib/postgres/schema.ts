@@ -38,18 +38,22 @@ const MIGRATIONS: readonly Migration[] = [
       // Listing: newest first, ties by key, from a keyset cursor; all sessions, or one agent's.
       `CREATE INDEX "${prefix}sessions_recent" ON ${name('sessions')} (updated_at DESC, key)`,
       `CREATE INDEX "${prefix}sessions_agent_recent" ON ${name('sessions')} (agent_id, updated_at DESC, key)`,
-      // Every transcript generation a key has had. A reset adds one; a delete archives the
-      // key's generations (deleted_at), keeping their entries, as the file store keeps files.
+      // Every transcript generation a key has had. A reset adds one, and writes down how
+      // many entries the one it leaves has (`length`: null while current, the row has it);
+      // a delete archives the key's generations (deleted_at), keeping their entries, as the
+      // file store keeps a deleted session's files.
       `CREATE TABLE ${name('generations')} (
         session_id uuid PRIMARY KEY,
-        key text NOT NULL,
+        key text COLLATE "C" NOT NULL,
         agent_id text NOT NULL,
         created_at bigint NOT NULL,
+        length bigint,
         deleted_at bigint
       )`,
       `CREATE INDEX "${prefix}generations_key" ON ${name('generations')} (key)`,
       // One row per transcript entry, its JSON exactly as given; seq counts from 1 in each
-      // generation with no gaps. The key (session_id, seq) is what tail reads walk backwards.
+      // generation with no gaps, so a page of history is a range of the key (session_id, seq)
+      // known before it is read: it costs its own rows, however long the transcript.
       `CREATE TABLE ${name('entries')} (
         session_id uuid NOT NULL REFERENCES ${name('generations')} (session_id) ON DELETE CASCADE,
         seq bigint NOT NULL,
@@ -89,11 +93,11 @@ export async function migrate (options: PostgresConnectionOptions): Promise<Migr
   try {
     const client = await pool.connect()
     let failure: Error | undefined
+    let result: MigrateResult
     try {
       await client.query('BEGIN')
-      const result = await migrateIn(client, tables)
+      result = await migrateIn(client, tables)
       await client.query('COMMIT')
-      return result
     } catch (err) {
       failure = err as Error
       await client.query('ROLLBACK').catch(() => {})
@@ -101,6 +105,7 @@ export async function migrate (options: PostgresConnectionOptions): Promise<Migr
     } finally {
       client.release(failure) // a connection that failed is not given back to the pool
     }
+    return result
   } finally {
     if (owned) await pool.end()
   }
@@ -142,10 +147,7 @@ export async function checkSchema (client: PgQueryable, tables: Tables): Promise
   const version = rows[0]?.found === true ? await versionIn(client, tables) : 0
   if (version === SCHEMA_VERSION) return
   if (version > SCHEMA_VERSION) throw newerError(tables, version)
-  const where = `schema "${tables.schema}", table prefix "${tables.prefix}"`
-  throw new StoreSchemaError(version === 0
-    ? `PostgreSQL has no session gateway tables (${where}); the store never creates them itself: create them once with \`npm run postgres:migrate\` (DATABASE_URL set), or migrate() from fastify-session-gateway/postgres`
-    : `the session gateway tables (${where}) are at version ${version}, and this package needs version ${SCHEMA_VERSION}: run \`npm run postgres:migrate\`, or migrate() from fastify-session-gateway/postgres`)
+  throw new StoreSchemaError(`the session gateway tables in PostgreSQL (schema "${tables.schema}", table prefix "${tables.prefix}") are at version ${version} (0: not made yet), and this package needs version ${SCHEMA_VERSION}; the store never creates or changes them itself: run \`npm run postgres:migrate\` (DATABASE_URL set), or migrate() from fastify-session-gateway/postgres`)
 }
 
 function newerError ({ schema, prefix }: Tables, version: number): InstanceType<typeof StoreSchemaError> {
