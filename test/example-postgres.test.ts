@@ -15,6 +15,17 @@ const SERVER = join(root, 'build', 'examples', 'server.js') // what `npm start` 
 const server = await startPostgres(t)
 const TOKEN = 'example-postgres-token'
 
+/** The exit code, or 'still running' after 20 s (a server that started when it should not have). */
+async function exitOf (started: Started): Promise<number | null | string> {
+  let timer: NodeJS.Timeout | undefined
+  const running = new Promise<string>(resolve => { timer = setTimeout(() => resolve('still running'), 20_000) })
+  try {
+    return await Promise.race([started.code, running])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 interface Started { lines: string[], code: Promise<number | null>, stop: () => Promise<number | null> }
 
 /** Starts the built example; resolves with its first four lines, or once it exits. */
@@ -38,14 +49,14 @@ async function start (env: Record<string, string>): Promise<Started> {
 
 t.test('a database without the tables: one line saying to run the migration, exit code 1', async t => {
   const started = await start({ DATABASE_URL: server.url })
-  t.equal(await started.code, 1)
+  t.equal(await exitOf(started), 1)
   t.match(started.lines, [/^cannot start: DATABASE_URL: the session gateway tables in PostgreSQL .* are at version 0 .*npm run postgres:migrate/])
   t.equal(started.lines.length, 1, 'one line')
 })
 
 t.test('a database that does not answer: one line naming DATABASE_URL', async t => {
   const started = await start({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/postgres' })
-  t.equal(await started.code, 1)
+  t.equal(await exitOf(started), 1)
   t.match(started.lines, [/^cannot start: DATABASE_URL cannot be used \(ECONNREFUSED: .*check that PostgreSQL runs there/])
 })
 
