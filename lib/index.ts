@@ -29,7 +29,7 @@ export {
 } from './hub/hub.js'
 export { InProcessSessionLog, type InProcessLogOptions } from './hub/in-process-log.js'
 export type { Lane, LaneOptions, LogListener, LogPosition, LogSubscription, RestartNotice, SessionLog } from './hub/session-log.js'
-export type { Agent, AgentOutput, AgentRequest, FunctionTool, ToolChoice } from './agents/agent.js'
+export type { Agent, AgentModel, AgentOutput, AgentRequest, FunctionTool, ToolChoice } from './agents/agent.js'
 export { echoAgent, type EchoAgentOptions } from './agents/echo.js'
 export { openAIAgent, type OpenAIAgentOptions } from './agents/openai.js'
 export { openClawAgent, type OpenClawAgentOptions } from './agents/openclaw.js'

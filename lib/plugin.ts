@@ -104,7 +104,9 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         maxPayload: options.maxPayload,
         serverVersion: VERSION,
         defaultAgentId: options.defaultAgentId,
-        mainKey: options.mainKey
+        mainKey: options.mainKey,
+        ...(options.agents === undefined ? {} : { agents: options.agents }),
+        ...(options.agent.model === undefined ? {} : { model: options.agent.model })
       })
     }
     if (options.responses !== false) {

@@ -51,6 +51,14 @@ export type AgentOutput =
   /** The answer stopped early because it reached `maxOutputTokens`. */
   | { type: 'incomplete', reason: 'max_output_tokens' }
 
+/** The model an agent answers with, for clients that show it (OpenClaw's Control UI does). */
+export interface AgentModel {
+  /** The model's name as its server knows it, such as `gpt-4o-mini`. */
+  id: string
+  /** Who serves it, such as `api.openai.com`. */
+  provider: string
+}
+
 /**
  * Generates the answers. The hub owns everything else (ordering, persistence,
  * fan-out, abort): an agent only turns a request into a stream of outputs.
@@ -58,4 +66,6 @@ export type AgentOutput =
  */
 export interface Agent {
   respond (request: AgentRequest): AsyncIterable<AgentOutput>
+  /** The model it answers with when a client names none; left out when the agent does not know. */
+  readonly model?: AgentModel
 }
