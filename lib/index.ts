@@ -7,6 +7,7 @@ export { SessionService, type ListOptions } from './session-service.js'
 export type { SessionGatewayOptions, ResponsesOptions, GatewayProtocolOptions } from './options.js'
 export type { HealthOptions } from './operations/health.js'
 export type { MetricsOptions } from './operations/metrics.js'
+export type { ControlUiOptions } from './transports/openclaw/control-ui.js'
 export {
   createAuthenticator, requestCredentials, ANONYMOUS_PRINCIPAL, TOKEN_PRINCIPAL,
   type AuthOption, type Credentials, type Principal, type VerifyFunction

@@ -9,6 +9,7 @@ import { InvalidOptionError } from './errors.js'
 import type { HealthOptions } from './operations/health.js'
 import type { MetricsOptions } from './operations/metrics.js'
 import type { AuthorizeFunction } from './resolver.js'
+import type { ControlUiOptions } from './transports/openclaw/control-ui.js'
 import { AGENT_ID_PATTERN } from './session-key.js'
 import { FileStore } from './stores/file.js'
 import { STORE_METHODS, type SessionStore } from './stores/store.js'
@@ -57,6 +58,8 @@ export interface SessionGatewayOptions {
   health?: false | HealthOptions
   /** Prometheus metrics (`/metrics`); off unless given (`{}` for the defaults). */
   metrics?: false | MetricsOptions
+  /** OpenClaw's Control UI, served at `/` from the directory given (it needs the gateway protocol). Off unless given. */
+  controlUi?: false | ControlUiOptions
 }
 
 export interface ResponsesOptions {
@@ -145,17 +148,23 @@ const OptionsSchema = Type.Object({
     registry: Type.Optional(methods(['metrics', 'registerMetric'], 'a prom-client Registry'))
   }, { additionalProperties: false })], {
     expected: 'false, or { path: "/…" or false, registry: a prom-client Registry }'
+  })),
+  controlUi: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    root: Type.String({ minLength: 1 })
+  }, { additionalProperties: false })], {
+    expected: 'false, or { root: "<the directory of OpenClaw\'s Control UI, such as node_modules/openclaw/dist/control-ui>" }'
   }))
 }, { additionalProperties: false })
 
 const checkOptions = TypeCompiler.Compile(OptionsSchema)
 
-export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'health' | 'metrics' | 'sessionLog'>> &
+export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'health' | 'metrics' | 'sessionLog' | 'controlUi'>> &
   Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'sessionLog'> & {
     gateway: false | Required<GatewayProtocolOptions>
     responses: false | Required<ResponsesOptions>
     health: false | Required<HealthOptions>
     metrics: false | MetricsOptions & { path: string | false }
+    controlUi: false | ControlUiOptions
   }
 
 /** Checks the options against the schema and fills in the defaults; throws `FSG_INVALID_OPTION` naming the option. */
@@ -170,6 +179,9 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
     throw new InvalidOptionError(first.path.slice(1).replaceAll('/', '.'), property?.expected ?? 'no such option')
   }
   const given = options
+  if (given.controlUi !== undefined && given.controlUi !== false && given.gateway === false) {
+    throw new InvalidOptionError('controlUi', 'it speaks the gateway protocol: leave gateway on, or turn controlUi off')
+  }
   const maxPayload = given.maxPayload ?? 4 * 1024 * 1024
   return {
     ...given,
@@ -210,6 +222,7 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           readyPath: given.health?.readyPath ?? '/readyz',
           timeoutMs: given.health?.timeoutMs ?? 2000
         },
-    metrics: given.metrics === undefined || given.metrics === false ? false : { ...given.metrics, path: given.metrics.path ?? '/metrics' }
+    metrics: given.metrics === undefined || given.metrics === false ? false : { ...given.metrics, path: given.metrics.path ?? '/metrics' },
+    controlUi: given.controlUi ?? false
   }
 }

@@ -14,6 +14,7 @@ import { requestHints } from './request-hints.js'
 import { openStore } from './stores/store.js'
 import { NO_TELEMETRY } from './telemetry.js'
 import { CloseCode } from './transports/close-codes.js'
+import { ControlUi } from './transports/openclaw/control-ui.js'
 import { openClawRoute } from './transports/openclaw/route.js'
 import { LiveSockets } from './transports/live-sockets.js'
 import { responsesRoutes } from './transports/responses/route.js'
@@ -74,6 +75,9 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
   // Operations routes sit outside the gateway's scope: probes and scrapers carry no token.
   if (options.health !== false) healthRoutes(app, sessions.store, options.health)
   metrics?.route(app)
+  // The UI's files are public, as any web page's: its WebSocket authenticates in `connect`.
+  const controlUi = options.controlUi === false ? undefined : await ControlUi.open(options.controlUi)
+  controlUi?.routes(app)
 
   // One encapsulated scope holds every transport route, behind one authentication
   // hook and one resolver hook. Its request logs never show a query-string token.
@@ -106,7 +110,8 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         defaultAgentId: options.defaultAgentId,
         mainKey: options.mainKey,
         ...(options.agents === undefined ? {} : { agents: options.agents }),
-        ...(options.agent.model === undefined ? {} : { model: options.agent.model })
+        ...(options.agent.model === undefined ? {} : { model: options.agent.model }),
+        ...(controlUi === undefined ? {} : { controlUi })
       })
     }
     if (options.responses !== false) {

@@ -183,6 +183,14 @@ t.test('__openclaw on history and session.message: id, position, run, and the ke
   t.same(events.map(payload => payload.message), history, 'the events carry the same messages')
 })
 
+t.test('sessions.resolve takes a deep link\'s reference: its key (the slug only names it)', async t => {
+  const store = await storeWith('linked', 1)
+  const socket = await open(t, await gatewayApp(t, { store }))
+  t.same(await ok(socket, 'sessions.resolve', { reference: { key: 'agent:main:linked', slug: 'linked' }, agentId: 'main', includeGlobal: true }), { ok: true, key: 'agent:main:linked', agentId: 'main' })
+  t.same(await ok(socket, 'sessions.resolve', { reference: { key: 'agent:main:nowhere' } }), { ok: false, candidates: [] })
+  t.match(await socket.request('sessions.resolve', { reference: { slug: 'linked' } }), { ok: false, error: { message: /params\.reference\.key/ } })
+})
+
 t.test('sessions.list: spawnedBy lists no children (there are none); other filters still apply', async t => {
   const store = await storeWith('parent', 1)
   const socket = await open(t, await gatewayApp(t, { store }))

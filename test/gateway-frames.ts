@@ -76,6 +76,8 @@ export function frameProblem (frame: Frame, helloId?: string, method?: string): 
 }
 
 export interface OpenOptions {
+  /** Default `/gateway`. */
+  path?: string
   headers?: Record<string, string>
   query?: string
   /** Sent in `connect`; default: none (the header carries the token). */
@@ -125,7 +127,7 @@ export class GatewaySocket {
   /** Connects to a listening app, or to a port (a server in another process). */
   static async open (target: FastifyInstance | { port: number }, options: OpenOptions = {}, onProblem?: (problem: string) => void): Promise<GatewaySocket> {
     const address = 'server' in target ? target.server.address() as { port: number } : target
-    const url = `ws://127.0.0.1:${address.port}/gateway${options.query === undefined ? '' : `?${options.query}`}`
+    const url = `ws://127.0.0.1:${address.port}${options.path ?? '/gateway'}${options.query === undefined ? '' : `?${options.query}`}`
     const socket = new WebSocket(url, { headers: options.headers ?? { authorization: `Bearer ${TOKEN}` } })
     const client = new GatewaySocket(socket, options.caps === undefined || !options.caps.includes('session-cursor'))
     if (onProblem !== undefined) client.onProblem = onProblem

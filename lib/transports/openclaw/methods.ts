@@ -180,8 +180,9 @@ const handlers: { [M in MethodName]: Handler<M> } = {
   async 'sessions.resolve' (context, params) {
     const sessions = context.sessions
     let rows: SessionRow[]
-    if (params.key !== undefined) {
-      const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
+    const key = params.key ?? params.reference?.key
+    if (key !== undefined) {
+      const { sessionKey } = await context.resolve({ sessionKey: key, agentId: params.agentId }, 'read')
       const row = await sessions.get(sessionKey)
       rows = row === undefined ? [] : [row]
     } else if (params.sessionId !== undefined) {

@@ -121,7 +121,9 @@ export const methodParams = {
   'sessions.resolve': params({
     ...KeyTarget,
     sessionId: Type.Optional(Text),
-    label: Type.Optional(Type.String({ minLength: 1, maxLength: 512 }))
+    label: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+    /** A deep link's session (OpenClaw's Control UI at `/chat/<agent>/<name>`): its key; the slug names it for display. */
+    reference: Type.Optional(Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }), slug: Type.Optional(Text) }, { additionalProperties: false }))
   }, ['shortId', 'slugHint', 'spawnedBy', 'includeGlobal', 'includeUnknown', 'allowMissing']),
   'sessions.create': params({
     ...KeyTarget,
