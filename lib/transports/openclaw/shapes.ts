@@ -1,8 +1,9 @@
 import type { AgentModel } from '../../agents/agent.js'
 import type { RunningSnapshot } from '../../hub/hub.js'
+import { stripInboundMetadata } from '../../inbound-metadata.js'
 import { mainSessionKey } from '../../session-key.js'
 import type { SessionRow } from '../../stores/store.js'
-import type { TranscriptEntry, TranscriptMessage } from '../../transcript.js'
+import type { TranscriptEntry, TranscriptMessage, UserMessage } from '../../transcript.js'
 import type { GatewaySessionInfo, GatewaySessionRow, HistoryMessage, ModelDefaults, SessionKind } from './frames.js'
 
 // Our rows, messages and defaults in OpenClaw's names, so a client written for OpenClaw
@@ -52,10 +53,12 @@ export function modelDefaults (model: AgentModel | undefined): ModelDefaults {
 /**
  * A transcript message as history and `session.message` carry it: OpenClaw's
  * `__openclaw` (its id, its position, and the run it belongs to, by which a client
- * replaces the copy it showed before the server had it), and our `id`.
+ * replaces the copy it showed before the server had it), and our `id`. User text that
+ * OpenClaw wrote (a row of no run of ours) loses the metadata OpenClaw put in front of it.
  */
 export function historyMessage (entry: TranscriptEntry & { message: TranscriptMessage }): HistoryMessage {
-  const { id, seq, runId, message } = entry
+  const { id, seq, runId } = entry
+  const message = runId === undefined && entry.message.role === 'user' ? withoutInboundMetadata(entry.message) : entry.message
   const role = message.role
   return {
     ...message,
@@ -74,4 +77,11 @@ export function historyMessage (entry: TranscriptEntry & { message: TranscriptMe
 export function historyMessages (entries: readonly TranscriptEntry[]): HistoryMessage[] {
   return entries.filter((entry): entry is TranscriptEntry & { message: TranscriptMessage } => entry.message !== undefined)
     .map(historyMessage)
+}
+
+/** OpenClaw's text parts without its inbound metadata; its file-era transcripts may hold the content as one string. */
+function withoutInboundMetadata (message: UserMessage): UserMessage {
+  const content = message.content as UserMessage['content'] | string
+  if (typeof content === 'string') return { ...message, content: [{ type: 'text', text: stripInboundMetadata(content) }] }
+  return { ...message, content: content.map(part => part.type === 'text' ? { ...part, text: stripInboundMetadata(part.text) } : part) }
 }
