@@ -10,6 +10,7 @@ import { logSerializers } from './logging.js'
 import { healthRoutes } from './operations/health.js'
 import { createMetrics } from './operations/metrics.js'
 import { resolveOptions, type SessionGatewayOptions } from './options.js'
+import { UpstreamSessionStore } from './stores/upstream-sessions.js'
 import { requestHints } from './request-hints.js'
 import { openStore } from './stores/store.js'
 import { NO_TELEMETRY } from './telemetry.js'
@@ -56,7 +57,10 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
   await openStore(options.store, app.log)
   const metrics = options.metrics === false ? undefined : await createMetrics(options.metrics)
   const telemetry = metrics?.telemetry ?? NO_TELEMETRY
-  const store = metrics === undefined ? options.store : metrics.countStoreErrors(options.store)
+  // An agent whose upstream keeps sessions of its own (OpenClaw) has them listed and imported through the store.
+  const upstream = options.agent.sessions
+  const stored = upstream === undefined ? options.store : new UpstreamSessionStore(options.store, upstream, { ...(options.agents === undefined ? {} : { agents: options.agents }), logger: app.log })
+  const store = metrics === undefined ? stored : metrics.countStoreErrors(stored)
   const sessions = new SessionService({ ...options, store }, app.log, telemetry)
   app.decorate('sessionGateway', sessions)
   app.decorateRequest('gatewayPrincipal', null)
@@ -73,7 +77,8 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
   if (!app.hasPlugin('@fastify/websocket')) await app.register(websocket, { options: { maxPayload: options.maxPayload } })
 
   // Operations routes sit outside the gateway's scope: probes and scrapers carry no token.
-  if (options.health !== false) healthRoutes(app, sessions.store, options.health)
+  // Readiness asks the store itself: a probe must not reach into the upstream.
+  if (options.health !== false) healthRoutes(app, options.store, options.health)
   metrics?.route(app)
   // The UI's files are public, as any web page's: its WebSocket authenticates in `connect`.
   const controlUi = options.controlUi === false ? undefined : await ControlUi.open(options.controlUi)
