@@ -1,13 +1,12 @@
 // OpenClaw's own Control UI, in a real browser, against this gateway: `npm run test:control-ui`.
 // Not part of `npm test`: it needs the UI's files (the `openclaw` npm package, 56 MB
-// unpacked, fetched once into node_modules/.cache, or CONTROL_UI_DIR) and Chromium
-// (CHROMIUM, default /usr/bin/chromium).
+// unpacked, fetched once into ~/.cache/fastify-session-gateway, or CONTROL_UI_DIR) and
+// Chromium (CHROMIUM, default /usr/bin/chromium).
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import { chromium, type Page } from 'playwright-core'
 import t from 'tap'
@@ -15,7 +14,8 @@ import sessionGateway, { echoAgent, MemoryStore } from '../lib/index.js'
 
 const OPENCLAW_VERSION = '2026.9.6'
 const TOKEN = 'control-ui-token-0123456789'
-const CACHE = fileURLToPath(new URL(`../node_modules/.cache/openclaw-control-ui-${OPENCLAW_VERSION}`, import.meta.url))
+// Outside node_modules, so that `npm ci` keeps it.
+const CACHE = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'fastify-session-gateway', `openclaw-control-ui-${OPENCLAW_VERSION}`)
 const ASKED = 'alpha beta gamma delta epsilon zeta eta theta'
 
 /** The UI's files: CONTROL_UI_DIR, else the cached copy, else fetched from npm once (`npm pack`, then only dist/control-ui kept). */
