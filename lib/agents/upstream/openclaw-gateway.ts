@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import WebSocket from 'ws'
+import type WebSocket from 'ws'
 import { UpstreamFailedError, UpstreamProtocolError, UpstreamRejectedError, UpstreamTimeoutError } from '../../errors.js'
 import { VERSION } from '../../version.js'
 import { scrub } from './event-stream.js'
@@ -24,7 +24,9 @@ export type GatewayRequest = (method: string, params: Record<string, unknown>) =
 
 /** Opens a connection, lets `use` make requests on it, and closes it whatever happens. */
 export async function withOpenClawGateway<T> (target: OpenClawGatewayTarget, use: (request: GatewayRequest) => Promise<T>): Promise<T> {
-  const connection = new Connection(target)
+  // Loaded when first needed: importing ws as an ES module costs a start that never reads OpenClaw's sessions.
+  const { default: Socket } = await import('ws')
+  const connection = new Connection(target, Socket)
   try {
     await connection.ready
     return await use(async (method, params) => await connection.request(method, params))
@@ -46,7 +48,7 @@ class Connection {
   readonly #failed: Promise<never>
   #fail!: (err: Error) => void
 
-  constructor (target: OpenClawGatewayTarget) {
+  constructor (target: OpenClawGatewayTarget, Socket: typeof WebSocket) {
     this.#target = target
     this.#failed = new Promise<never>((_resolve, reject) => { this.#fail = reject })
     this.#failed.catch(() => {})
@@ -54,7 +56,7 @@ class Connection {
     const url = new URL(target.url)
     url.protocol = url.protocol.replace('http', 'ws')
     // No Origin header: OpenClaw takes one for a browser, which must pair.
-    this.#socket = new WebSocket(url.origin, { headers: target.headers, maxPayload: target.maxFrameBytes })
+    this.#socket = new Socket(url.origin, { headers: target.headers, maxPayload: target.maxFrameBytes })
     this.#socket.on('message', data => this.#receive(String(data)))
     this.#socket.on('error', err => this.#fail(this.#unreachable(err.message)))
     this.#socket.on('close', (code, reason) => this.#fail(this.#unreachable(`closed with ${code} ${String(reason)}`.trim())))
