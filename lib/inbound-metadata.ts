@@ -1,3 +1,5 @@
+import type { UserMessage } from './transcript.js'
+
 // OpenClaw writes its inbound metadata in front of a user's text in the transcript
 // ("Sender (untrusted metadata):" and a JSON block, in the file era; a header marked
 // ⟦openclaw:ctx⟧ since), and strips it whenever it shows that text. This is its
@@ -30,6 +32,13 @@ const LEGACY_LABELS: Array<[RegExp, string]> = [
   [/^Replied message \(untrusted, for context\):[ \t]*\n```json/gm, `Reply target of current user message: ${MARKER}\n\`\`\`json`],
   [/^(.+) \(untrusted, chronological(, [^)\n]+)?\):$/gm, `$1 (chronological$2): ${MARKER}`]
 ]
+
+/** A user message OpenClaw wrote, as OpenClaw shows it; its file-era transcripts may hold the content as one string. */
+export function withoutInboundMetadata (message: UserMessage): UserMessage {
+  const content = message.content as UserMessage['content'] | string
+  if (typeof content === 'string') return { ...message, content: [{ type: 'text', text: stripInboundMetadata(content) }] }
+  return { ...message, content: content.map(part => part.type === 'text' ? { ...part, text: stripInboundMetadata(part.text) } : part) }
+}
 
 interface Line { start: number, end: number, next: number, trimmed: string }
 interface Span { start: number, next: number }

@@ -1,9 +1,9 @@
 import type { AgentModel } from '../../agents/agent.js'
 import type { RunningSnapshot } from '../../hub/hub.js'
-import { stripInboundMetadata } from '../../inbound-metadata.js'
+import { withoutInboundMetadata } from '../../inbound-metadata.js'
 import { mainSessionKey } from '../../session-key.js'
 import type { SessionRow } from '../../stores/store.js'
-import type { TranscriptEntry, TranscriptMessage, UserMessage } from '../../transcript.js'
+import type { TranscriptEntry, TranscriptMessage } from '../../transcript.js'
 import type { GatewaySessionInfo, GatewaySessionRow, HistoryMessage, ModelDefaults, SessionKind } from './frames.js'
 
 // Our rows, messages and defaults in OpenClaw's names, so a client written for OpenClaw
@@ -77,11 +77,4 @@ export function historyMessage (entry: TranscriptEntry & { message: TranscriptMe
 export function historyMessages (entries: readonly TranscriptEntry[]): HistoryMessage[] {
   return entries.filter((entry): entry is TranscriptEntry & { message: TranscriptMessage } => entry.message !== undefined)
     .map(historyMessage)
-}
-
-/** OpenClaw's text parts without its inbound metadata; its file-era transcripts may hold the content as one string. */
-function withoutInboundMetadata (message: UserMessage): UserMessage {
-  const content = message.content as UserMessage['content'] | string
-  if (typeof content === 'string') return { ...message, content: [{ type: 'text', text: stripInboundMetadata(content) }] }
-  return { ...message, content: content.map(part => part.type === 'text' ? { ...part, text: stripInboundMetadata(part.text) } : part) }
 }
