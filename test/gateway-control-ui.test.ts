@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { MemoryStore, openAIAgent, type Agent } from '../lib/index.js'
+import { MemoryStore, openAIAgent, openClawAgent, type Agent } from '../lib/index.js'
 import { GatewaySocket, listen, type Frame } from './gateway-frames.js'
 import { withinBytes } from '../lib/transports/openclaw/history-budget.js'
 import { buildApp, gatedAgent, user } from './helpers.js'
@@ -53,6 +53,10 @@ t.test('defaults: sessions.list, chat.history and chat.startup say the model new
   t.same((await ok(socket, 'sessions.list', {})).defaults, defaults)
   t.same((await ok(socket, 'chat.history', { sessionKey: 'd' })).defaults, defaults)
   t.same((await ok(socket, 'chat.startup', { sessionKey: 'd' })).defaults, defaults)
+
+  const echoing = await open(t, await gatewayApp(t))
+  t.same((await ok(echoing, 'sessions.list', {})).defaults, { modelProvider: 'fastify-session-gateway', model: 'echo', modelSelectionTarget: 'session' }, 'the echo agent is its own model')
+  t.same(openClawAgent({ url: 'http://127.0.0.1:18789/' }).model, { id: 'openclaw', provider: '127.0.0.1:18789' }, 'openClawAgent asks OpenClaw for its agent')
 
   const silent: Agent = { async * respond () {} }
   const quiet = await open(t, await gatewayApp(t, { agent: silent }))

@@ -62,6 +62,8 @@ export function openClawAgent (options: OpenClawAgentOptions): Agent {
   const retries = { maxRetries: options.maxRetries ?? UPSTREAM_DEFAULTS.maxRetries, resendDelivered: false }
 
   return {
+    // What it asks OpenClaw for: OpenClaw's own agent, whatever model that agent runs.
+    model: { id: 'openclaw', provider: new URL(options.url).host },
     ...(options.sessions === false
       ? {}
       : {
