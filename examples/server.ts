@@ -6,6 +6,7 @@ import { resolve } from 'node:path'
 import Fastify from 'fastify'
 import sessionGateway, { FileStore, logSerializers } from 'fastify-session-gateway'
 import { agentFromEnv } from './agent-from-env.js'
+import { portal } from './portal/serve.js'
 import { checkDataDir, envChoice, envInteger, envText, guardStart } from './startup.js'
 
 // Until it listens, every failure is one line on stderr and exit code 1.
@@ -33,6 +34,7 @@ await app.register(sessionGateway, {
   store: new FileStore({ dir: dataDir }),
   agent: chosen.agent
 })
+await app.register(portal) // the demo portal at /
 
 const address = await app.listen({ port, host })
 started()

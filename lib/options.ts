@@ -60,6 +60,17 @@ export interface SessionGatewayOptions {
   metrics?: false | MetricsOptions
   /** OpenClaw's Control UI, served at `/` from the directory given (it needs the gateway protocol). Off unless given. */
   controlUi?: false | ControlUiOptions
+  /** Sessions over REST and Server-Sent Events (`GET <prefix>/sessions`, …); `false` turns it off. */
+  rest?: false | RestOptions
+}
+
+export interface RestOptions {
+  /** Default `/v1`. */
+  prefix?: string
+  /** How often an idle event stream gets a keep-alive comment, in ms. Default 15000. */
+  keepAliveMs?: number
+  /** Past this many unsent bytes an event stream ends (its reader resumes by `Last-Event-ID`). Default 1 MiB. */
+  maxBufferedBytes?: number
 }
 
 export interface ResponsesOptions {
@@ -153,18 +164,26 @@ const OptionsSchema = Type.Object({
     root: Type.String({ minLength: 1 })
   }, { additionalProperties: false })], {
     expected: 'false, or { root: "<the directory of OpenClaw\'s Control UI, such as node_modules/openclaw/dist/control-ui>" }'
+  })),
+  rest: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    prefix: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9._~-]+)*$' })),
+    keepAliveMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000 })),
+    maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 }))
+  }, { additionalProperties: false })], {
+    expected: 'false, or { prefix: "/v1" (or "" for none), keepAliveMs: 10…3600000, maxBufferedBytes: ≥1024 }'
   }))
 }, { additionalProperties: false })
 
 const checkOptions = TypeCompiler.Compile(OptionsSchema)
 
-export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'health' | 'metrics' | 'sessionLog' | 'controlUi'>> &
+export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'health' | 'metrics' | 'sessionLog' | 'controlUi' | 'rest'>> &
   Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'sessionLog'> & {
     gateway: false | Required<GatewayProtocolOptions>
     responses: false | Required<ResponsesOptions>
     health: false | Required<HealthOptions>
     metrics: false | MetricsOptions & { path: string | false }
     controlUi: false | ControlUiOptions
+    rest: false | Required<RestOptions>
   }
 
 /** Checks the options against the schema and fills in the defaults; throws `FSG_INVALID_OPTION` naming the option. */
@@ -206,6 +225,13 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           onDisconnect: given.responses?.onDisconnect ?? 'continue',
           websocket: given.responses?.websocket ?? true,
           websocketMaxAgeMs: given.responses?.websocketMaxAgeMs ?? 3_600_000
+        },
+    rest: given.rest === false
+      ? false
+      : {
+          prefix: given.rest?.prefix ?? '/v1',
+          keepAliveMs: given.rest?.keepAliveMs ?? 15_000,
+          maxBufferedBytes: given.rest?.maxBufferedBytes ?? 1024 * 1024
         },
     gateway: given.gateway === false
       ? false

@@ -19,6 +19,7 @@ import { ControlUi } from './transports/openclaw/control-ui.js'
 import { openClawRoute } from './transports/openclaw/route.js'
 import { LiveSockets } from './transports/live-sockets.js'
 import { responsesRoutes } from './transports/responses/route.js'
+import { restRoutes } from './transports/rest/route.js'
 import { ResponsesService } from './transports/responses/service.js'
 import { VERSION } from './version.js'
 import type { ResolvedSession, SessionAction, WhenMissing } from './resolver.js'
@@ -129,6 +130,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         maxPayload: options.maxPayload
       })
     }
+    if (options.rest !== false) await scope.register(restRoutes, options.rest)
     if (options.routes !== undefined) await options.routes(scope)
   }, { logSerializers })
 }

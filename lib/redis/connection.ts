@@ -1,4 +1,5 @@
 import type { Redis, RedisOptions } from 'ioredis'
+import { InvalidOptionError } from '../errors.js'
 
 // How the Redis adapters reach Redis: a client the application already has (it keeps
 // ownership and closes it), or a URL (we make the client, and close it with the gateway).
@@ -26,15 +27,28 @@ export interface RedisConnection {
 
 export const DEFAULT_KEY_PREFIX = 'fsg:'
 
+/** Refuses options that name no Redis, at once (the connection itself is made later). */
+export function checkConnection (options: RedisConnectionOptions, who: string): void {
+  if (options.client === undefined && options.url === undefined) {
+    throw new InvalidOptionError(who, 'a Redis to use: { client } (an ioredis client) or { url } ("redis://…")')
+  }
+}
+
 export async function connect (options: RedisConnectionOptions, who: string): Promise<RedisConnection> {
+  checkConnection(options, who)
   const prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX
   if (options.client !== undefined) {
     const client = options.client
     return { client, owned: false, duplicate: () => client.duplicate(), prefix }
   }
-  if (options.url === undefined) throw new TypeError(`${who} needs a Redis: pass { client } (an ioredis client) or { url }`)
-  const { Redis } = await import('ioredis')
-  const url = options.url
+  let Redis: typeof import('ioredis').Redis
+  try {
+    ({ Redis } = await import('ioredis'))
+  /* c8 ignore next 3: only where the optional peer dependency is not installed */
+  } catch {
+    throw new InvalidOptionError(who, 'the ioredis package, which is not installed: npm install ioredis')
+  }
+  const url = options.url as string
   const make = (): Redis => {
     const client = new Redis(url, { maxRetriesPerRequest: 2, ...options.redisOptions })
     // A lost connection is retried by ioredis and reported by the commands that needed it.

@@ -113,3 +113,13 @@ local message = ARGV[4] .. cjson.encode(run) .. '}'
 if ARGV[5] == '1' then redis.call('SPUBLISH', ARGV[3], message) else redis.call('PUBLISH', ARGV[3], message) end
 return run
 `
+
+/**
+ * Claims an idempotency key, or names the run that holds it (atomically: no gap between
+ * a refused SET and the GET in which the claim could expire).
+ * KEYS: claim. ARGV: run id, ttl ms. Returns false when this call claimed it, else the holder.
+ */
+export const CLAIM = `
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return false end
+return redis.call('GET', KEYS[1])
+`

@@ -1,0 +1,113 @@
+import t from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { RedisSessionLog } from '../lib/redis/index.js'
+import { sessionLogContract } from '../lib/testing/index.js'
+import type { SessionEvent } from '../lib/events.js'
+import { startRedis } from './redis-server.js'
+
+// The Redis session log where the contract does not reach: on sharded pub/sub with a client
+// of the application's, with its defaults, and when Redis or its data misbehave.
+const redis = await startRedis(t)
+const KEY = 'agent:main:edges'
+
+function delta (seq: number, epoch = 'e1'): SessionEvent {
+  return { type: 'run.delta', sessionKey: KEY, epoch, seq, at: 1_700_000_000_000 + seq, runId: 'r1', delta: `d${seq}`, text: `t${seq}` }
+}
+
+async function eventually (check: () => boolean, what: string, ms = 5000): Promise<void> {
+  const until = Date.now() + ms
+  while (!check() && Date.now() < until) await sleep(10)
+  t.ok(check(), what)
+}
+
+let n = 0
+t.test('the contract, on sharded pub/sub (SPUBLISH/SSUBSCRIBE) and a client the application owns', async t => {
+  const client = redis.client()
+  sessionLogContract({
+    test: (name, fn) => t.test(name, fn),
+    makeLog: async ({ replay, claimTtlMs }) => new RedisSessionLog({
+      client, sharded: true, keyPrefix: `sharded-${n++}:`, replay, claimTtlMs, laneTtlMs: 2000, idleTtlMs: 60_000, checkIntervalMs: 1000
+    })
+  })
+  t.test("the client stays the application's: the logs closed above left it usable", async t => {
+    t.equal(await client.ping(), 'PONG')
+  })
+})
+
+t.test('options that name no Redis are refused when the log is made', async t => {
+  t.throws(() => new RedisSessionLog({}), { code: 'FSG_INVALID_OPTION', message: /a Redis to use/ })
+})
+
+t.test('with every default: events flow under the default key prefix', async t => {
+  const log = new RedisSessionLog({ url: redis.url })
+  t.teardown(async () => await log.close())
+  // A session nobody wrote yet is subscribed to at no position.
+  const heard: SessionEvent[] = []
+  const sub = await log.subscribe(KEY, event => { heard.push(event) })
+  t.same(sub.position, { epoch: '', seq: 0 })
+  t.same(await log.position(KEY, async () => ({ epoch: 'e1', seq: 0 })), { epoch: 'e1', seq: 0 })
+  await log.append(KEY, [delta(1)])
+  await eventually(() => heard.length === 1, 'the event is heard')
+  t.equal(await redis.client().hget(`fsg:log:{${KEY}}:meta`, 's'), '1', 'under fsg:')
+  sub.unsubscribe()
+  // Forgetting a session this process no longer watches, or never did, is harmless.
+  log.forget(KEY)
+  log.forget('agent:main:never-seen')
+})
+
+t.test('a message on the channel that is not ours is ignored, and the next event still arrives', async t => {
+  const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'garbage:' })
+  t.teardown(async () => await log.close())
+  await log.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
+  const heard: SessionEvent[] = []
+  const sub = await log.subscribe(KEY, event => { heard.push(event) })
+  t.teardown(() => sub.unsubscribe())
+  await redis.client().publish(`garbage:log:{${KEY}}:ch`, 'not json {')
+  await redis.client().publish(`garbage:log:{${KEY}}:ch`, '{"t":"who knows"}')
+  await log.append(KEY, [delta(1)])
+  await eventually(() => heard.length === 1, 'the event after the garbage is heard')
+  t.same(heard.map(e => e.seq), [1])
+})
+
+t.test('a lane whose key vanished (an operator, an eviction) is told to stop at the next check', async t => {
+  const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'vanish:', laneTtlMs: 300 })
+  t.teardown(async () => await log.close())
+  const lane = await log.acquire(KEY, 'run-1', { busy: 'reject', maxQueue: 0 })
+  let stopped = false
+  lane.onAbort(() => { stopped = true })
+  await redis.client().del(`vanish:log:{${KEY}}:lane`)
+  await eventually(() => stopped, 'the run is aborted')
+  await log.release(KEY, lane)
+})
+
+t.test('a turn waiting behind a holder that died gets the lane when it expires', async t => {
+  const dying = new RedisSessionLog({ url: redis.url, keyPrefix: 'died:', laneTtlMs: 300 })
+  const waiting = new RedisSessionLog({ url: redis.url, keyPrefix: 'died:', laneTtlMs: 300 })
+  t.teardown(async () => await waiting.close())
+  await dying.acquire(KEY, 'run-1', { busy: 'queue', maxQueue: 4 })
+  const next = waiting.acquire(KEY, 'run-2', { busy: 'queue', maxQueue: 4 })
+  // The holder's process goes without releasing: its renewals stop.
+  await dying.close()
+  const lane = await next
+  t.equal(lane.runId, 'run-2')
+  // Aborted from a process that never watched the session: the holder's process hears it.
+  const other = new RedisSessionLog({ url: redis.url, keyPrefix: 'died:' })
+  t.teardown(async () => await other.close())
+  let stopped = false
+  lane.onAbort(() => { stopped = true })
+  t.equal(await other.abort(KEY), 'run-2')
+  await eventually(() => stopped, 'the holder stops')
+  await waiting.release(KEY, lane)
+})
+
+t.test('Redis away: subscribing and taking a lane fail with 503 and leave nothing behind; all works once it is back', async t => {
+  const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'away:', redisOptions: { maxRetriesPerRequest: 0 } })
+  t.teardown(async () => await log.close())
+  await redis.kill()
+  await t.rejects(log.subscribe(KEY, () => {}), { code: 'FSG_LOG_UNAVAILABLE' })
+  await t.rejects(log.acquire(KEY, 'run-1', { busy: 'reject', maxQueue: 0 }), { code: 'FSG_LOG_UNAVAILABLE' })
+  await redis.start()
+  const lane = await log.acquire(KEY, 'run-1', { busy: 'reject', maxQueue: 0 })
+  t.equal(lane.runId, 'run-1')
+  await log.release(KEY, lane)
+})
