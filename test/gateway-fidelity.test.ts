@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { MemoryStore } from '../lib/index.js'
 import { GatewaySocket, listen } from './gateway-frames.js'
-import { buildApp } from './helpers.js'
+import { buildApp, TOKEN } from './helpers.js'
 
 async function open (t: Test, app: FastifyInstance): Promise<GatewaySocket> {
   await listen(app)
@@ -48,8 +48,11 @@ t.test('history reads user text OpenClaw wrote as OpenClaw shows it; the gateway
     { type: 'message', id: 'ours', parentId: 'oc-2', timestamp: at, seq: 1, runId: 'run-1', message: { role: 'user', content: [{ type: 'text', text: `${envelope}typed by a user here` }], timestamp: 0 } },
     { type: 'message', id: 'answer', parentId: 'ours', timestamp: at, seq: 3, runId: 'run-1', runState: 'final', message: { role: 'assistant', content: [{ type: 'text', text: 'ok' }], stopReason: 'stop', timestamp: 0 } }
   ])
-  const socket = await open(t, await buildApp(t, { store }))
+  const app = await buildApp(t, { store })
+  const socket = await open(t, app)
   const { messages } = (await socket.request('chat.history', { sessionKey: 'shared' })).payload
+  const rest = await app.inject({ url: '/v1/sessions/shared/messages', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.same(rest.json().messages, messages, 'REST reads the same messages')
   t.same(messages.map((m: any) => m.content), [
     [{ type: 'text', text: 'What is the weather in Oslo?' }],
     [{ type: 'text', text: 'And tomorrow?' }],
