@@ -537,6 +537,26 @@ t.test('another writer appending to a transcript: the list shows its time and ne
   t.equal((await again.list({ limit: 5 })).rows.find(row => row.key === MAIN)?.preview, 'And the day after?', 'same size, same time: not read again')
 })
 
+t.test('another writer growing a transcript by entries without text, while our own newest message still waits for the index: that message stays the preview', async t => {
+  const dir = await openclawCopy()
+  const sessions = join(dir, 'agents', 'main', 'sessions')
+  const index = join(sessions, 'sessions.json')
+  const lock = `${index}.lock`
+  const here = fileStore({ dir, lockTimeoutMs: 50 })
+  const row = await here.get(MAIN) as { sessionId: string }
+  await writeFile(lock, String(process.pid)) // held by a live process: our touch stays pending
+  await here.append(MAIN, [{ type: 'message', id: 'p0000001', parentId: null, timestamp: new Date().toISOString(), runId: 'r1', message: user('ours, not yet indexed') }])
+  // More entries than the tail read for a preview, none with text (OpenClaw's model changes, say).
+  const transcript = join(sessions, `${row.sessionId}.jsonl`)
+  await appendFile(transcript, Array.from({ length: 20 }, (_, i) => JSON.stringify({ type: 'custom', id: `q${String(i).padStart(7, '0')}`, parentId: null, timestamp: new Date().toISOString() }) + '\n').join(''))
+  const later = Math.floor(Date.now() / 1000) + 3600
+  await utimes(transcript, later, later)
+  t.match((await here.list({ limit: 5 })).rows.find(listed => listed.key === MAIN), { updatedAt: later * 1000, preview: 'ours, not yet indexed' })
+  await rm(lock)
+  await here.close()
+  t.match(JSON.parse(await readFile(index, 'utf8'))[MAIN], { updatedAt: later * 1000, lastMessagePreview: 'ours, not yet indexed' })
+})
+
 t.test('appends of our own are never taken for another writer\'s; a restart reads a transcript written after its row once, then no more', async t => {
   const dir = await tempDir()
   const here = fileStore({ dir })
