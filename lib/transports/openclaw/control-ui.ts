@@ -78,7 +78,7 @@ export class ControlUi {
 
   /** The regular file at `relative` inside the root, after every link is followed; undefined otherwise. */
   async #find (relative: string): Promise<string | undefined> {
-    if (relative.includes('\0')) return undefined
+    // (A NUL byte in the path makes realpath throw: not found, like any other path that is not a file here.)
     const normalized = posix.normalize(`/${relative}`)
     try {
       const file = await realpath(join(this.root, normalized))
