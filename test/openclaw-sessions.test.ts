@@ -72,8 +72,10 @@ t.test('a session made in OpenClaw before this gateway existed is listed, opened
   await watcher.next(f => f.event === 'chat' && f.payload.state === 'final')
   t.same(watcher.events('session.message').map(f => text(f.payload.message)), ['third', 'echo: third (turn 1 of agent:main:before)'])
 
+  // A key neither has: OpenClaw answers its history with no session id, and nothing is imported.
+  t.same((await ok(socket, 'chat.history', { sessionKey: 'nowhere' })).messages, [], 'a key neither has: no history')
   const again = await ok(socket, 'sessions.list', {})
-  t.same(again.sessions.map((row: any) => row.key).sort(), ['agent:main:before', 'agent:main:ours'], 'still each once, now both ours')
+  t.same(again.sessions.map((row: any) => row.key).sort(), ['agent:main:before', 'agent:main:ours'], 'still each once, now both ours, and no session made for a key neither had')
   t.equal(openclaw.gatewayRequests.filter(r => r.method === 'chat.history' && r.params.sessionKey === 'agent:main:before').length, 1, 'imported once')
 })
 
