@@ -36,6 +36,7 @@ t.test('file-era envelopes ("… (untrusted metadata):" and their JSON) are stri
 
 t.test('current envelopes (headers marked ⟦openclaw:ctx⟧), delivery hints and memory blocks are stripped', async t => {
   t.equal(stripInboundMetadata(`Sender: ${M}\n${FENCE}json\n{"id":"x"}\n${FENCE}\n\nhi`), 'hi')
+  t.equal(stripInboundMetadata(`Sender: ${M}\n${FENCE}json\n{"id":"x"}\n${FENCE}\n\n[Thu 2025-10-09 08:58 UTC] hi`), 'hi', 'and the timestamp OpenClaw puts after it')
   t.equal(stripInboundMetadata(`Chat history since last reply: ${M}\nana: one\nbo: two\n\n\nactual`), 'actual', 'a block without JSON ends at a blank line')
   t.equal(stripInboundMetadata('Delivery: to send a message, use the `message` tool.\nhello'), 'hello')
   t.equal(stripInboundMetadata('Context:\n<active_memory_plugin>\nmem\n</active_memory_plugin>\n\nhello'), 'hello')
