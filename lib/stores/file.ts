@@ -85,6 +85,8 @@ export class FileStore implements SessionStore {
    * agent's journal (durable); reads see it at once; the next index write takes it in.
    */
   readonly #creations = new Map<string, Map<string, IndexEntry>>()
+  /** Creations whose journal line is still being written: pending (so `get` and the journal keep them), not yet for the index. */
+  readonly #journaling = new Set<IndexEntry>()
   /** Creations in progress, by key: a second `ensure` of the key waits for the first. */
   readonly #creating = new Map<string, Promise<SessionRow>>()
   readonly #flushes = new Map<string, Promise<void>>()
@@ -316,12 +318,16 @@ export class FileStore implements SessionStore {
     const entry: IndexEntry = { sessionId, updatedAt: now, createdAt: now }
     const pending = this.#pending(agentId)
     pending.set(key, entry) // before its journal line: a journal emptied meanwhile keeps it
+    // ...but no index write takes it in before that line is durable: the creation may still fail.
+    this.#journaling.add(entry)
     try {
       await this.#files.append(this.#journalPath(agentId), [{ key, entry }])
       if (this.#layer.fsync) await syncFolder(this.#layer, this.#sessionsDir(agentId))
     } catch (err) {
       if (pending.get(key) === entry) pending.delete(key)
       throw err
+    } finally {
+      this.#journaling.delete(entry)
     }
     this.#flush(agentId)
     return toRow(key, agentId, entry)
@@ -338,7 +344,7 @@ export class FileStore implements SessionStore {
 
   /** Puts the agent's pending creations into `index`, about to be written; returns what it put. */
   #takeIn (agentId: string, index: Index): Map<string, IndexEntry> {
-    const taken = new Map(this.#creations.get(agentId))
+    const taken = new Map([...this.#creations.get(agentId) ?? []].filter(([, entry]) => !this.#journaling.has(entry)))
     for (const [key, entry] of taken) {
       const there = entryOf(index, key)
       // Someone else (OpenClaw) created the key meanwhile: theirs stays current, ours stays readable.
