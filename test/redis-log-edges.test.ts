@@ -147,7 +147,9 @@ t.test('a turn waiting behind a holder that died gets the lane when it expires',
 t.test('Redis away: subscribing and taking a lane fail with 503 and leave nothing behind; all works once it is back', async t => {
   const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'away:', redisOptions: { maxRetriesPerRequest: 0 } })
   t.teardown(async () => await log.close())
+  await log.ping()
   await redis.kill()
+  await t.rejects(log.ping(), { code: 'FSG_LOG_UNAVAILABLE' }, 'readiness hears Redis is away')
   await t.rejects(log.subscribe(KEY, () => {}), { code: 'FSG_LOG_UNAVAILABLE' })
   await t.rejects(log.acquire(KEY, 'run-1', { busy: 'reject', maxQueue: 0 }), { code: 'FSG_LOG_UNAVAILABLE' })
   await redis.start()

@@ -104,6 +104,7 @@ export class SessionRegistry {
     }
     const { entries } = await store.read(state.key, { limit: 16 })
     state.lastEntryId = entries.at(-1)?.id ?? null
+    state.runsAtLoad = new Set(entries.flatMap(entry => entry.runId === undefined ? [] : [entry.runId]))
     const newest = entries.findLast((entry): entry is TranscriptEntry & { seq: number } => typeof entry.seq === 'number')
     const epoch = row.epoch ?? row.sessionId
     const head = newest === undefined ? 0 : lastPosition(newest)

@@ -103,6 +103,12 @@ export class RedisSessionLog implements SessionLog {
     this.#connection.catch(() => {})
   }
 
+  /** Readiness: Redis answers. */
+  async ping (): Promise<void> {
+    const redis = await this.#redis()
+    await this.#call(redis.ping())
+  }
+
   // ── position and events ────────────────────────────────────────────────────
 
   async position (key: string, seed: () => Promise<LogPosition>): Promise<LogPosition> {
