@@ -436,3 +436,42 @@ t.test('a watch that completes after its connection closed is let go: nothing ho
   sub.unsubscribe()
   t.equal(sub.replay.kind, 'catchup', 'the session left memory: no watcher of the closed connection remained')
 })
+
+t.test('a run\'s waiting delta keeps taking its run\'s deltas while another session\'s frames wait after it', async t => {
+  const steps = new Map<string, Array<(delta: string | null) => void>>()
+  const agent = {
+    async * respond (request: { sessionKey: string }) {
+      for (;;) {
+        const delta = await new Promise<string | null>(resolve => {
+          const waiting = steps.get(request.sessionKey) ?? []
+          waiting.push(resolve)
+          steps.set(request.sessionKey, waiting)
+        })
+        if (delta === null) return
+        yield { type: 'text' as const, delta }
+      }
+    }
+  }
+  const { app, socket, connection, until } = await connected(t, { agent })
+  const feed = async (key: string, delta: string | null): Promise<void> => {
+    for (let i = 0; i < 500 && (steps.get(`agent:main:${key}`)?.length ?? 0) === 0; i++) await new Promise(resolve => setTimeout(resolve, 2))
+    steps.get(`agent:main:${key}`)?.shift()?.(delta)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  request(connection, 'a', 'chat.send', { sessionKey: 'one', message: 'go', idempotencyKey: 'one-1' })
+  request(connection, 'b', 'chat.send', { sessionKey: 'two', message: 'go', idempotencyKey: 'two-1' })
+  await until(frame => frame.id === 'a')
+  await until(frame => frame.id === 'b')
+  socket.bufferedAmount = LIMIT + 1
+  await feed('one', 'a')
+  await feed('two', 'x')
+  await feed('one', 'b')
+  await feed('one', null)
+  await feed('two', null)
+  await runEnded(app, 'one')
+  await runEnded(app, 'two')
+  socket.bufferedAmount = 0
+  connection.drained()
+  const deltas = socket.chats().filter(frame => frame.payload.state === 'delta').map(frame => `${frame.payload.runId as string}:${frame.payload.deltaText as string}`)
+  t.same(deltas, ['one-1:ab', 'two-1:x'], 'one merged delta per run')
+})

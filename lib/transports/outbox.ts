@@ -55,7 +55,7 @@ export class Outbox<T extends OutboxItem> {
    * do not count towards `maxQueuedBytes`.
    */
   push (item: T, paced = false): void {
-    if (this.#closed) return
+    // Callers stop pushing once they closed (the connection's phase, the stream's end).
     if (this.#waiting.length === 0 && this.#sink.buffered() <= this.#options.maxBufferedBytes) return this.#sink.write(item)
     const outgoing = item.outgoing
     const runId = outgoing.runId
