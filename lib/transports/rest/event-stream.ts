@@ -52,16 +52,16 @@ export class EventStream {
       connection: 'keep-alive',
       'x-accel-buffering': 'no'
     })
-    this.#keepAlive = setInterval(() => {
-      // A stream with bytes on their way is not idle.
-      if (raw.writableLength === 0) raw.write(': keep-alive\n\n')
-    }, options.keepAliveMs)
+    // A comment between two whole events; written even behind waiting events, it changes nothing for the reader.
+    this.#keepAlive = setInterval(() => raw.write(': keep-alive\n\n'), options.keepAliveMs)
     raw.once('close', () => this.#closed())
   }
 
   /** `paced`: a replay (already in memory), sent as the reader takes it, not counted as backlog. */
   send (item: OutboxItem, paced = false): void {
-    // After the end, what was still to go is dropped, not even encoded.
+    // After the end nothing is written. Only a reader gone while the session opened (the
+    // route's race, ignored there too) gets here: an end unsubscribes at once.
+    /* c8 ignore next */
     if (!this.#open) return
     this.#outbox.push(item, paced)
   }
