@@ -290,7 +290,10 @@ export class SessionHub {
       return
     }
     const remote = state.remote
-    if (remote !== undefined && await this.#options.log.abort(state.key, remote.runId) !== undefined) await state.finished(remote.runId)
+    if (remote === undefined) return
+    // Listened for before asking: the end may come back before the answer does.
+    const finished = state.finished(remote.runId)
+    if (await this.#options.log.abort(state.key, remote.runId) !== undefined) await finished
   }
 
   async #create (state: SessionState, agentId: string): Promise<void> {
