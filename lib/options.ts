@@ -69,8 +69,14 @@ export interface RestOptions {
   prefix?: string
   /** How often an idle event stream gets a keep-alive comment, in ms. Default 15000. */
   keepAliveMs?: number
-  /** Past this many unsent bytes an event stream ends (its reader resumes by `Last-Event-ID`). Default 1 MiB. */
+  /** The response is given events while it holds at most this many bytes it has not sent; the rest wait, deltas merged. Default 1 MiB. */
   maxBufferedBytes?: number
+  /**
+   * An event stream whose live events waiting pass this many bytes ends (its reader
+   * resumes by `Last-Event-ID`); a replay is sent as the reader takes it and does not
+   * count. Default 16 × `maxPayload` (64 MiB).
+   */
+  maxQueuedBytes?: number
 }
 
 export interface ResponsesOptions {
@@ -94,8 +100,17 @@ export interface GatewayProtocolOptions {
   path?: string
   /** How often `tick` events (and pings that find dead peers) go out. Default 30000. */
   tickIntervalMs?: number
-  /** Past this many unsent bytes a connection's deltas are merged; past four times this it is closed (1008). Default 1 MiB. */
+  /**
+   * The socket is given frames while it holds at most this many bytes it has not sent;
+   * the rest wait in the connection, a run's deltas merged into one. Default 1 MiB.
+   */
   maxBufferedBytes?: number
+  /**
+   * A connection whose live frames waiting for its socket pass this many bytes is closed
+   * (1008, a slow consumer; it resumes with a cursor). A replay is sent as the socket
+   * drains and does not count. Default 16 × `maxPayload` (64 MiB).
+   */
+  maxQueuedBytes?: number
   /** How long a new connection has to complete `connect`. Default 10000. */
   handshakeTimeoutMs?: number
 }
@@ -133,9 +148,10 @@ const OptionsSchema = Type.Object({
     path: Type.Optional(Type.String({ pattern: '^/' })),
     tickIntervalMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000 })),
     maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    maxQueuedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
     handshakeTimeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 600_000 }))
   }, { additionalProperties: false })], {
-    expected: 'false, or { path: "/…", tickIntervalMs: 10…3600000, maxBufferedBytes: ≥1024, handshakeTimeoutMs: 10…600000 }'
+    expected: 'false, or { path: "/…", tickIntervalMs: 10…3600000, maxBufferedBytes: ≥1024, maxQueuedBytes: ≥1024, handshakeTimeoutMs: 10…600000 }'
   })),
   maxPayload: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_073_741_824, expected: 'an integer from 1024 to 1073741824 (bytes)' })),
   responses: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
@@ -168,9 +184,10 @@ const OptionsSchema = Type.Object({
   rest: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     prefix: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9._~-]+)*$' })),
     keepAliveMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000 })),
-    maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 }))
+    maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    maxQueuedBytes: Type.Optional(Type.Integer({ minimum: 1024 }))
   }, { additionalProperties: false })], {
-    expected: 'false, or { prefix: "/v1" (or "" for none), keepAliveMs: 10…3600000, maxBufferedBytes: ≥1024 }'
+    expected: 'false, or { prefix: "/v1" (or "" for none), keepAliveMs: 10…3600000, maxBufferedBytes: ≥1024, maxQueuedBytes: ≥1024 }'
   }))
 }, { additionalProperties: false })
 
@@ -231,7 +248,8 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
       : {
           prefix: given.rest?.prefix ?? '/v1',
           keepAliveMs: given.rest?.keepAliveMs ?? 15_000,
-          maxBufferedBytes: given.rest?.maxBufferedBytes ?? 1024 * 1024
+          maxBufferedBytes: given.rest?.maxBufferedBytes ?? 1024 * 1024,
+          maxQueuedBytes: given.rest?.maxQueuedBytes ?? 16 * maxPayload
         },
     gateway: given.gateway === false
       ? false
@@ -239,6 +257,8 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           path: given.gateway?.path ?? '/gateway',
           tickIntervalMs: given.gateway?.tickIntervalMs ?? 30_000,
           maxBufferedBytes: given.gateway?.maxBufferedBytes ?? 1024 * 1024,
+          // Room for the frames of several turns at the largest message a client may send.
+          maxQueuedBytes: given.gateway?.maxQueuedBytes ?? 16 * maxPayload,
           handshakeTimeoutMs: given.gateway?.handshakeTimeoutMs ?? 10_000
         },
     health: given.health === false

@@ -12,10 +12,13 @@ class FakeSocket implements OpenClawSocket {
   readonly frames: Written[] = []
   closed: { code: number, reason: string } | undefined
   bufferedAmount = 0
+  /** Added to `bufferedAmount` by every send: a network that takes its time. */
+  growth = 0
   failSends = false
 
   send (data: string): void {
     if (this.failSends) throw new Error('socket went away')
+    this.bufferedAmount += this.growth
     this.frames.push(JSON.parse(data) as Written)
   }
 
@@ -54,6 +57,7 @@ async function connected (
       tickIntervalMs: 30_000,
       maxPayload: 64 * 1024,
       maxBufferedBytes: LIMIT,
+      maxQueuedBytes: 4 * LIMIT,
       handshakeTimeoutMs: 5000,
       serverVersion: 'test',
       defaultAgentId: 'main',
@@ -80,15 +84,28 @@ function request (connection: OpenClawConnection, id: string, method: string, pa
   connection.receive(JSON.stringify({ type: 'req', id, method, params }), false)
 }
 
+/** Resolves once the session's running turn has ended (its events all produced). */
+async function runEnded (app: FastifyInstance, key: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const { running } = await app.sessionGateway.open(`agent:main:${key}`, { limit: 1 }, () => {}).then(opened => { opened.subscription.unsubscribe(); return opened })
+    if (running === undefined) return
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  throw new Error('the turn never ended')
+}
+
 t.test('a slow consumer gets its deltas merged, never loses the final, and catches up when it drains', async t => {
   const agent = gatedAgent(() => ['one', ' two', ' three', ' four'].map(delta => ({ type: 'text' as const, delta })))
-  const { socket, connection, until } = await connected(t, { agent })
+  const { app, socket, connection, until } = await connected(t, { agent })
   request(connection, 'o', 'sessions.open', { key: 'slow' })
   await until(frame => frame.id === 'o')
   socket.bufferedAmount = LIMIT + 1 // the network is not keeping up
   request(connection, 's', 'chat.send', { sessionKey: 'slow', message: 'go', idempotencyKey: 'slow-1' })
   await until(frame => frame.id === 's')
   agent.release()
+  await runEnded(app, 'slow')
+  socket.bufferedAmount = 0
+  connection.drained()
   const final = await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
   const chats = socket.chats()
   t.same(chats.map(frame => frame.payload.state), ['delta', 'final'], 'the waiting deltas went out as one, just before the final')
@@ -99,13 +116,16 @@ t.test('a slow consumer gets its deltas merged, never loses the final, and catch
 
 t.test('with cursors, a merged delta says which positions it stands for, so nothing looks lost', async t => {
   const agent = gatedAgent(() => ['one', ' two', ' three'].map(delta => ({ type: 'text' as const, delta })))
-  const { socket, connection, until } = await connected(t, { agent }, ['session-cursor'])
+  const { app, socket, connection, until } = await connected(t, { agent }, ['session-cursor'])
   request(connection, 'o', 'sessions.open', { key: 'slow' })
   await until(frame => frame.id === 'o')
   socket.bufferedAmount = LIMIT + 1
   request(connection, 's', 'chat.send', { sessionKey: 'slow', message: 'go', idempotencyKey: 'slow-1' })
   await until(frame => frame.id === 's')
   agent.release()
+  await runEnded(app, 'slow')
+  socket.bufferedAmount = 0
+  connection.drained()
   await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
   const positioned = socket.frames.filter(frame => frame.type === 'event' && frame.payload?.cursor !== undefined)
   const seqOf = (cursor: unknown): number => Number(String(cursor).split(':').at(-1))
@@ -138,6 +158,7 @@ t.test('merged deltas go out once the buffer drains, even with no final yet', as
   await new Promise(resolve => setTimeout(resolve, 30))
   t.same(socket.chats(), [], 'nothing while the buffer is full')
   socket.bufferedAmount = 0
+  connection.drained()
   const delta = await until(frame => frame.event === 'chat')
   t.equal(delta.payload.deltaText, 'ab', 'the merged delta, after the drain')
   store.append = append
@@ -145,19 +166,20 @@ t.test('merged deltas go out once the buffer drains, even with no final yet', as
   await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
 })
 
-t.test('a consumer far behind is closed with 1008 (it can resume by cursor)', async t => {
+t.test('a consumer whose live frames waiting pass maxQueuedBytes is closed with 1008 (it can resume by cursor)', async t => {
   const agent = gatedAgent(() => [{ type: 'text' as const, delta: 'x' }])
   const { socket, connection, until } = await connected(t, { agent })
   request(connection, 'o', 'sessions.open', { key: 'far' })
   await until(frame => frame.id === 'o')
-  socket.bufferedAmount = 4 * LIMIT + 1
-  request(connection, 's', 'chat.send', { sessionKey: 'far', message: 'go', idempotencyKey: 'far-1' })
+  socket.bufferedAmount = LIMIT + 1
+  // Its own message alone, waiting behind the full socket, is more than four times the limit.
+  request(connection, 's', 'chat.send', { sessionKey: 'far', message: 'm'.repeat(4 * LIMIT), idempotencyKey: 'far-1' })
   agent.release()
   for (let i = 0; i < 100 && socket.closed === undefined; i++) await new Promise(resolve => setTimeout(resolve, 5))
   t.same(socket.closed, { code: 1008, reason: 'slow consumer' })
 })
 
-t.test('at exactly maxBufferedBytes deltas still go one by one; at exactly four times it, the connection stays open', async t => {
+t.test('at exactly maxBufferedBytes deltas still go one by one; a replay bigger than maxQueuedBytes is paced, not closed', async t => {
   const agent = gatedAgent(() => ['one', ' two'].map(delta => ({ type: 'text' as const, delta })))
   const { socket, connection, until } = await connected(t, { agent })
   request(connection, 'o', 'sessions.open', { key: 'edge' })
@@ -169,12 +191,32 @@ t.test('at exactly maxBufferedBytes deltas still go one by one; at exactly four 
   await until(frame => frame.event === 'chat' && frame.payload.runId === 'edge-1' && frame.payload.state === 'final')
   t.same(socket.chats().map(frame => frame.payload.deltaText ?? frame.payload.state), ['one', ' two', 'final'], 'nothing merged')
 
-  socket.bufferedAmount = 4 * LIMIT
-  request(connection, 's2', 'chat.send', { sessionKey: 'edge', message: 'again', idempotencyKey: 'edge-2' })
+  socket.bufferedAmount = 0
+  request(connection, 's2', 'chat.send', { sessionKey: 'edge', message: 'r'.repeat(3 * LIMIT), idempotencyKey: 'edge-2' })
   await until(frame => frame.id === 's2')
   agent.release()
   await until(frame => frame.event === 'chat' && frame.payload.runId === 'edge-2' && frame.payload.state === 'final')
+  // Reading it all again, behind a socket that drains one frame at a time.
+  const before = socket.frames.length
+  socket.bufferedAmount = LIMIT + 1
+  const epoch = String(socket.frames.find(frame => frame.event === 'session.message')?.payload.cursor).split(':')[0] as string
+  request(connection, 'again', 'sessions.open', { key: 'edge', since: `${epoch}:0` })
+  await until(frame => frame.id === 'again')
+  t.equal(socket.frames.length, before + 1, 'only the answer went out: the replay waits for the socket')
+  socket.growth = LIMIT + 1
+  const perDrain: number[] = []
+  for (let i = 0; i < 100 && socket.frames.length < before + 11; i++) {
+    const sent = socket.frames.length
+    socket.bufferedAmount = 0
+    connection.drained()
+    perDrain.push(socket.frames.length - sent)
+  }
+  t.ok(perDrain.every(n => n === 1), 'one frame each time the socket drained')
   t.equal(socket.closed, undefined, 'not closed')
+  // A turn's two deltas wait together, so they go out merged.
+  const turn = ['session.message', 'agent', 'chat', 'session.message', 'chat']
+  t.same(socket.frames.slice(before + 1).map(frame => frame.event), [...turn, ...turn], 'every event of both turns, in order')
+  t.same(socket.chats().slice(-4).map(frame => frame.payload.deltaText ?? frame.payload.state), ['one two', 'final', 'one two', 'final'])
 })
 
 t.test('a socket whose send throws is closed with 1011, and nothing else is written', async t => {
@@ -198,7 +240,7 @@ t.test('requests sent before hello-ok are refused, not lost silently', async t =
     principal: null,
     authenticate: async () => { await new Promise<void>(resolve => { letIn = resolve }); return { id: 'late' } },
     defaultHints: {},
-    options: { tickIntervalMs: 30_000, maxPayload: 65536, maxBufferedBytes: LIMIT, handshakeTimeoutMs: 5000, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' },
+    options: { tickIntervalMs: 30_000, maxPayload: 65536, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' },
     logger: app.log
   })
   t.teardown(() => connection.dispose())
@@ -277,7 +319,7 @@ t.test('a session reset between a send and its subscription is announced, not re
 t.test('the connection lifecycle: oversize frames, password auth, closing mid-handshake, leftovers after close', async t => {
   const agent = gatedAgent(() => [{ type: 'text', delta: 'counted' }, { type: 'usage', inputTokens: 3, outputTokens: 1 }])
   const app = await buildApp(t, { agent })
-  const options = { tickIntervalMs: 30_000, maxPayload: 70_000, maxBufferedBytes: LIMIT, handshakeTimeoutMs: 5000, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' }
+  const options = { tickIntervalMs: 30_000, maxPayload: 70_000, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' }
   const make = (authenticate: (credentials: { token?: string, password?: string }) => Promise<{ id: string }>): { socket: FakeSocket, connection: OpenClawConnection } => {
     const socket = new FakeSocket()
     const connection = new OpenClawConnection(socket, { sessions: app.sessionGateway, principal: null, authenticate, defaultHints: {}, options, logger: app.log })
@@ -337,8 +379,9 @@ t.test('a delta arriving once the buffer drained goes out merged with the waitin
   await feed('a')
   await feed('b')
   socket.bufferedAmount = 0
-  await feed('c') // before the drain check runs
+  await feed('c') // before the socket says it drained
   await feed(null)
+  connection.drained()
   await until(frame => frame.event === 'chat' && frame.payload.state === 'final')
   t.same(socket.chats().map(frame => [frame.payload.state, frame.payload.deltaText]), [['delta', 'abc'], ['final', undefined]])
 })
@@ -425,4 +468,43 @@ t.test('subscribing to a session the connection already watches keeps that watch
   await until(frame => frame.event === 'chat' && frame.payload.state === 'final' && frame.payload.runId === 'after')
   const events = socket.frames.filter(frame => frame.event === 'chat' || frame.event === 'session.message').map(frame => JSON.stringify(frame.payload))
   t.same(events.filter((json, i) => events.indexOf(json) !== i), [], 'no event twice')
+})
+
+t.test('a run\'s waiting delta keeps taking its run\'s deltas while another session\'s frames wait after it', async t => {
+  const steps = new Map<string, Array<(delta: string | null) => void>>()
+  const agent = {
+    async * respond (request: { sessionKey: string }) {
+      for (;;) {
+        const delta = await new Promise<string | null>(resolve => {
+          const waiting = steps.get(request.sessionKey) ?? []
+          waiting.push(resolve)
+          steps.set(request.sessionKey, waiting)
+        })
+        if (delta === null) return
+        yield { type: 'text' as const, delta }
+      }
+    }
+  }
+  const { app, socket, connection, until } = await connected(t, { agent })
+  const feed = async (key: string, delta: string | null): Promise<void> => {
+    for (let i = 0; i < 500 && (steps.get(`agent:main:${key}`)?.length ?? 0) === 0; i++) await new Promise(resolve => setTimeout(resolve, 2))
+    steps.get(`agent:main:${key}`)?.shift()?.(delta)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  request(connection, 'a', 'chat.send', { sessionKey: 'one', message: 'go', idempotencyKey: 'one-1' })
+  request(connection, 'b', 'chat.send', { sessionKey: 'two', message: 'go', idempotencyKey: 'two-1' })
+  await until(frame => frame.id === 'a')
+  await until(frame => frame.id === 'b')
+  socket.bufferedAmount = LIMIT + 1
+  await feed('one', 'a')
+  await feed('two', 'x')
+  await feed('one', 'b')
+  await feed('one', null)
+  await feed('two', null)
+  await runEnded(app, 'one')
+  await runEnded(app, 'two')
+  socket.bufferedAmount = 0
+  connection.drained()
+  const deltas = socket.chats().filter(frame => frame.payload.state === 'delta').map(frame => `${frame.payload.runId as string}:${frame.payload.deltaText as string}`)
+  t.same(deltas, ['one-1:ab', 'two-1:x'], 'one merged delta per run')
 })

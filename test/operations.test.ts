@@ -213,7 +213,7 @@ t.test('metrics: resume outcomes of sessions.open with since', async t => {
 t.test('metrics: a slow consumer closed with 1008', async t => {
   // One answer far bigger than what the network takes at once, to a client that stops reading.
   const agent: Agent = { async * respond () { yield { type: 'text', delta: 'x'.repeat(16 * 1024 * 1024) } } }
-  const app = await buildApp(t, { metrics: {}, agent, gateway: { maxBufferedBytes: 1024 } })
+  const app = await buildApp(t, { metrics: {}, agent, gateway: { maxBufferedBytes: 1024, maxQueuedBytes: 1024 } })
   await listen(app)
   const port = (app.server.address() as { port: number }).port
   const ws = new WebSocket(`ws://127.0.0.1:${port}/gateway`, { headers: auth })

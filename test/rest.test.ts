@@ -242,10 +242,10 @@ t.test('events resume from Last-Event-ID as sessions.open does from since: repla
   t.equal(bad.status, 400)
 })
 
-t.test('an event stream: keep-alive comments, ended for a reader that stops reading, and ended by shutdown', async t => {
+t.test('an event stream: keep-alive comments, ended for a reader that stops reading, a replay paced by the reader, ended by shutdown', async t => {
   const big = 'x'.repeat(1 << 19)
   const agent: Agent = { async * respond () { for (let i = 0; i < 20; i++) yield { type: 'text', delta: big } } }
-  const app = await buildApp(t, { agent, rest: { keepAliveMs: 10, maxBufferedBytes: 1024 } })
+  const app = await buildApp(t, { agent, rest: { keepAliveMs: 10, maxBufferedBytes: 1024, maxQueuedBytes: 1 << 20 } })
   await listen(app)
   const idle = await readEvents(app, '/v1/sessions/k/events', auth, seen => seen[0]?.event === ':' && seen[0].data >= 2)
   t.ok(idle.comments >= 2, 'keep-alive comments on an idle stream')
@@ -272,9 +272,21 @@ t.test('an event stream: keep-alive comments, ended for a reader that stops read
   await ticket.result
   await endOf(live)
   t.pass('the server ended the live stream of a reader that fell behind')
-  // The same in the middle of a replay: the rest of it is dropped.
-  await endOf(await stalledReader({ 'last-event-id': before }))
-  t.pass('and the replay of one that reads nothing')
+  // A replay waits for its reader, however long it reads nothing, and arrives whole.
+  const replaying = await stalledReader({ 'last-event-id': before })
+  await new Promise(resolve => setTimeout(resolve, 50))
+  let text = ''
+  const finalArrived = new Promise<void>(resolve => replaying.on('data', (chunk: Buffer) => {
+    text += String(chunk)
+    const at = text.indexOf('"state":"final"')
+    if (at >= 0 && text.indexOf('\n\n', at) >= 0) resolve()
+  }))
+  t.equal(replaying.complete, false, 'the replay is not ended')
+  replaying.resume()
+  await finalArrived
+  const final = text.split('\n\n').find(event => event.includes('"state":"final"')) as string
+  t.equal(JSON.parse(final.slice(final.indexOf('data: ') + 6)).message.content[0].text, big.repeat(20), 'the whole answer, once the reader reads')
+  replaying.destroy()
 
   let opened = (): void => {}
   const open = readEvents(app, '/v1/sessions/quiet/events', auth, seen => {

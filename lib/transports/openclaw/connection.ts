@@ -16,7 +16,8 @@ import {
   CURSOR_CAPABILITY, EVENTS, MAX_HANDSHAKE_BYTES, METHODS, PROTOCOL_VERSION,
   checkConnect, checkParams, describeInvalid, isMethod, type ErrorShape
 } from './protocol.js'
-import { mergeDeltas, payloadJson, sessionEventFrames, type OutgoingEvent } from './session-events.js'
+import { Outbox, type OutboxItem } from '../outbox.js'
+import { payloadJson, sessionEventFrames, type OutgoingEvent } from './session-events.js'
 
 /** All the protocol core needs from a socket; adapters provide it (see route.ts). */
 export interface OpenClawSocket {
@@ -29,8 +30,10 @@ export interface OpenClawSocket {
 export interface OpenClawConnectionOptions {
   tickIntervalMs: number
   maxPayload: number
-  /** Past this, deltas are merged; past four times this, the connection is closed (1008). */
+  /** The socket is given frames while what it has not drained is at most this; the rest wait, deltas merged. */
   maxBufferedBytes: number
+  /** Live frames waiting past this close the connection (1008, a slow consumer). */
+  maxQueuedBytes: number
   handshakeTimeoutMs: number
   serverVersion: string
   defaultAgentId: string
@@ -53,8 +56,6 @@ export interface OpenClawConnectionContext {
   telemetry?: Telemetry
   logger: FastifyBaseLogger
 }
-
-const DRAIN_CHECK_MS = 20
 
 /**
  * One client of OpenClaw's gateway protocol v4: the handshake, request dispatch, the
@@ -81,9 +82,8 @@ export class OpenClawConnection {
   readonly #agentSeq = new Map<string, number>()
   readonly #watches = new Map<string, Subscription>()
   #stopWatchingList: (() => void) | undefined
-  #pendingDelta = new Map<string, OutgoingEvent>()
+  readonly #outbox: Outbox<OutboxItem>
   #handshakeTimer: NodeJS.Timeout | undefined
-  #drainTimer: NodeJS.Timeout | undefined
 
   constructor (socket: OpenClawSocket, context: OpenClawConnectionContext) {
     this.#socket = socket
@@ -94,6 +94,14 @@ export class OpenClawConnection {
     this.#defaultHints = context.defaultHints
     this.#authenticate = context.authenticate
     this.#principal = context.principal
+    this.#outbox = new Outbox(context.options, {
+      buffered: () => socket.bufferedAmount,
+      write: item => this.#sendNow(item.outgoing),
+      overflow: () => {
+        this.#telemetry.slowConsumerClosed()
+        this.close(CloseCode.policy, 'slow consumer')
+      }
+    })
     const connection = this
     const { defaultAgentId, mainKey, agents, model } = context.options
     this.#context = {
@@ -108,7 +116,7 @@ export class OpenClawConnection {
       watchList: () => this.#watchList(),
       unwatchList: () => this.#unwatchList(),
       listener: event => { for (const outgoing of sessionEventFrames(event, this.#withCursor)) this.#send(outgoing) },
-      send: outgoing => this.#send(outgoing)
+      send: (outgoing, paced) => this.#send(outgoing, paced)
     }
   }
 
@@ -167,7 +175,7 @@ export class OpenClawConnection {
   dispose (): void {
     this.#phase = 'closed'
     clearTimeout(this.#handshakeTimer)
-    clearInterval(this.#drainTimer)
+    this.#outbox.close()
     for (const subscription of this.#watches.values()) subscription.unsubscribe()
     this.#watches.clear()
     this.#stopWatchingList?.()
@@ -294,44 +302,27 @@ export class OpenClawConnection {
   // ── writing ────────────────────────────────────────────────────────────────
 
   /**
-   * Sends an event frame. A consumer that does not keep up gets its deltas merged
-   * (finals always arrive, in order); one that falls far behind is closed with 1008
-   * and can come back with a cursor.
+   * The socket drained some of what it was given (the adapter calls this from the send
+   * callback): frames waiting for room go out now.
    */
-  #send (outgoing: OutgoingEvent): void {
-    if (this.#phase !== 'ready') return
-    const limit = this.#options.maxBufferedBytes
-    const buffered = this.#socket.bufferedAmount
-    if (buffered > 4 * limit) {
-      this.#telemetry.slowConsumerClosed()
-      return this.close(CloseCode.policy, 'slow consumer')
-    }
-    const runId = outgoing.runId
-    if (outgoing.delta === true && buffered > limit) {
-      const pending = this.#pendingDelta.get(runId as string)
-      this.#pendingDelta.set(runId as string, pending === undefined ? outgoing : mergeDeltas(pending, outgoing))
-      this.#drainTimer ??= setInterval(() => this.#flushDeltas(), DRAIN_CHECK_MS)
-      return
-    }
-    // Frames keep the log's order: the deltas waiting go first (this run's, merged with this one).
-    if (this.#pendingDelta.size > 0) {
-      const own = outgoing.delta === true ? this.#pendingDelta.get(runId as string) : undefined
-      const waiting = [...this.#pendingDelta.values()].filter(pending => pending !== own)
-      this.#pendingDelta.clear()
-      for (const pending of waiting) this.#sendRun(pending)
-      if (own !== undefined) return this.#sendRun(mergeDeltas(own, outgoing))
-    }
-    if (runId === undefined) return this.#writeEvent(outgoing.event, payloadJson(outgoing))
-    this.#sendRun(outgoing)
+  drained (): void {
+    this.#outbox.pump()
   }
 
-  #flushDeltas (): void {
-    if (this.#socket.bufferedAmount > this.#options.maxBufferedBytes && this.#phase === 'ready') return
-    clearInterval(this.#drainTimer)
-    this.#drainTimer = undefined
-    const pending = [...this.#pendingDelta.values()]
-    this.#pendingDelta.clear()
-    for (const delta of pending) this.#sendRun(delta)
+  /**
+   * Sends an event frame, in the log's order, through the outbox (see outbox.ts): a
+   * consumer that does not keep up gets its deltas merged (finals always arrive), and
+   * one whose live frames waiting pass `maxQueuedBytes` is closed with 1008 and can come
+   * back with a cursor. `paced`: a replay, sent as the socket drains.
+   */
+  #send (outgoing: OutgoingEvent, paced = false): void {
+    if (this.#phase !== 'ready') return
+    this.#outbox.push({ outgoing }, paced)
+  }
+
+  #sendNow (outgoing: OutgoingEvent): void {
+    if (outgoing.runId === undefined) return this.#writeEvent(outgoing.event, payloadJson(outgoing))
+    this.#sendRun(outgoing)
   }
 
   /** A `chat` or `agent` frame of a run, with its per-run `seq` (each kind counts on its own, from 1). */

@@ -46,8 +46,8 @@ export interface MethodContext {
   unwatchList: () => boolean
   /** Where this connection's session subscriptions deliver. */
   readonly listener: SessionListener
-  /** Sends an event frame (replayed events, a running turn's snapshot). */
-  send: (outgoing: OutgoingEvent) => void
+  /** Sends an event frame; `paced`: replayed (already in memory), sent as the socket drains, not counted as backlog. */
+  send: (outgoing: OutgoingEvent, paced?: boolean) => void
 }
 
 export interface MethodResult<P = unknown> {
@@ -335,8 +335,8 @@ function deliver (context: MethodContext, sessionKey: string, subscription: Subs
   switch (replay.kind) {
     case 'replay':
     case 'catchup':
-      for (const event of replay.events) for (const outgoing of sessionEventFrames(event, withCursor)) context.send(outgoing)
-      if (replay.kind === 'catchup' && replay.running !== undefined) context.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor))
+      for (const event of replay.events) for (const outgoing of sessionEventFrames(event, withCursor)) context.send(outgoing, true)
+      if (replay.kind === 'catchup' && replay.running !== undefined) context.send(runningSnapshot(sessionKey, replay.running, cursor, withCursor), true)
       break
     case 'reset':
       // The session was reset between the send and this subscription: say so, the client reloads.

@@ -48,7 +48,8 @@ export async function openClawRoute (scope: FastifyInstance, options: OpenClawRo
   const onSocket = (socket: WebSocket, request: FastifyRequest): void => {
     // Long-lived closures below must not hold `request`: an idle connection would keep it all.
     const log = request.log
-    const connection = new OpenClawConnection(batchedSocket(socket), {
+    // The socket tells the connection when it has drained, so waiting frames go out at the socket's pace.
+    const connection: OpenClawConnection = new OpenClawConnection(batchedSocket(socket, () => connection.drained()), {
       sessions,
       principal: request.gatewayPrincipal,
       authenticate: async credentials => await sessions.authenticate(request, credentials),
@@ -82,9 +83,10 @@ export async function openClawRoute (scope: FastifyInstance, options: OpenClawRo
 /**
  * Frames produced in one turn of the event loop (a whole short answer often is) leave
  * together: the first write goes out at once and the rest coalesce into one writev,
- * instead of a system call per frame.
+ * instead of a system call per frame. `drained` runs each time a frame has been handed
+ * to the network.
  */
-function batchedSocket (socket: WebSocket): OpenClawSocket {
+function batchedSocket (socket: WebSocket, drained: () => void): OpenClawSocket {
   let queue: string[] = []
   let queuedBytes = 0
   const flush = (): void => {
@@ -92,7 +94,7 @@ function batchedSocket (socket: WebSocket): OpenClawSocket {
     queue = []
     queuedBytes = 0
     if (socket.readyState !== socket.OPEN) return
-    for (const frame of frames) socket.send(frame)
+    for (const frame of frames) socket.send(frame, drained)
   }
   return {
     send (data) {

@@ -7,7 +7,8 @@ import type { SessionRow } from '../../stores/store.js'
 import type { TranscriptEntry } from '../../transcript.js'
 import { historyMessages } from '../openclaw/shapes.js'
 import { toResponsesError } from '../responses/errors.js'
-import { EventStream, runningEvent, sseEvents, type EventStreamOptions, type SseEvent } from './event-stream.js'
+import type { OutboxItem } from '../outbox.js'
+import { EventStream, runningEvent, sseEvents, type EventStreamOptions } from './event-stream.js'
 import {
   Deleted, ErrorBody, EventsQuery, KeyParams, ListQuery, MessagePage, MessagesQuery, PatchBody,
   SessionDetail, SessionEntry, SessionList, SessionQuery
@@ -141,24 +142,27 @@ export async function restRoutes (scope: FastifyInstance, options: RestRouteOpti
     // that drops before those events asks for them again.
     const resumesFrom = replay.kind === 'replay' || replay.kind === 'catchup' ? since as string : opened.cursor
     live.send({
-      event: 'session.open',
       id: resumesFrom,
-      data: {
-        key: sessionKey,
-        agentId: row?.agentId ?? agentId,
-        ...(row === undefined ? {} : { sessionId: row.sessionId, entry: entry(row) }),
-        replay: replay.kind,
-        messages: messages(opened.entries),
-        ...(opened.before === undefined ? {} : { before: opened.before }),
-        cursor: opened.cursor,
-        // After `replay` and `catchup` the running turn's text comes in the events that follow.
-        ...(running === undefined || resumesFrom !== opened.cursor ? {} : { running: { runId: running.runId, text: running.text } })
+      outgoing: {
+        event: 'session.open',
+        payload: {
+          key: sessionKey,
+          agentId: row?.agentId ?? agentId,
+          ...(row === undefined ? {} : { sessionId: row.sessionId, entry: entry(row) }),
+          replay: replay.kind,
+          messages: messages(opened.entries),
+          ...(opened.before === undefined ? {} : { before: opened.before }),
+          cursor: opened.cursor,
+          // After `replay` and `catchup` the running turn's text comes in the events that follow.
+          ...(running === undefined || resumesFrom !== opened.cursor ? {} : { running: { runId: running.runId, text: running.text } })
+        }
       }
     })
-    const missed: SseEvent[] = []
+    const missed: OutboxItem[] = []
     if (replay.kind === 'replay' || replay.kind === 'catchup') for (const event of replay.events) missed.push(...sseEvents(event))
     if (replay.kind === 'catchup' && replay.running !== undefined) missed.push(runningEvent(sessionKey, replay.running, opened.cursor))
-    for (const event of missed) live.send(event)
+    // What was missed is already in memory: it goes out as the reader takes it.
+    for (const event of missed) live.send(event, true)
     subscription.start()
     return reply
   })
