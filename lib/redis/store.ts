@@ -4,7 +4,7 @@ import { InvalidCursorError, InvalidInputError, InvalidOptionError, SessionNotFo
 import { decodeListCursor, encodeListCursor, listRows, rowFilter } from '../stores/list-rows.js'
 import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from '../stores/store.js'
 import type { TranscriptEntry } from '../transcript.js'
-import { connect, type RedisConnection, type RedisConnectionOptions } from './connection.js'
+import { connect, DEFAULT_KEY_PREFIX, type RedisConnection, type RedisConnectionOptions } from './connection.js'
 import { listMember, memberPosition, StoreKeys } from './store-keys.js'
 import { APPEND, CREATE, DELETE, PATCH, READ, RESET } from './store-scripts.js'
 
@@ -54,7 +54,7 @@ export class RedisStore implements SessionStore {
     }
     this.#listScanLimit = option(options, 'listScanLimit', DEFAULT_LIST_SCAN_LIMIT, 1)
     this.#deletedTtlSeconds = option(options, 'deletedTtlSeconds', DEFAULT_DELETED_TTL_SECONDS, 0)
-    this.#keys = new StoreKeys(options.keyPrefix ?? 'fsg:')
+    this.#keys = new StoreKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX)
     this.#connection = connect(options, 'RedisStore')
     // Kept for the first call to report; not an unhandled rejection meanwhile.
     this.#connection.catch(ignore)
