@@ -36,7 +36,9 @@ t.test('a Redis restart with AOF (kill -9, same port) keeps rows, transcripts, g
   // `always`: every write is on disk before Redis answers. With `everysec` a write Redis
   // acknowledged can still be lost when it postpones the write behind a slow fsync.
   const server = await startRedis(t, { aof: true, args: ['--appendfsync', 'always'] })
-  t.same(await server.client().config('GET', 'appendfsync'), ['appendfsync', 'always'])
+  const config = server.client()
+  t.same(await config.config('GET', 'appendfsync'), ['appendfsync', 'always'])
+  config.disconnect()
   const before = new RedisStore({ url: server.url })
   t.teardown(() => before.close())
   const first = await before.ensure(KEY, 'main')
