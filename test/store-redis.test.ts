@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
 import t from 'tap'
-import type { SessionRow, TranscriptEntry } from '../lib/index.js'
+import type { ListQuery, SessionRow, TranscriptEntry } from '../lib/index.js'
 import { RedisStore } from '../lib/redis/index.js'
 import { listMember } from '../lib/redis/store-keys.js'
 import { storeContract } from '../lib/testing/index.js'
@@ -25,6 +25,19 @@ function entry (i: number, text = `message ${i}`): TranscriptEntry {
 }
 
 const ids = (entries: TranscriptEntry[]): string[] => entries.map(e => e.id)
+
+/** The keys on every page of a listing, page by page (at most 10 pages). */
+async function pages (s: RedisStore, query: ListQuery): Promise<string[][]> {
+  const found: string[][] = []
+  let cursor: string | undefined
+  for (let i = 0; i < 10; i++) {
+    const page = await s.list({ ...query, ...(cursor === undefined ? {} : { cursor }) })
+    found.push(page.rows.map(row => row.key))
+    cursor = page.cursor
+    if (cursor === undefined) break
+  }
+  return found
+}
 
 let stores = 0
 storeContract({
@@ -148,6 +161,16 @@ t.test('a crash between a row and its index: listing skips and removes what no r
   t.equal(await s.findBySessionId(stray), undefined, 'a stray pointer finds nothing')
 })
 
+t.test('an index member newer than its row is not listed ahead of rows the page has not reached', async t => {
+  const s = store('ahead:', { url: redis.url, listScanLimit: 1 })
+  const a = await s.ensure('agent:main:a', 'main')
+  await sleep(2)
+  await s.ensure('agent:main:b', 'main')
+  await admin.zadd('ahead:{sessions}:all', 0, listMember({ updatedAt: a.updatedAt + 60_000, key: 'agent:main:a' }))
+  t.same((await pages(s, { limit: 5 })).flat(), ['agent:main:b', 'agent:main:a'], 'each row once, in order, one index entry a page')
+  t.same(await admin.zrange('ahead:{sessions}:all', 0, '-1'), [listMember(await s.get('agent:main:b') as SessionRow), listMember(a)])
+})
+
 t.test('an index write that fails does not fail the change already stored; listing puts the row in its place', async t => {
   const s = store('acl:')
   // A client that may write sessions, pointers and records, but not the indexes.
@@ -174,20 +197,10 @@ t.test('a list page examines at most listScanLimit index entries, and goes on by
     await s.ensure(`agent:main:s${i}`, 'main')
     await sleep(2)
   }
-  const pages = async (query: { limit: number, search?: string }): Promise<string[][]> => {
-    const found: string[][] = []
-    let cursor: string | undefined
-    for (let i = 0; i < 10; i++) {
-      const page = await s.list({ ...query, ...(cursor === undefined ? {} : { cursor }) })
-      found.push(page.rows.map(row => row.key.slice(-2)))
-      cursor = page.cursor
-      if (cursor === undefined) break
-    }
-    return found
-  }
-  t.same(await pages({ limit: 2, search: 's0' }), [[], [], ['s0']], 'a search that skips rows ends its pages early, with a cursor')
-  t.same(await pages({ limit: 5 }), [['s6', 's5', 's4'], ['s3', 's2', 's1'], ['s0']])
-  t.same(await pages({ limit: 2 }), [['s6', 's5'], ['s4', 's3'], ['s2', 's1'], ['s0']], 'pages within the limit are as usual')
+  const short = async (query: ListQuery): Promise<string[][]> => (await pages(s, query)).map(keys => keys.map(key => key.slice(-2)))
+  t.same(await short({ limit: 2, search: 's0' }), [[], [], ['s0']], 'a search that skips rows ends its pages early, with a cursor')
+  t.same(await short({ limit: 5 }), [['s6', 's5', 's4'], ['s3', 's2', 's1'], ['s0']])
+  t.same(await short({ limit: 2 }), [['s6', 's5'], ['s4', 's3'], ['s2', 's1'], ['s0']], 'pages within the limit are as usual')
 })
 
 t.test('delete archives a session for deletedTtlSeconds; 0 drops it at once', async t => {

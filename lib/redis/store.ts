@@ -95,7 +95,7 @@ export class RedisStore implements SessionStore {
     const limit = checkLimit(query.limit)
     const listed = rowFilter(query) // checks the cursor too
     const after = query.cursor === undefined ? undefined : decodeListCursor(query.cursor)
-    if (after !== undefined && !(Number.isSafeInteger(after.updatedAt) && after.updatedAt >= 0)) throw new InvalidCursorError(query.cursor as string)
+    if (after !== undefined && !(Number.isSafeInteger(after.updatedAt) && after.updatedAt >= 0)) throw new InvalidCursorError((query.cursor as string).slice(0, 80))
     const client = await this.#client()
     const index = query.agentId === undefined ? this.#keys.all : this.#keys.agent(query.agentId)
     const rows = new Map<string, SessionRow>()
@@ -116,7 +116,9 @@ export class RedisStore implements SessionStore {
         const row = found[i]
         const current = row !== undefined && listMember(row) === member && (query.agentId === undefined || row.agentId === query.agentId)
         if (!current) repairs.push(this.#repair(index, member, row))
-        if (row === undefined || rows.has(row.key)) return
+        // A member newer than its row (a key deleted and made again by a node with a slower
+        // clock) is not where the row belongs: the repair puts it there, to be met in turn.
+        if (row === undefined || listMember(row) > member || rows.has(row.key)) return
         rows.set(row.key, row)
         if (listed(row)) matched++
       })
