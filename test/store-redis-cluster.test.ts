@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Cluster, type Redis } from 'ioredis'
 import t from 'tap'
+import type { TranscriptEntry } from '../lib/index.js'
 import { RedisStore } from '../lib/redis/index.js'
 import { storeContract } from '../lib/testing/index.js'
 import { startRedis } from './redis-server.js'
@@ -27,7 +28,7 @@ storeContract({
 
 t.test('every key of one session shares a slot; both listing indexes share one', async t => {
   const store = new RedisStore({ client: cluster(), keyPrefix: 'layout:', deletedTtlSeconds: 60 })
-  const message = (text: string): any => ({ type: 'message', id: text, parentId: null, timestamp: new Date().toISOString(), message: { role: 'user', content: [{ type: 'text', text }], timestamp: 0 } })
+  const message = (text: string): TranscriptEntry => ({ type: 'message', id: text, parentId: null, timestamp: new Date().toISOString(), message: { role: 'user', content: [{ type: 'text', text }], timestamp: 0 } })
   const keys = ['agent:main:plain', 'agent:main:a{b}c', 'agent:main:}{', 'agent:ops:100%{', 'global']
   for (const key of keys) {
     await store.ensure(key, key === 'global' ? 'main' : key.split(':')[1] as string)
