@@ -99,10 +99,12 @@ t.test('two gateway apps on one Redis: a turn on one, its session, history and r
   const first = await a.inject({ method: 'POST', url: '/v1/responses', headers: { ...auth, 'x-openclaw-session-key': key }, payload: { input: 'hello from a' } })
   t.equal(first.statusCode, 200, first.body)
 
-  const { rows } = await b.sessionGateway.list()
-  t.match(rows, [{ key, preview: 'hello from a' }], 'the other app lists the session')
-  const text = async (app: typeof a): Promise<string[]> => (await app.sessionGateway.history(key, { limit: 10 })).entries
-    .map(e => `${e.message?.role as string}: ${(e.message?.content[0] as { text: string }).text}`)
+  const listed = await b.inject({ url: '/v1/sessions', headers: auth })
+  t.match(listed.json(), { sessions: [{ key, lastMessagePreview: 'hello from a' }] }, 'the other app lists the session')
+  const text = async (app: typeof a): Promise<string[]> => {
+    const page = await app.inject({ url: `/v1/sessions/${encodeURIComponent(key)}/messages`, headers: auth })
+    return (page.json().messages as Array<{ role: string, content: Array<{ text: string }> }>).map(m => `${m.role}: ${m.content[0]?.text as string}`)
+  }
   t.same(await text(b), ['user: hello from a', 'assistant: hello from a'], 'and reads its history')
 
   const second = await b.inject({ method: 'POST', url: '/v1/responses', headers: auth, payload: { input: 'b goes on', previous_response_id: first.json().id } })
