@@ -173,6 +173,15 @@ t.test('an index member newer than its row is not listed ahead of rows the page 
   t.same(await admin.zrange('ahead:{sessions}:all', 0, '-1'), [listMember(await s.get('agent:main:b') as SessionRow), listMember(a)])
 })
 
+t.test('a row met twice on one page (its older index entry not yet removed) counts once: the last page has no cursor', async t => {
+  const s = store('twice:')
+  const a = await s.ensure('agent:main:a', 'main')
+  await sleep(2)
+  await s.ensure('agent:main:b', 'main')
+  await admin.zadd('twice:{sessions}:all', 0, listMember({ updatedAt: a.updatedAt - 1000, key: 'agent:main:a' }))
+  t.same(await pages(s, { limit: 2 }), [['agent:main:b', 'agent:main:a']], 'one page, and nothing said to follow')
+})
+
 t.test('an index write that fails does not fail the change already stored; listing puts the row in its place', async t => {
   const s = store('acl:')
   // A client that may write sessions, pointers and records, but not the indexes.
