@@ -85,8 +85,8 @@ t.test('a Redis restart with AOF (kill -9, same port) keeps rows, transcripts, g
   t.same(ids((await after.read(KEY, { limit: 10 })).entries), ['e2', 'e3'], 'and goes on writing')
 
   await server.kill()
-  await t.rejects(before.get(KEY), 'a call while Redis is down fails, it does not hang')
-  await t.rejects(before.append(KEY, [entry(4)]))
+  await t.rejects(before.get(KEY), { code: 'FSG_STORE_UNAVAILABLE', statusCode: 503 }, 'a call while Redis is down fails, it does not hang')
+  await t.rejects(before.append(KEY, [entry(4)]), { code: 'FSG_STORE_UNAVAILABLE' })
   await server.start()
   t.same(ids((await before.read(KEY, { limit: 10 })).entries), ['e2', 'e3'], 'and works again once Redis is back; the failed append wrote nothing')
 })
@@ -111,6 +111,34 @@ t.test('two gateway apps on one Redis: a turn on one, its session, history and r
   t.equal(second.statusCode, 200, second.body)
   t.equal(second.headers['x-openclaw-session-key'], key, "and continues it from the first app's response")
   t.same(await text(a), ['user: hello from a', 'assistant: hello from a', 'user: b goes on', 'assistant: b goes on'])
+})
+
+t.test('while Redis is down, clients get 503s that say the store is unavailable; once it is back, turns go on', async t => {
+  const server = await startRedis(t, { aof: true, args: ['--appendfsync', 'always'] })
+  const app = await buildApp(t, { store: new RedisStore({ url: server.url, keyPrefix: 'down:' }) })
+  const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'x-openclaw-session-key': 'down' }
+  const turn = async (input: string): Promise<{ statusCode: number, json: () => any }> =>
+    await app.inject({ method: 'POST', url: '/v1/responses', headers: auth, payload: { input } })
+  t.equal((await turn('before')).statusCode, 200)
+
+  await server.kill()
+  const refused = await turn('while down')
+  t.equal(refused.statusCode, 503)
+  t.match(refused.json(), { error: { code: 'store_unavailable', message: /session store is unavailable/ } })
+  const listed = await app.inject({ url: '/v1/sessions', headers: auth })
+  t.equal(listed.statusCode, 503, listed.body)
+  t.equal((await app.inject({ url: '/readyz' })).statusCode, 503, 'and the gateway says it is not ready')
+
+  await server.start()
+  // The store's client reconnects on its own, with a backoff: wait (bounded) until ready.
+  let ready = 0
+  const until = Date.now() + 10_000
+  while (Date.now() < until && (ready = (await app.inject({ url: '/readyz' })).statusCode) !== 200) await sleep(50)
+  t.equal(ready, 200, 'ready again once Redis is back')
+  const after = await turn('after')
+  t.equal(after.statusCode, 200, after.json())
+  const page = await app.inject({ url: '/v1/sessions/down/messages', headers: auth })
+  t.same(page.json().messages.map((m: { content: Array<{ text: string }> }) => m.content[0]?.text), ['before', 'before', 'after', 'after'], 'and nothing of the refused turn was kept')
 })
 
 t.test('a tail read costs its page: 50 of 10,000 entries is one range read of 50', async t => {

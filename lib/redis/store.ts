@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { InvalidCursorError, InvalidInputError, InvalidOptionError, SessionNotFoundError } from '../errors.js'
+import { InvalidCursorError, InvalidInputError, InvalidOptionError, SessionNotFoundError, StoreUnavailableError } from '../errors.js'
 import { decodeListCursor, encodeListCursor, listRows, rowFilter } from '../stores/list-rows.js'
 import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from '../stores/store.js'
 import type { TranscriptEntry } from '../transcript.js'
@@ -61,12 +61,12 @@ export class RedisStore implements SessionStore {
   }
 
   async get (key: string): Promise<SessionRow | undefined> {
-    const fields = await (await this.#client()).hgetall(this.#keys.session(key).row)
+    const fields = await this.#redis(async client => await client.hgetall(this.#keys.session(key).row))
     return fields.sessionId === undefined ? undefined : toRow(key, fields)
   }
 
   async findBySessionId (sessionId: string): Promise<SessionRow | undefined> {
-    const key = await (await this.#client()).get(this.#keys.sessionId(sessionId))
+    const key = await this.#redis(async client => await client.get(this.#keys.sessionId(sessionId)))
     if (key === null) return undefined
     // A pointer left by a crash, or by a reset in progress, names a row that moved on.
     const row = await this.get(key)
@@ -80,8 +80,8 @@ export class RedisStore implements SessionStore {
     const keys = this.#keys.session(key)
     const sessionId = randomUUID()
     // The pointer first: a crash after it leaves a pointer findBySessionId ignores, never a row it cannot find.
-    await client.set(this.#keys.sessionId(sessionId), key)
-    const [created, fields] = await CREATE.run(client, [keys.row, keys.generations], [sessionId, agentId, Date.now()]) as [number, string[]]
+    await this.#redis(async () => await client.set(this.#keys.sessionId(sessionId), key))
+    const [created, fields] = await this.#redis(async () => await CREATE.run(client, [keys.row, keys.generations], [sessionId, agentId, Date.now()])) as [number, string[]]
     const row = toRow(key, pairs(fields))
     if (created === 0) {
       await client.del(this.#keys.sessionId(sessionId)).catch(ignore) // another call was first
@@ -107,7 +107,7 @@ export class RedisStore implements SessionStore {
     // found (so the page knows more follow), the index ends, or the scan limit is reached.
     while (matched <= limit && examined < this.#listScanLimit && !exhausted) {
       const count = Math.min(this.#listScanLimit - examined, Math.max(limit + 1 - matched, examined))
-      const members = await client.zrange(index, from, '+', 'BYLEX', 'LIMIT', 0, count)
+      const members = await this.#redis(async () => await client.zrange(index, from, '+', 'BYLEX', 'LIMIT', 0, count))
       examined += members.length
       exhausted = members.length < count
       const found = await Promise.all(members.map(async member => await this.get(memberPosition(member).key)))
@@ -140,7 +140,7 @@ export class RedisStore implements SessionStore {
       else args.push('set', patch[field])
     }
     const client = await this.#client()
-    const done = await PATCH.run(client, [this.#keys.session(key).row], args) as [string, string[]] | null
+    const done = await this.#redis(async () => await PATCH.run(client, [this.#keys.session(key).row], args)) as [string, string[]] | null
     if (done === null) return undefined
     const row = toRow(key, pairs(done[1]))
     await this.#reindex(key, row.agentId, Number(done[0]), row.updatedAt)
@@ -151,8 +151,8 @@ export class RedisStore implements SessionStore {
     const client = await this.#client()
     const keys = this.#keys.session(key)
     const sessionId = randomUUID()
-    await client.set(this.#keys.sessionId(sessionId), key)
-    const done = await RESET.run(client, [keys.row, keys.generations], [sessionId, Date.now()]) as [string, string, string[]] | null
+    await this.#redis(async () => await client.set(this.#keys.sessionId(sessionId), key))
+    const done = await this.#redis(async () => await RESET.run(client, [keys.row, keys.generations], [sessionId, Date.now()])) as [string, string, string[]] | null
     if (done === null) {
       await client.del(this.#keys.sessionId(sessionId)).catch(ignore)
       return undefined
@@ -168,7 +168,7 @@ export class RedisStore implements SessionStore {
     const client = await this.#client()
     const keys = this.#keys.session(key)
     const stamp = `${new Date().toISOString()}-${randomUUID().slice(0, 8)}`
-    const done = await DELETE.run(client, [keys.row, keys.transcript, keys.generations, ...keys.archived(stamp)], [this.#deletedTtlSeconds]) as [string, string, string] | null
+    const done = await this.#redis(async () => await DELETE.run(client, [keys.row, keys.transcript, keys.generations, ...keys.archived(stamp)], [this.#deletedTtlSeconds])) as [string, string, string] | null
     if (done === null) return false
     const [sessionId, updatedAt, agentId] = done
     await client.del(this.#keys.sessionId(sessionId)).catch(ignore)
@@ -179,7 +179,7 @@ export class RedisStore implements SessionStore {
   async append (key: string, entries: TranscriptEntry[]): Promise<void> {
     const keys = this.#keys.session(key)
     const args = [Date.now(), previewOf(entries) ?? '', ...entries.map(entry => JSON.stringify(entry))]
-    const done = await APPEND.run(await this.#client(), [keys.row, keys.transcript], args) as [string, string, string] | null
+    const done = await this.#redis(async client => await APPEND.run(client, [keys.row, keys.transcript], args)) as [string, string, string] | null
     if (done === null) throw new SessionNotFoundError(key)
     await this.#reindex(key, done[0], Number(done[1]), Number(done[2]))
   }
@@ -189,7 +189,7 @@ export class RedisStore implements SessionStore {
     if (query.before !== undefined && !/^\d{1,15}$/.test(query.before)) throw new InvalidCursorError(query.before.slice(0, 80))
     const keys = this.#keys.session(key)
     const args = [query.sessionId === undefined ? 'current' : 'given', query.sessionId ?? '', query.before ?? '', limit]
-    const found = await READ.run(await this.#client(), [keys.row, keys.generations, keys.transcript], args) as Array<[string, string[]]> | 0 | null
+    const found = await this.#redis(async client => await READ.run(client, [keys.row, keys.generations, keys.transcript], args)) as Array<[string, string[]]> | 0 | null
     if (found === null) throw new SessionNotFoundError(key)
     if (found === 0) throw new SessionNotFoundError(`${key} (generation ${query.sessionId as string})`)
     const entries = found.map(([, fields]) => JSON.parse(fields[1] as string) as TranscriptEntry).reverse()
@@ -201,11 +201,13 @@ export class RedisStore implements SessionStore {
   async putRecord (kind: string, id: string, value: unknown): Promise<void> {
     const json = JSON.stringify(value)
     if (json === undefined) throw new InvalidInputError('a record must be a JSON value')
-    await (await this.#client()).set(this.#recordKey(kind, id), json)
+    const name = this.#recordKey(kind, id)
+    await this.#redis(async client => await client.set(name, json))
   }
 
   async getRecord (kind: string, id: string): Promise<unknown> {
-    const json = await (await this.#client()).get(this.#recordKey(kind, id))
+    const name = this.#recordKey(kind, id)
+    const json = await this.#redis(async client => await client.get(name))
     return json === null ? undefined : JSON.parse(json)
   }
 
@@ -219,6 +221,19 @@ export class RedisStore implements SessionStore {
 
   async #client (): Promise<Redis> {
     return (await this.#connection).client
+  }
+
+  /**
+   * One call to Redis. A failure of Redis (unreachable, a connection lost, a command it
+   * refused) is `FSG_STORE_UNAVAILABLE`, a 503 every transport answers as such.
+   */
+  async #redis<T> (call: (client: Redis) => Promise<T>): Promise<T> {
+    const client = await this.#client()
+    try {
+      return await call(client)
+    } catch (err) {
+      throw new StoreUnavailableError((err as Error).message)
+    }
   }
 
   #recordKey (kind: string, id: string): string {
