@@ -1,13 +1,14 @@
 // The example gateway: `npm start`. Everything is configured from the environment.
 //   PORT (18789)  HOST (127.0.0.1)  GATEWAY_TOKEN (random, printed)
 //   GATEWAY_DATA_DIR (./data)  LOG_LEVEL (info)  AGENT (echo; see agent-from-env.ts)  HEADERS_TIMEOUT_MS (10000)
+//   REDIS_URL (unset: sessions in GATEWAY_DATA_DIR; set: in Redis, shared with other processes; see sessions-from-env.ts)
 import { randomBytes } from 'node:crypto'
-import { resolve } from 'node:path'
 import Fastify from 'fastify'
-import sessionGateway, { FileStore, logSerializers } from 'fastify-session-gateway'
+import sessionGateway, { logSerializers } from 'fastify-session-gateway'
 import { agentFromEnv } from './agent-from-env.js'
 import { portal } from './portal/serve.js'
-import { checkDataDir, envChoice, envInteger, envText, guardStart } from './startup.js'
+import { sessionsFromEnv } from './sessions-from-env.js'
+import { envChoice, envInteger, envText, guardStart } from './startup.js'
 
 // Until it listens, every failure is one line on stderr and exit code 1.
 const started = guardStart()
@@ -15,11 +16,11 @@ const port = envInteger('PORT', 18789, 0, 65535)
 const host = envText('HOST', '127.0.0.1') ?? '127.0.0.1'
 const givenToken = envText('GATEWAY_TOKEN', 'a random token, printed at start')
 const token = givenToken ?? randomBytes(24).toString('base64url')
-const dataDir = envText('GATEWAY_DATA_DIR', './data') ?? './data'
 const logLevel = envChoice('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info')
 // A mistake in the agent's variables is one line too (agentFromEnv says which).
 const chosen = agentFromEnv(process.env)
-await checkDataDir(dataDir, 'GATEWAY_DATA_DIR')
+// A file store in GATEWAY_DATA_DIR, or Redis when REDIS_URL is set (checked here, before listening).
+const sessions = await sessionsFromEnv()
 
 // Node gives a request 60 s to finish its headers, and looks only every 30 s: a WebSocket
 // upgrade (or any request) that never finishes them held its socket that long.
@@ -31,7 +32,8 @@ const app = Fastify({
 })
 await app.register(sessionGateway, {
   auth: { token },
-  store: new FileStore({ dir: dataDir }),
+  store: sessions.store,
+  ...(sessions.sessionLog === undefined ? {} : { sessionLog: sessions.sessionLog, orphanCheckMs: sessions.orphanCheckMs }),
   agent: chosen.agent
 })
 await app.register(portal) // the demo portal at /
@@ -42,7 +44,7 @@ started()
 process.stdout.write(`session gateway listening on ${address}\n`)
 // A generated token is shown once, here; one you chose is never echoed back.
 process.stdout.write(givenToken === undefined ? `token: ${token}\n` : 'token: (from GATEWAY_TOKEN)\n')
-process.stdout.write(`sessions in ${resolve(dataDir)}\n`)
+process.stdout.write(`${sessions.description}\n`)
 process.stdout.write(`agent: ${chosen.description}\n`)
 
 let closing = false

@@ -72,7 +72,8 @@ export async function startRedis (t: { teardown: (fn: () => unknown) => void }, 
   }
   const kill = async (): Promise<void> => {
     const running = child
-    if (running === undefined || running.exitCode !== null) return
+    // Already gone: killed before (a signal leaves exitCode null), or exited.
+    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
     running.kill('SIGKILL')
     await once(running, 'exit')
   }
