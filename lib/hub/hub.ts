@@ -286,7 +286,9 @@ export class SessionHub {
       return
     }
     const remote = state.remote
-    if (remote !== undefined && await this.#options.log.abort(state.key, remote.runId) !== undefined) await state.finished(remote.runId)
+    if (remote === undefined || await this.#options.log.abort(state.key, remote.runId) === undefined) return
+    // Its end may have been heard while the abort was on its way: then there is nothing to wait for.
+    if (state.remote?.runId === remote.runId) await state.finished(remote.runId)
   }
 
   async #create (state: SessionState, agentId: string): Promise<void> {
