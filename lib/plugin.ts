@@ -73,7 +73,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
   if (!app.hasPlugin('@fastify/websocket')) await app.register(websocket, { options: { maxPayload: options.maxPayload } })
 
   // Operations routes sit outside the gateway's scope: probes and scrapers carry no token.
-  if (options.health !== false) healthRoutes(app, sessions.store, options.health)
+  if (options.health !== false) healthRoutes(app, sessions.store, sessions.log, options.health)
   metrics?.route(app)
 
   // One encapsulated scope holds every transport route, behind one authentication

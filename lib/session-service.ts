@@ -30,6 +30,8 @@ const IDEMPOTENCY_TTL_MS = 5 * 60_000
 export class SessionService {
   readonly resolve: Resolver
   readonly store: SessionStore
+  /** What processes share at run time (readiness asks whether it can be reached). */
+  readonly log: SessionLog
   readonly #hub: SessionHub
   readonly #log: SessionLog
   readonly #authenticate: Authenticator
@@ -48,6 +50,7 @@ export class SessionService {
     })
     this.#authenticate = createAuthenticator(options.auth)
     this.#log = options.sessionLog ?? new InProcessSessionLog({ replay: options.replay, claimTtlMs: IDEMPOTENCY_TTL_MS })
+    this.log = this.#log
     this.#hub = new SessionHub({
       store: options.store,
       log: this.#log,

@@ -63,21 +63,35 @@ export class EventLog {
 export function gatedAgent (outputs: (text: string) => AgentOutput[] = text => [{ type: 'text', delta: text }]): Agent & {
   started: string[]
   release: () => void
-  waitStarted: (n: number) => Promise<void>
+  waitStarted: (n: number, timeoutMs?: number) => Promise<void>
 } {
   const gates: Array<() => void> = []
   const started: string[] = []
-  let onStart: (() => void) | undefined
+  const onStart = new Set<() => void>()
   return {
     started,
     release () { gates.shift()?.() },
-    async waitStarted (n: number) {
-      while (started.length < n) await new Promise<void>(resolve => { onStart = resolve })
+    // Bounded: a run that never starts fails the test instead of hanging it.
+    async waitStarted (n: number, timeoutMs = 10_000) {
+      const until = Date.now() + timeoutMs
+      while (started.length < n) {
+        const left = until - Date.now()
+        if (left <= 0) throw new Error(`${n} runs did not start within ${timeoutMs} ms; started: ${JSON.stringify(started)}`)
+        await new Promise<void>(resolve => {
+          const timer = setTimeout(done, left)
+          function done (): void {
+            clearTimeout(timer)
+            onStart.delete(done)
+            resolve()
+          }
+          onStart.add(done)
+        })
+      }
     },
     async * respond (request) {
       const text = request.input.map(m => m.content.map(p => p.type === 'text' ? p.text : '').join('')).join(' ')
       started.push(text)
-      onStart?.()
+      for (const wake of [...onStart]) wake()
       await new Promise<void>(resolve => gates.push(resolve))
       yield * outputs(text)
     }

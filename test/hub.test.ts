@@ -326,6 +326,23 @@ t.test('idempotency keys expire after the TTL', async t => {
   await after.result
 })
 
+t.test('a key repeated after a restart (its claim died with the process) attaches to the run the transcript holds', async t => {
+  const store = new MemoryStore()
+  const request = { sessionKey: KEY, agentId: 'main', input: [user('once')], idempotencyKey: 'k-restart' }
+  const before = await buildApp(t, { store })
+  const first = await (await before.sessionGateway.send(request)).result
+  await before.close()
+  const after = await buildApp(t, { store })
+  const repeat = await after.sessionGateway.send(request)
+  t.match(repeat, { runId: first.runId, status: 'done' }, 'no second run')
+  t.equal((await repeat.result).text, 'once', 'the answer is the stored one')
+  const rows = (await after.sessionGateway.history(KEY, { limit: 10 })).entries.map(entry => entry.message?.role)
+  t.same(rows, ['user', 'assistant'], 'the input is stored once')
+  const fresh = await after.sessionGateway.send({ ...request, idempotencyKey: 'k-other' })
+  t.equal(fresh.status, 'started', 'another key is another turn')
+  await fresh.result
+})
+
 t.test('a send that fails before its run starts leaves its idempotency key free', async t => {
   const store = new MemoryStore()
   const append = store.append.bind(store)

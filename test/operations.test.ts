@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import t from 'tap'
 import WebSocket from 'ws'
-import { FileStore, MemoryStore, type Agent, type SessionGatewayOptions } from '../lib/index.js'
+import { FileStore, InProcessSessionLog, MemoryStore, type Agent, type SessionGatewayOptions } from '../lib/index.js'
 import { GatewaySocket, listen } from './gateway-frames.js'
 import { buildApp, gatedAgent, TOKEN } from './helpers.js'
 
@@ -55,6 +55,19 @@ t.test('not ready while the store fails or does not answer in time; the cause st
   store.list = list
   t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and ready again once it answers')
   t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'alive all along')
+})
+
+t.test('not ready while a shared session log does not answer; the store is not blamed', async t => {
+  const log = new InProcessSessionLog({ replay: 16, claimTtlMs: 60_000 })
+  let ping: () => Promise<void> = async () => { throw new Error('ECONNREFUSED 10.0.0.7:6379') }
+  const app = await buildApp(t, { sessionLog: Object.assign(log, { ping: async () => await ping() }), health: { timeoutMs: 20 } })
+  const failing = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(failing.statusCode, 503)
+  t.same(failing.json(), { status: 'unavailable', reason: 'the session log is unreachable' }, 'which part, and nothing of the cause')
+  ping = async () => await new Promise(() => {})
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503, 'a log that hangs is not ready after timeoutMs')
+  ping = async () => {}
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200, 'and ready once it answers')
 })
 
 t.test('a file store whose directory is a file is not ready', async t => {

@@ -48,11 +48,55 @@ t.test('with every default: events flow under the default key prefix', async t =
   t.same(await log.position(KEY, async () => ({ epoch: 'e1', seq: 0 })), { epoch: 'e1', seq: 0 })
   await log.append(KEY, [delta(1)])
   await eventually(() => heard.length === 1, 'the event is heard')
+  t.same(heard.map(e => `${e.type}:${e.seq}`), ['run.delta:1'], 'the first event itself, with no reset: there was nothing to reset')
   t.equal(await redis.client().hget(`fsg:log:{${KEY}}:meta`, 's'), '1', 'under fsg:')
   sub.unsubscribe()
   // Forgetting a session this process no longer watches, or never did, is harmless.
   log.forget(KEY)
   log.forget('agent:main:never-seen')
+})
+
+t.test('a gap the stream no longer holds: a reset to where what it holds begins, then every event it holds, in order', async t => {
+  const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'gap:' })
+  const writer = new RedisSessionLog({ url: redis.url, keyPrefix: 'gap:' })
+  t.teardown(async () => { await log.close(); await writer.close() })
+  await writer.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
+  await writer.append(KEY, [delta(1), delta(2), delta(3)])
+  const heard: SessionEvent[] = []
+  const sub = await log.subscribe(KEY, event => { heard.push(event) })
+  t.teardown(() => sub.unsubscribe())
+  t.same(sub.position, { epoch: 'e1', seq: 3 })
+  // Redis loses the position (an operator, an eviction); the writer's process seeds it again
+  // from its store, further on, and a turn appends three events in one batch. The stream still
+  // holds 1-3 from before: those are older than the gap.
+  await redis.client().del(`gap:log:{${KEY}}:meta`)
+  await writer.position(KEY, async () => ({ epoch: 'e1', seq: 10 }))
+  await writer.append(KEY, [delta(11), delta(12), delta(13)])
+  await eventually(() => heard.length === 4, 'the reset and the three events are heard')
+  t.same(heard.map(e => `${e.type}:${e.seq}`), ['session.reset:10', 'run.delta:11', 'run.delta:12', 'run.delta:13'],
+    'nothing the stream holds is skipped, the gap is told, nothing twice')
+})
+
+t.test('subscriptions made while another process appends: each hears every event after its position, once, in order', async t => {
+  // Checks are far apart here: only the subscription itself may make up for a race.
+  const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'racing:', checkIntervalMs: 600_000, laneTtlMs: 1_800_000 })
+  const writer = new RedisSessionLog({ url: redis.url, keyPrefix: 'racing:' })
+  t.teardown(async () => { await log.close(); await writer.close() })
+  await writer.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
+  const subscribers: Array<{ from: number, seqs: number[] }> = []
+  let seq = 0
+  const appending = (async () => {
+    for (; seq < 400; seq++) await writer.append(KEY, [delta(seq + 1)])
+  })()
+  for (let i = 0; i < 40 && seq < 400; i++) {
+    const seqs: number[] = []
+    const sub = await log.subscribe(KEY, event => { seqs.push(event.seq) })
+    subscribers.push({ from: sub.position.seq, seqs })
+  }
+  await appending
+  await eventually(() => subscribers.every(s => s.seqs.at(-1) === 400), 'every subscriber heard the last event')
+  const wrong = subscribers.filter(s => s.seqs.join() !== Array.from({ length: 400 - s.from }, (_, i) => s.from + 1 + i).join())
+  t.same(wrong, [], 'no subscriber missed, repeated or reordered an event')
 })
 
 t.test('a message on the channel that is not ours is ignored, and the next event still arrives', async t => {
@@ -103,7 +147,9 @@ t.test('a turn waiting behind a holder that died gets the lane when it expires',
 t.test('Redis away: subscribing and taking a lane fail with 503 and leave nothing behind; all works once it is back', async t => {
   const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'away:', redisOptions: { maxRetriesPerRequest: 0 } })
   t.teardown(async () => await log.close())
+  await log.ping()
   await redis.kill()
+  await t.rejects(log.ping(), { code: 'FSG_LOG_UNAVAILABLE' }, 'readiness hears Redis is away')
   await t.rejects(log.subscribe(KEY, () => {}), { code: 'FSG_LOG_UNAVAILABLE' })
   await t.rejects(log.acquire(KEY, 'run-1', { busy: 'reject', maxQueue: 0 }), { code: 'FSG_LOG_UNAVAILABLE' })
   await redis.start()

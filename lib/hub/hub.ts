@@ -95,7 +95,11 @@ export class SessionHub {
     checkSendRequest(request)
     const idempotencyKey = request.idempotencyKey
     const start = async (): Promise<{ ticket: RunTicket, run: Run }> =>
-      await this.#registry.use(request.sessionKey, async state => await this.#runner.start(state, request))
+      await this.#registry.use(request.sessionKey, async state => {
+        // Keyed by its idempotency key, and already in the transcript: a repeat whose claim a restart forgot.
+        if (idempotencyKey !== undefined && request.runId === undefined && state.runsAtLoad.has(idempotencyKey)) return await this.#attach(request.sessionKey, idempotencyKey)
+        return await this.#runner.start(state, request)
+      })
     if (idempotencyKey === undefined) return (await start()).ticket
 
     const local = `${request.sessionKey}\n${idempotencyKey}`

@@ -111,4 +111,7 @@ export interface SessionLog {
 
   /** The gateway is closing: let go of connections and timers (the log's data stays where it is). */
   close (): Promise<void>
+
+  /** Resolves when the log can be reached (readiness asks); a log in the process may leave it out. */
+  ping?: () => Promise<void>
 }

@@ -104,6 +104,7 @@ export class SessionRegistry {
     }
     const { entries } = await store.read(state.key, { limit: 16 })
     state.lastEntryId = entries.at(-1)?.id ?? null
+    state.runsAtLoad = new Set(entries.flatMap(entry => entry.runId === undefined ? [] : [entry.runId]))
     const newest = entries.findLast((entry): entry is TranscriptEntry & { seq: number } => typeof entry.seq === 'number')
     const epoch = row.epoch ?? row.sessionId
     const head = newest === undefined ? 0 : lastPosition(newest)
@@ -121,10 +122,15 @@ export class SessionRegistry {
    * recorded as aborted, as a restart would. Nothing happens while its lane is held.
    */
   async recover (state: SessionState, runId: string): Promise<void> {
-    const { entries } = await this.#context.store.read(state.key, { limit: 16 })
-    const newest = entries.findLast(entry => typeof entry.seq === 'number')
-    if (newest?.runId === runId && newest.runState === undefined) await this.#recordInterrupted(state, runId)
+    if (await this.#unanswered(state.key, runId)) await this.#recordInterrupted(state, runId)
     else if (state.remote?.runId === runId) state.remote = undefined // it ended; its end was not heard here
+  }
+
+  /** Whether the newest row of the transcript is `runId`'s and no answer follows it. */
+  async #unanswered (key: string, runId: string): Promise<boolean> {
+    const { entries } = await this.#context.store.read(key, { limit: 16 })
+    const newest = entries.findLast(entry => typeof entry.seq === 'number')
+    return newest?.runId === runId && newest.runState === undefined
   }
 
   async #recordInterrupted (state: SessionState, runId: string): Promise<void> {
@@ -138,6 +144,8 @@ export class SessionRegistry {
       throw err
     }
     try {
+      // Looked at again under the lane: the run may have answered and let the lane go since.
+      if (!await this.#unanswered(state.key, runId)) return
       const interrupted = randomUUID()
       await store.patch(state.key, { epoch: interrupted })
       state.row = { ...state.row as SessionRow, epoch: interrupted }

@@ -73,6 +73,12 @@ export class SessionState {
   head = 0
   /** The newest transcript entry's id: the next entry's `parentId`, as OpenClaw chains them. */
   lastEntryId: string | null = null
+  /**
+   * The runs of the newest rows when the state was read from the store: a send repeated
+   * with its idempotency key after a restart (whose claims died with the process) finds
+   * its run here instead of starting it again.
+   */
+  runsAtLoad: ReadonlySet<string> = new Set()
   readonly watchers = new Set<Watcher>()
   running: Run | undefined
   /** Turns of this process holding or waiting for the session's lane. */

@@ -47,6 +47,8 @@ interface Listening {
   listener: LogListener
   epoch: string
   seq: number
+  /** Its subscription has read its position: before that, it is told nothing. */
+  ready: boolean
 }
 
 /** What this process has to do with one session: its listeners, its waiting turns, its lanes. */
@@ -99,6 +101,12 @@ export class RedisSessionLog implements SessionLog {
     this.#connection = connect(options, 'RedisSessionLog')
     // A connection that cannot be made is reported by the call that needed it.
     this.#connection.catch(() => {})
+  }
+
+  /** Readiness: Redis answers. */
+  async ping (): Promise<void> {
+    const redis = await this.#redis()
+    await this.#call(redis.ping())
   }
 
   // ── position and events ────────────────────────────────────────────────────
@@ -154,7 +162,7 @@ export class RedisSessionLog implements SessionLog {
 
   async subscribe (key: string, listener: LogListener): Promise<LogSubscription> {
     const watch = this.#watch(key)
-    const listening: Listening = { listener, epoch: '', seq: 0 }
+    const listening: Listening = { listener, epoch: '', seq: 0, ready: false }
     watch.listeners.add(listening)
     try {
       await this.#join(watch)
@@ -163,6 +171,9 @@ export class RedisSessionLog implements SessionLog {
       const [epoch, seq] = await this.#call(redis.hmget(this.#key(key, 'meta'), 'e', 's'))
       listening.epoch = epoch ?? ''
       listening.seq = Number(seq ?? 0)
+      listening.ready = true
+      // What was published after the position but handled before it was known comes now, in turn.
+      this.#queue(watch, async () => { await this.#fill(watch, listening) })
     } catch (err) {
       this.#leave(watch, () => watch.listeners.delete(listening))
       throw err
@@ -386,6 +397,7 @@ export class RedisSessionLog implements SessionLog {
   /** Gives each listener the event if it is the next it needs; fills a gap from the stream first. */
   async #deliver (watch: Watch, event: SessionEvent): Promise<void> {
     for (const l of [...watch.listeners]) {
+      if (!l.ready) continue
       if (event.type === 'session.reset') {
         l.epoch = event.epoch
         l.seq = event.seq
@@ -401,29 +413,55 @@ export class RedisSessionLog implements SessionLog {
     }
   }
 
-  /** Delivers what a listener missed, from the stream; a gap the stream no longer holds is told as a reset. */
+  /**
+   * Delivers what a listener missed, from the stream. A gap the stream no longer holds is
+   * told as a reset to where what it holds begins, and what it holds follows: a run that
+   * went on through the gap still reaches its end (a reset to the head would skip it).
+   */
   async #fill (watch: Watch, l: Listening): Promise<void> {
-    const missed = await this.read(watch.key, l.epoch, l.seq).catch(() => undefined)
-    if (missed !== undefined) {
-      // The stream's ids follow one another (appends are checked for it): each is the next.
-      for (const event of missed) {
-        l.seq = event.seq
-        l.listener(event)
-      }
-      return
+    let held
+    try {
+      const missed = await this.read(watch.key, l.epoch, l.seq)
+      held = missed === undefined ? await this.#held(watch.key) : { events: missed }
+    } catch {
+      return // Redis is away: the next check tries again
     }
+    if (held === undefined) return // no position yet: the first append gives one
+    if ('from' in held) {
+      // A listener that subscribed before the session had a position missed nothing to reset.
+      if (l.epoch !== '') l.listener(resetEvent(watch.key, held.from, { deleted: false }))
+      l.epoch = held.from.epoch
+      l.seq = held.from.seq
+    }
+    // The stream's ids follow one another (appends are checked for it): each is the next.
+    for (const event of held.events) {
+      l.seq = event.seq
+      l.listener(event)
+    }
+  }
+
+  /** The events the stream holds without a gap up to the head, and the position just before them. */
+  async #held (key: string): Promise<{ from: LogPosition, events: SessionEvent[] } | undefined> {
     const redis = await this.#redis()
-    const [epoch, seq] = await redis.hmget(this.#key(watch.key, 'meta'), 'e', 's').catch(() => [null, null])
-    // Redis is away (or has no position yet): the next check tries again.
-    if (typeof epoch !== 'string') return
-    l.epoch = epoch
-    l.seq = Number(seq)
-    l.listener(resetEvent(watch.key, { epoch, seq: l.seq }, { deleted: false }))
+    // In one transaction: the stream ends at the head read with it.
+    const answers = await redis.multi().hmget(this.#key(key, 'meta'), 'e', 's').xrange(this.#key(key, 'log'), '-', '+').exec()
+    const [[, meta], [, entries]] = answers as [[null, Array<string | null>], [null, Array<[string, string[]]>]]
+    const [epoch, seq] = meta
+    if (typeof epoch !== 'string') return undefined
+    let from = Number(seq)
+    const events: SessionEvent[] = []
+    for (const [, fields] of entries.reverse()) {
+      const event = JSON.parse(fields[1] as string) as SessionEvent
+      if (event.seq !== from || event.epoch !== epoch) break // older than a gap
+      events.unshift(event)
+      from--
+    }
+    return { from: { epoch, seq: from }, events }
   }
 
   /** After a lost subscription: every listener gets what it missed. */
   async #resync (watch: Watch): Promise<void> {
-    for (const l of [...watch.listeners]) await this.#fill(watch, l)
+    for (const l of [...watch.listeners]) if (l.ready) await this.#fill(watch, l)
   }
 
   /** Renews held lanes, wakes waiters whose holder died, and checks listeners against Redis. */

@@ -1,0 +1,181 @@
+import { Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
+import { echoAgent, MemoryStore, type Agent, type SessionGatewayOptions, type SessionStore } from '../lib/index.js'
+import { SessionLogUnavailableError } from '../lib/errors.js'
+import type { Lane, LaneOptions, LogPosition } from '../lib/hub/session-log.js'
+import { RedisSessionLog } from '../lib/redis/index.js'
+import { GatewaySocket, listen } from './gateway-frames.js'
+import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
+import { startRedis } from './redis-server.js'
+
+// Nodes on Redis when a step between them fails: the check another node makes of a dead
+// node's run, and a log that lost a session's position and cannot be asked for it again.
+// Faults are switched on where Redis or the store would fail; everything else is real.
+
+const redis = await startRedis(t)
+let space = 0
+
+/** A Redis session log whose `position` and recovery lanes fail while told to. */
+class FlakyLog extends RedisSessionLog {
+  failPosition = false
+  failRecovery = false
+
+  override async position (key: string, seed: () => Promise<LogPosition>): Promise<LogPosition> {
+    if (this.failPosition) throw new SessionLogUnavailableError('position: connection lost')
+    return await super.position(key, seed)
+  }
+
+  override async acquire (key: string, runId: string, options: LaneOptions): Promise<Lane> {
+    if (this.failRecovery && runId.startsWith('recovery-')) throw new SessionLogUnavailableError('acquire: connection lost')
+    return await super.acquire(key, runId, options)
+  }
+}
+
+/** A store whose transcript reads fail while told to. */
+class FlakyStore extends MemoryStore {
+  failReads = false
+
+  override async read (...args: Parameters<MemoryStore['read']>): ReturnType<MemoryStore['read']> {
+    if (this.failReads) throw new Error('disk unreadable')
+    return await super.read(...args)
+  }
+}
+
+async function node (t: Test, store: SessionStore, agent: Agent, prefix: string, lines: string[] = [], options: Partial<SessionGatewayOptions> = {}): Promise<{ app: FastifyInstance, log: FlakyLog }> {
+  const log = new FlakyLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 })
+  const stream = new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } })
+  const app = await buildApp(t, { store, sessionLog: log, agent, orphanCheckMs: 100, ...options }, { logger: { level: 'warn', stream } })
+  await listen(app)
+  return { app, log }
+}
+
+async function eventually (check: () => boolean, ms = 10_000): Promise<boolean> {
+  const until = Date.now() + ms
+  while (!check() && Date.now() < until) await sleep(20)
+  return check()
+}
+
+t.test('a check of a dead node\'s run that fails is logged and made again, until the run is recorded as aborted', async t => {
+  const prefix = `orphan-${space++}:`
+  const store = new FlakyStore()
+  const stuck: Agent = { async * respond () { await new Promise(() => {}) } }
+  const { log: dying, app: a } = await node(t, store, stuck, prefix)
+  const warnings: string[] = []
+  const { log: checking, app: b } = await node(t, store, echoAgent(), prefix, warnings)
+  const watcher = await GatewaySocket.open(b, { headers: { authorization: `Bearer ${TOKEN}` } })
+  t.teardown(() => watcher.close())
+  await watcher.request('sessions.messages.subscribe', { key: 'orphan' })
+  await a.sessionGateway.send({ sessionKey: 'agent:main:orphan', agentId: 'main', input: [user('never answered')], runId: 'run-dead' })
+  await watcher.next(f => f.event === 'agent' && f.payload.runId === 'run-dead')
+  const couldNot = (): string[] => warnings.filter(line => line.includes('could not check a run of another process'))
+
+  store.failReads = true // B cannot read the transcript it would check
+  await dying.close() // A dies without releasing its lane
+  t.ok(await eventually(() => couldNot().some(line => line.includes('disk unreadable'))), 'the failed check is logged with its cause')
+  checking.failRecovery = true // and then cannot reach the log to take the lane
+  store.failReads = false
+  t.ok(await eventually(() => couldNot().some(line => line.includes('acquire: connection lost'))), 'a log that fails is logged too')
+  t.equal(watcher.frames.filter(f => f.event === 'chat' && f.payload.state === 'aborted').length, 0, 'nothing is recorded while the check fails')
+
+  checking.failRecovery = false
+  const end = await watcher.next(f => f.event === 'chat' && f.payload.runId === 'run-dead' && f.payload.state !== 'delta', 10_000)
+  t.equal(end.payload.state, 'aborted', 'the next check that succeeds records the run')
+  t.equal((await (await b.sessionGateway.send({ sessionKey: 'agent:main:orphan', agentId: 'main', input: [user('and on')] })).result).text, 'and on', 'and the session goes on')
+})
+
+t.test('a log that lost the session\'s position and cannot give it again: the turn is refused with 503 and its lane is let go', async t => {
+  const prefix = `position-${space++}:`
+  const { app, log } = await node(t, new MemoryStore(), echoAgent(), prefix, [], { busy: 'reject' })
+  const auth = { authorization: `Bearer ${TOKEN}`, 'x-openclaw-session-key': 'lost' }
+  const turn = async (input: string): Promise<{ statusCode: number, json: () => any }> =>
+    await app.inject({ method: 'POST', url: '/v1/responses', headers: auth, payload: { model: 'openclaw', input } })
+  t.equal((await turn('first')).statusCode, 200)
+
+  // Redis loses the session's keys (a failover to a replica that had not seen them).
+  const admin = redis.client()
+  for (const key of await admin.keys(`${prefix}*`)) await admin.del(key)
+  log.failPosition = true
+  const refused = await turn('second')
+  t.equal(refused.statusCode, 503, 'the caller is told to come back')
+  t.match(refused.json(), { error: { code: 'log_unavailable' } }, 'saying the log is unavailable')
+
+  log.failPosition = false
+  const busy = await app.sessionGateway.send({ sessionKey: 'agent:main:lost', agentId: 'main', input: [user('third')] })
+  t.equal(busy.status, 'started', 'the lane was let go: a turn that refuses to wait starts at once')
+  t.equal((await busy.result).text, 'third')
+  const history = await app.sessionGateway.history('agent:main:lost', { limit: 10 })
+  t.same(history.entries.map(e => e.message?.role), ['user', 'assistant', 'user', 'assistant'], 'the refused turn left no row')
+})
+
+t.test('a watcher on another node sees the tool calls of a turn running elsewhere', async t => {
+  const prefix = `tools-${space++}:`
+  const store = new MemoryStore()
+  let release = (): void => {}
+  const released = new Promise<void>(resolve => { release = resolve })
+  const calling: Agent = {
+    async * respond () {
+      yield { type: 'function_call', name: 'get_weather', arguments: { city: 'Paris' }, callId: 'call_paris' }
+      await released
+    }
+  }
+  const { app: a } = await node(t, store, calling, prefix)
+  const { app: b } = await node(t, store, echoAgent(), prefix)
+  const watcher = await GatewaySocket.open(b, { headers: { authorization: `Bearer ${TOKEN}` } })
+  t.teardown(() => watcher.close())
+  await watcher.request('sessions.messages.subscribe', { key: 'tools' })
+  const tools = [{ type: 'function' as const, name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } }]
+  const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:tools', agentId: 'main', input: [user('weather?')], tools })
+  await watcher.next(f => f.event === 'agent' && f.payload.stream === 'tool')
+  t.match((await b.sessionGateway.get('agent:main:tools'))?.running, { runId: ticket.runId, toolCalls: [{ type: 'toolCall', id: 'call_paris', name: 'get_weather', arguments: { city: 'Paris' } }] },
+    'the running turn, as B knows it, has the call made on A')
+  release()
+  t.equal((await ticket.result).state, 'final')
+})
+
+t.test('a run that answers while another node checks it is not recorded twice: the check looks again once it holds the lane', async t => {
+  const prefix = `race-${space++}:`
+  const store = new MemoryStore()
+  const gate = gatedAgent()
+  const { app: a } = await node(t, store, gate, prefix)
+  // B sees the same store, but its reads can be held back at the worst moment.
+  let holdNextRead: (() => Promise<void>) | undefined
+  const seenByB = new Proxy(store, {
+    get (target, property) {
+      if (property === 'read') {
+        return async (...args: Parameters<MemoryStore['read']>) => {
+          const page = await target.read(...args)
+          const hold = holdNextRead
+          holdNextRead = undefined
+          await hold?.()
+          return page
+        }
+      }
+      const value = Reflect.get(target, property, target) as unknown
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+  const { app: b } = await node(t, seenByB, echoAgent(), prefix)
+  const watcher = await GatewaySocket.open(b, { headers: { authorization: `Bearer ${TOKEN}` } })
+  t.teardown(() => watcher.close())
+  await watcher.request('sessions.messages.subscribe', { key: 'race' })
+  const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:race', agentId: 'main', input: [user('answer me')], runId: 'run-a' })
+  await gate.waitStarted(1)
+  await watcher.next(f => f.event === 'agent' && f.payload.runId === 'run-a')
+
+  // B's next check reads the transcript while run-a is unanswered; before B goes on, run-a
+  // answers on A and A lets the lane go.
+  let held = false
+  holdNextRead = async () => {
+    gate.release()
+    await ticket.result
+    held = true
+  }
+  t.ok(await eventually(() => held), 'the check read the transcript before the answer')
+  await watcher.next(f => f.event === 'chat' && f.payload.runId === 'run-a' && f.payload.state === 'final')
+  await sleep(500) // five more checks
+  const rows = (await b.sessionGateway.history('agent:main:race', { limit: 10 })).entries.map(e => `${e.message?.role as string}:${e.runState ?? '-'}`)
+  t.same(rows, ['user:-', 'assistant:final'], 'one answer: the run is not also recorded as interrupted')
+  t.notOk(watcher.frames.some(f => f.event === 'chat' && f.payload.state === 'aborted'), 'and no watcher is told it was')
+})
