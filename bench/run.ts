@@ -9,6 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { percentile, round } from './lib/stats.js'
 import { startRedis } from '../test/redis-server.js'
 import { run, start, startPlain } from './lib/processes.js'
+import { migrate } from '../lib/postgres/index.js'
+import { startPostgres } from '../test/postgres-server.js'
 
 interface Row { what: string, ours: string, baseline: string, ratio: string, goal: string, met: boolean | undefined }
 const rows: Row[] = []
@@ -286,6 +288,42 @@ const sections: Record<string, () => Promise<void>> = {
       })
     } finally {
       await upstream.stop()
+    }
+  },
+
+  async postgres () {
+    // The same appends and history reads on the file store and on PostgresStore, both
+    // durable when acknowledged (fsync on; PostgreSQL commits with synchronous_commit on).
+    interface StoreIo { append: { p50: number, p99: number, perSec: number, concurrentPerSec: number }, history: Record<string, { p50: number, p99: number }> }
+    const stops: Array<() => unknown> = []
+    try {
+      const database = await startPostgres({ teardown: fn => { stops.push(fn) } }, { fsync: true })
+      await migrate({ connectionString: database.url })
+      const file = await run<StoreIo>('bench/clients/store-io.ts', { STORE: 'file' }, 600_000)
+      const postgres = await run<StoreIo>('bench/clients/store-io.ts', { STORE: 'postgres', DATABASE_URL: database.url }, 600_000)
+      rows.push({
+        what: 'append one entry, one after another (one session); then 16 sessions at once (PostgreSQL store)',
+        ours: `p50 ${round(postgres.append.p50, 3)} ms, p99 ${round(postgres.append.p99, 3)} ms; 16 sessions: ${Math.round(postgres.append.concurrentPerSec)} appends/s`,
+        baseline: `file store: p50 ${round(file.append.p50, 3)} ms, p99 ${round(file.append.p99, 3)} ms; 16 sessions: ${Math.round(file.append.concurrentPerSec)} appends/s`,
+        ratio: `p50 ×${round(postgres.append.p50 / file.append.p50)}, 16 sessions ×${round(postgres.append.concurrentPerSec / file.append.concurrentPerSec)}`,
+        goal: 'say where the time goes',
+        met: undefined
+      })
+      for (const size of Object.keys(postgres.history)) {
+        const ours = postgres.history[size] as { p50: number, p99: number }
+        const theirs = file.history[size] as { p50: number, p99: number }
+        const small = postgres.history[Object.keys(postgres.history)[0] as string] as { p50: number }
+        rows.push({
+          what: `history: newest 50 of ${Number(size).toLocaleString('en')} entries (PostgreSQL store)`,
+          ours: `p50 ${round(ours.p50, 3)} ms, p99 ${round(ours.p99, 3)} ms (×${round(ours.p50 / small.p50)} of the smallest)`,
+          baseline: `file store: p50 ${round(theirs.p50, 3)} ms, p99 ${round(theirs.p99, 3)} ms`,
+          ratio: `×${round(ours.p50 / theirs.p50)}`,
+          goal: 'largest within 2x of smallest',
+          met: size === Object.keys(postgres.history).at(-1) ? ours.p50 / small.p50 <= 2 : undefined
+        })
+      }
+    } finally {
+      for (const stop of stops.splice(0)) await stop()
     }
   },
 

@@ -1,7 +1,9 @@
 // The example gateway: `npm start`. Everything is configured from the environment.
 //   PORT (18789)  HOST (127.0.0.1)  GATEWAY_TOKEN (random, printed)
 //   GATEWAY_DATA_DIR (./data)  LOG_LEVEL (info)  AGENT (echo; see agent-from-env.ts)  HEADERS_TIMEOUT_MS (10000)
-//   REDIS_URL (unset: sessions in GATEWAY_DATA_DIR; set: in Redis, shared with other processes; see sessions-from-env.ts)
+//   DATABASE_URL (set: PostgreSQL for the store, migrated first with `npm run postgres:migrate`)
+//   REDIS_URL (set: the Redis session log, shared with other processes, and Redis for the store unless DATABASE_URL)
+//   See sessions-from-env.ts.
 import { randomBytes } from 'node:crypto'
 import Fastify from 'fastify'
 import sessionGateway, { logSerializers } from 'fastify-session-gateway'
@@ -19,7 +21,7 @@ const token = givenToken ?? randomBytes(24).toString('base64url')
 const logLevel = envChoice('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info')
 // A mistake in the agent's variables is one line too (agentFromEnv says which).
 const chosen = agentFromEnv(process.env)
-// A file store in GATEWAY_DATA_DIR, or Redis when REDIS_URL is set (checked here, before listening).
+// A file store in GATEWAY_DATA_DIR, PostgreSQL or Redis (checked here, before listening).
 const sessions = await sessionsFromEnv()
 
 // Node gives a request 60 s to finish its headers, and looks only every 30 s: a WebSocket

@@ -1,12 +1,14 @@
 // Where the example gateway keeps sessions, from the environment:
-//   REDIS_URL unset   a file store in GATEWAY_DATA_DIR (./data): one process
-//   REDIS_URL set     Redis for everything (RedisSessionLog and RedisStore): any number of
-//                     processes on that Redis behave as one; REDIS_KEY_PREFIX (fsg:),
-//                     LANE_TTL_MS (10000), ORPHAN_CHECK_MS (5000)
+//   neither set       a file store in GATEWAY_DATA_DIR (./data): one process
+//   DATABASE_URL      PostgreSQL for the store (migrated first with `npm run postgres:migrate`)
+//   REDIS_URL         the Redis session log, so any number of processes on that Redis behave
+//                     as one, and Redis for the store too unless DATABASE_URL is set;
+//                     REDIS_KEY_PREFIX (fsg:), LANE_TTL_MS (10000), ORPHAN_CHECK_MS (5000)
 import { resolve } from 'node:path'
 import { FileStore, type SessionLog, type SessionStore } from 'fastify-session-gateway'
+import { PostgresStore } from 'fastify-session-gateway/postgres'
 import { RedisSessionLog, RedisStore } from 'fastify-session-gateway/redis'
-import { checkDataDir, envInteger, envText, StartError } from './startup.js'
+import { checkDatabase, checkDataDir, envInteger, envText, StartError } from './startup.js'
 
 export interface Sessions {
   store: SessionStore
@@ -22,8 +24,17 @@ export interface Sessions {
 const REDIS_CHECK_MS = 5000
 
 export async function sessionsFromEnv (): Promise<Sessions> {
+  const databaseUrl = envText('DATABASE_URL', 'the file store in GATEWAY_DATA_DIR')
   const redisUrl = envText('REDIS_URL', 'sessions in GATEWAY_DATA_DIR')
+  let database: Sessions | undefined
+  if (databaseUrl !== undefined) {
+    // Sessions in PostgreSQL: the database must answer, with its tables made, before we listen.
+    const store = new PostgresStore({ connectionString: databaseUrl })
+    await checkDatabase(async () => { await store.open() })
+    database = { store, description: 'sessions in PostgreSQL (DATABASE_URL)' }
+  }
   if (redisUrl === undefined) {
+    if (database !== undefined) return database
     const dataDir = envText('GATEWAY_DATA_DIR', './data') ?? './data'
     await checkDataDir(dataDir, 'GATEWAY_DATA_DIR')
     return { store: new FileStore({ dir: dataDir }), description: `sessions in ${resolve(dataDir)}` }
@@ -33,13 +44,13 @@ export async function sessionsFromEnv (): Promise<Sessions> {
   // How late a dead process's turn is recorded as ended, and its session's lane freed.
   const laneTtlMs = envInteger('LANE_TTL_MS', 10_000, 100, 600_000)
   const orphanCheckMs = envInteger('ORPHAN_CHECK_MS', 5000, 10, 3_600_000)
-  const store = new RedisStore({ url: redisUrl, keyPrefix })
+  const redisStore = new RedisStore({ url: redisUrl, keyPrefix })
   const sessionLog = new RedisSessionLog({ url: redisUrl, keyPrefix, laneTtlMs })
   // A Redis that is not there is said at once, not at the first turn.
   let timer: NodeJS.Timeout | undefined
   try {
     await Promise.race([
-      store.list({ limit: 1 }),
+      redisStore.list({ limit: 1 }),
       new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${REDIS_CHECK_MS} ms`)), REDIS_CHECK_MS) })
     ])
   } catch (err) {
@@ -47,7 +58,11 @@ export async function sessionsFromEnv (): Promise<Sessions> {
   } finally {
     clearTimeout(timer)
   }
-  return { store, sessionLog, orphanCheckMs, description: `sessions in Redis at ${shown} (key prefix ${keyPrefix})` }
+  if (database !== undefined) {
+    await redisStore.close()
+    return { ...database, sessionLog, orphanCheckMs, description: `${database.description}, session log in Redis at ${shown} (key prefix ${keyPrefix})` }
+  }
+  return { store: redisStore, sessionLog, orphanCheckMs, description: `sessions in Redis at ${shown} (key prefix ${keyPrefix})` }
 }
 
 /** The URL as it may be printed: a password in it is replaced by `***`. */

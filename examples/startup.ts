@@ -46,6 +46,17 @@ export async function checkDataDir (dir: string, name: string): Promise<void> {
   }
 }
 
+/** Checks that the database at DATABASE_URL answers and has the store's tables (the store never makes them). */
+export async function checkDatabase (open: () => Promise<void>): Promise<void> {
+  try {
+    await open()
+  } catch (err) {
+    const error = err as Error & { code?: string }
+    if (error.code === 'FSG_STORE_SCHEMA') throw new StartError(`DATABASE_URL: ${error.message}`)
+    throw new StartError(`DATABASE_URL cannot be used (${error.code ?? 'error'}: ${error.message}): check that PostgreSQL runs there and that the URL's user, password and database are right`)
+  }
+}
+
 function reason (code: string): string {
   switch (code) {
     case 'EEXIST':

@@ -69,6 +69,10 @@ export const StoreLockedError = createError<'FSG_STORE_LOCKED', 503, [string]>(
 export const StoreCorruptError = createError<'FSG_STORE_CORRUPT', 503, [string]>(
   'FSG_STORE_CORRUPT', '%s', 503)
 
+/** A database store's tables are missing or at another version: says which, and how to migrate. */
+export const StoreSchemaError = createError<'FSG_STORE_SCHEMA', 503, [string]>(
+  'FSG_STORE_SCHEMA', '%s', 503)
+
 // An upstream model server (see lib/agents/upstream/) failed a turn. The run ends with
 // state `error` and one of these codes; the message names the upstream, its status and
 // what to check, and never carries a credential.

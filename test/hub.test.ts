@@ -341,6 +341,21 @@ t.test('a key repeated after a restart (its claim died with the process) attache
   const fresh = await after.sessionGateway.send({ ...request, idempotencyKey: 'k-other' })
   t.equal(fresh.status, 'started', 'another key is another turn')
   await fresh.result
+
+  // The stored answer is the result, whatever it holds: reasoning, a failure.
+  const thinking: Agent = { async * respond () { yield { type: 'reasoning', delta: 'hmm' }; yield { type: 'text', delta: 'ok' } } }
+  const failing: Agent = { async * respond () { yield { type: 'text', delta: 'half' }; throw new Error('upstream fell over') } }
+  const shared = new MemoryStore()
+  for (const [agent, key] of [[thinking, 'k-thinking'], [failing, 'k-failing']] as const) {
+    const first = await buildApp(t, { store: shared, agent })
+    await (await first.sessionGateway.send({ ...request, idempotencyKey: key })).result
+    await first.close()
+  }
+  const later = await buildApp(t, { store: shared })
+  const thought = await (await later.sessionGateway.send({ ...request, idempotencyKey: 'k-thinking' })).result
+  t.match(thought, { state: 'final', text: 'ok', message: { content: [{ type: 'thinking', thinking: 'hmm' }, { type: 'text', text: 'ok' }] } }, 'the text is the text parts only')
+  const failed = await (await later.sessionGateway.send({ ...request, idempotencyKey: 'k-failing' })).result
+  t.match(failed, { state: 'error', text: 'half', error: { code: 'FSG_AGENT_FAILED', message: 'upstream fell over' } }, 'a failure keeps its code')
 })
 
 t.test('a send that fails before its run starts leaves its idempotency key free', async t => {

@@ -7,6 +7,7 @@ import { SessionLogUnavailableError } from '../lib/errors.js'
 import type { Lane, LaneOptions, LogPosition } from '../lib/hub/session-log.js'
 import { RedisSessionLog } from '../lib/redis/index.js'
 import { GatewaySocket, listen } from './gateway-frames.js'
+import type { SessionEvent } from '../lib/events.js'
 import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
 import { startRedis } from './redis-server.js'
 
@@ -178,4 +179,45 @@ t.test('a run that answers while another node checks it is not recorded twice: t
   const rows = (await b.sessionGateway.history('agent:main:race', { limit: 10 })).entries.map(e => `${e.message?.role as string}:${e.runState ?? '-'}`)
   t.same(rows, ['user:-', 'assistant:final'], 'one answer: the run is not also recorded as interrupted')
   t.notOk(watcher.frames.some(f => f.event === 'chat' && f.payload.state === 'aborted'), 'and no watcher is told it was')
+})
+
+t.test('a reset on one node stops the turn another node runs, and waits for its end before the new generation begins', async t => {
+  const prefix = `reset-${space++}:`
+  const store = new MemoryStore()
+  const gate = gatedAgent()
+  const { app: a } = await node(t, store, gate, prefix)
+  const { app: b } = await node(t, store, echoAgent(), prefix)
+  const watcher = await GatewaySocket.open(b, { headers: { authorization: `Bearer ${TOKEN}` } })
+  t.teardown(() => watcher.close())
+  await watcher.request('sessions.messages.subscribe', { key: 'reset-across' })
+  const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:reset-across', agentId: 'main', input: [user('long')], runId: 'run-long' })
+  await gate.waitStarted(1)
+  await watcher.next(f => f.event === 'agent' && f.payload.runId === 'run-long')
+  const reset = await Promise.race([b.sessionGateway.reset('agent:main:reset-across').then(() => 'reset'), sleep(10_000).then(() => 'still waiting')])
+  t.equal(reset, 'reset', 'the reset on B ends (it waited for the run to end, and heard it)')
+  t.equal((await ticket.result).state, 'aborted', 'the run on A was stopped by the reset on B')
+  const history = await b.sessionGateway.history('agent:main:reset-across', { limit: 10 })
+  t.same(history.entries, [], 'and the new generation is empty: the old run\'s end went to the old one')
+})
+
+/** A log that never tells its listeners a run ended (as if its process missed that message). */
+class DeafLog extends FlakyLog {
+  override async subscribe (key: string, listener: (event: SessionEvent) => void): ReturnType<RedisSessionLog['subscribe']> {
+    return await super.subscribe(key, event => { if (event.type !== 'run.finished') listener(event) })
+  }
+}
+
+t.test('a reset on a node that missed the end of another node\'s run does not wait for it', async t => {
+  const prefix = `deaf-${space++}:`
+  const store = new MemoryStore()
+  const { app: a } = await node(t, store, echoAgent(), prefix)
+  const log = new DeafLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 })
+  const b = await buildApp(t, { store, sessionLog: log, orphanCheckMs: 600_000 })
+  const heard: string[] = []
+  ;(await b.sessionGateway.subscribe('agent:main:deaf', {}, event => { heard.push(event.type) })).start()
+  await (await a.sessionGateway.send({ sessionKey: 'agent:main:deaf', agentId: 'main', input: [user('over already')] })).result
+  t.ok(await eventually(() => heard.includes('message') && heard.includes('run.started')), 'B heard the run begin, and its answer row')
+  t.match(await b.sessionGateway.get('agent:main:deaf'), { running: { text: 'over already' } }, 'but not its end: to B it still runs')
+  const reset = await Promise.race([b.sessionGateway.reset('agent:main:deaf').then(() => 'reset'), sleep(5000).then(() => 'still waiting')])
+  t.equal(reset, 'reset', 'the log says nothing runs: the reset goes on at once')
 })

@@ -290,9 +290,10 @@ export class SessionHub {
       return
     }
     const remote = state.remote
-    if (remote === undefined || await this.#options.log.abort(state.key, remote.runId) === undefined) return
-    // Its end may have been heard while the abort was on its way: then there is nothing to wait for.
-    if (state.remote?.runId === remote.runId) await state.finished(remote.runId)
+    if (remote === undefined) return
+    // Listened for before asking: the end may come back before the answer does.
+    const finished = state.finished(remote.runId)
+    if (await this.#options.log.abort(state.key, remote.runId) !== undefined) await finished
   }
 
   async #create (state: SessionState, agentId: string): Promise<void> {
