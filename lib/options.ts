@@ -9,6 +9,7 @@ import { InvalidOptionError } from './errors.js'
 import type { HealthOptions } from './operations/health.js'
 import type { MetricsOptions } from './operations/metrics.js'
 import type { AuthorizeFunction } from './resolver.js'
+import type { ControlUiOptions } from './transports/openclaw/control-ui.js'
 import { AGENT_ID_PATTERN } from './session-key.js'
 import { FileStore } from './stores/file.js'
 import { STORE_METHODS, type SessionStore } from './stores/store.js'
@@ -57,6 +58,8 @@ export interface SessionGatewayOptions {
   health?: false | HealthOptions
   /** Prometheus metrics (`/metrics`); off unless given (`{}` for the defaults). */
   metrics?: false | MetricsOptions
+  /** OpenClaw's Control UI, served at `/` from the directory given (it needs the gateway protocol). Off unless given. */
+  controlUi?: false | ControlUiOptions
   /** Sessions over REST and Server-Sent Events (`GET <prefix>/sessions`, …); `false` turns it off. */
   rest?: false | RestOptions
 }
@@ -157,6 +160,11 @@ const OptionsSchema = Type.Object({
   }, { additionalProperties: false })], {
     expected: 'false, or { path: "/…" or false, registry: a prom-client Registry }'
   })),
+  controlUi: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    root: Type.String({ minLength: 1 })
+  }, { additionalProperties: false })], {
+    expected: 'false, or { root: "<the directory of OpenClaw\'s Control UI, such as node_modules/openclaw/dist/control-ui>" }'
+  })),
   rest: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     prefix: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9._~-]+)*$' })),
     keepAliveMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000 })),
@@ -168,12 +176,13 @@ const OptionsSchema = Type.Object({
 
 const checkOptions = TypeCompiler.Compile(OptionsSchema)
 
-export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'health' | 'metrics' | 'sessionLog' | 'rest'>> &
+export type ResolvedOptions = Required<Omit<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'gateway' | 'responses' | 'health' | 'metrics' | 'sessionLog' | 'controlUi' | 'rest'>> &
   Pick<SessionGatewayOptions, 'authorize' | 'agents' | 'routes' | 'sessionLog'> & {
     gateway: false | Required<GatewayProtocolOptions>
     responses: false | Required<ResponsesOptions>
     health: false | Required<HealthOptions>
     metrics: false | MetricsOptions & { path: string | false }
+    controlUi: false | ControlUiOptions
     rest: false | Required<RestOptions>
   }
 
@@ -189,6 +198,9 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
     throw new InvalidOptionError(first.path.slice(1).replaceAll('/', '.'), property?.expected ?? 'no such option')
   }
   const given = options
+  if (given.controlUi !== undefined && given.controlUi !== false && given.gateway === false) {
+    throw new InvalidOptionError('controlUi', 'it speaks the gateway protocol: leave gateway on, or turn controlUi off')
+  }
   const maxPayload = given.maxPayload ?? 4 * 1024 * 1024
   return {
     ...given,
@@ -236,6 +248,7 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           readyPath: given.health?.readyPath ?? '/readyz',
           timeoutMs: given.health?.timeoutMs ?? 2000
         },
-    metrics: given.metrics === undefined || given.metrics === false ? false : { ...given.metrics, path: given.metrics.path ?? '/metrics' }
+    metrics: given.metrics === undefined || given.metrics === false ? false : { ...given.metrics, path: given.metrics.path ?? '/metrics' },
+    controlUi: given.controlUi ?? false
   }
 }

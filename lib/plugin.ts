@@ -10,10 +10,12 @@ import { logSerializers } from './logging.js'
 import { healthRoutes } from './operations/health.js'
 import { createMetrics } from './operations/metrics.js'
 import { resolveOptions, type SessionGatewayOptions } from './options.js'
+import { UpstreamSessionStore } from './stores/upstream-sessions.js'
 import { requestHints } from './request-hints.js'
 import { openStore } from './stores/store.js'
 import { NO_TELEMETRY } from './telemetry.js'
 import { CloseCode } from './transports/close-codes.js'
+import { ControlUi } from './transports/openclaw/control-ui.js'
 import { openClawRoute } from './transports/openclaw/route.js'
 import { LiveSockets } from './transports/live-sockets.js'
 import { responsesRoutes } from './transports/responses/route.js'
@@ -56,7 +58,10 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
   await openStore(options.store, app.log)
   const metrics = options.metrics === false ? undefined : await createMetrics(options.metrics)
   const telemetry = metrics?.telemetry ?? NO_TELEMETRY
-  const store = metrics === undefined ? options.store : metrics.countStoreErrors(options.store)
+  // An agent whose upstream keeps sessions of its own (OpenClaw) has them listed and imported through the store.
+  const upstream = options.agent.sessions
+  const stored = upstream === undefined ? options.store : new UpstreamSessionStore(options.store, upstream, { ...(options.agents === undefined ? {} : { agents: options.agents }), logger: app.log })
+  const store = metrics === undefined ? stored : metrics.countStoreErrors(stored)
   const sessions = new SessionService({ ...options, store }, app.log, telemetry)
   app.decorate('sessionGateway', sessions)
   app.decorateRequest('gatewayPrincipal', null)
@@ -73,8 +78,12 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
   if (!app.hasPlugin('@fastify/websocket')) await app.register(websocket, { options: { maxPayload: options.maxPayload } })
 
   // Operations routes sit outside the gateway's scope: probes and scrapers carry no token.
-  if (options.health !== false) healthRoutes(app, sessions.store, sessions.log, options.health)
+  // Readiness asks the store itself (a probe must not reach into the upstream), and the session log.
+  if (options.health !== false) healthRoutes(app, options.store, sessions.log, options.health)
   metrics?.route(app)
+  // The UI's files are public, as any web page's: its WebSocket authenticates in `connect`.
+  const controlUi = options.controlUi === false ? undefined : await ControlUi.open(options.controlUi)
+  controlUi?.routes(app)
 
   // One encapsulated scope holds every transport route, behind one authentication
   // hook and one resolver hook. Its request logs never show a query-string token.
@@ -105,7 +114,10 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
         maxPayload: options.maxPayload,
         serverVersion: VERSION,
         defaultAgentId: options.defaultAgentId,
-        mainKey: options.mainKey
+        mainKey: options.mainKey,
+        ...(options.agents === undefined ? {} : { agents: options.agents }),
+        ...(options.agent.model === undefined ? {} : { model: options.agent.model }),
+        ...(controlUi === undefined ? {} : { controlUi })
       })
     }
     if (options.responses !== false) {

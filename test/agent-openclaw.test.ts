@@ -101,11 +101,12 @@ t.test('abort closes the request to OpenClaw, which is how OpenClaw is told to s
 
 t.test('failures say what to check, never show the token, and a turn OpenClaw may have seen is not sent twice', async t => {
   const openclaw = await startFakeOpenClaw(t)
-  const wrong = await buildApp(t, { agent: agentFor(openclaw, { token: 'not-the-token-xyz' }) })
+  // sessions: false, so the turn itself meets the wrong token (not the import before it; see openclaw-sessions.test.ts).
+  const wrong = await buildApp(t, { agent: agentFor(openclaw, { token: 'not-the-token-xyz', sessions: false }) })
   const denied = await (await wrong.sessionGateway.send({ sessionKey: 'agent:main:x', agentId: 'main', input: [user('hi')] })).result
   t.match(denied.error, { code: 'FSG_UPSTREAM_REJECTED', message: /\/v1\/responses answered 401 Unauthorized: "Unauthorized": check token/ })
   t.notMatch(denied.error?.message, /not-the-token-xyz/)
-  const anonymous = await buildApp(t, { agent: openClawAgent({ url: `${openclaw.origin}/` }) })
+  const anonymous = await buildApp(t, { agent: openClawAgent({ url: `${openclaw.origin}/`, sessions: false }) })
   const none = await (await anonymous.sessionGateway.send({ sessionKey: 'agent:main:x', agentId: 'main', input: [user('hi')] })).result
   t.match(none.error, { code: 'FSG_UPSTREAM_REJECTED', message: /answered 401/ }, 'no token, no authorization header')
 

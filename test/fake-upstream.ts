@@ -3,7 +3,7 @@
 // shaped the way the real APIs send them (a role chunk first, tool-call arguments split
 // across many deltas, usage last, `[DONE]`). It also sees a client walk away mid-stream.
 import { once } from 'node:events'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -19,6 +19,8 @@ export type Handler = (request: UpstreamRequest, res: ServerResponse) => void | 
 export interface FakeUpstream {
   /** `http://127.0.0.1:<port>` */
   origin: string
+  /** The HTTP server, for a WebSocket server beside it. */
+  server: Server
   requests: UpstreamRequest[]
   /** Responses whose client went away before the server ended them. */
   abandoned: number
@@ -32,6 +34,7 @@ export async function startFakeUpstream (t: { teardown: (fn: () => unknown) => v
   let onAbandon: (() => void) | undefined
   const fake: FakeUpstream = {
     origin: '',
+    server: undefined as unknown as Server,
     requests: [],
     abandoned: 0,
     nextAbandon: async () => await new Promise<void>(resolve => { onAbandon = resolve }),
@@ -54,6 +57,7 @@ export async function startFakeUpstream (t: { teardown: (fn: () => unknown) => v
       Promise.resolve(handler(request, res)).catch(() => res.destroy())
     })
   })
+  fake.server = server
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   fake.origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`

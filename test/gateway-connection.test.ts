@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { OpenClawConnection, type OpenClawSocket } from '../lib/transports/openclaw/connection.js'
-import { MemoryStore } from '../lib/index.js'
-import { buildApp, gatedAgent, TOKEN } from './helpers.js'
+import { MemoryStore, type SessionService } from '../lib/index.js'
+import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
 
 // The protocol core, driven without any socket: what it writes is what a client would read.
 
@@ -34,11 +34,16 @@ class FakeSocket implements OpenClawSocket {
 
 const LIMIT = 1000
 
-async function connected (t: Test, options: Parameters<typeof buildApp>[1] = {}, caps: string[] = []): Promise<{ app: FastifyInstance, socket: FakeSocket, connection: OpenClawConnection, until: (match: (frame: Written) => boolean) => Promise<Written> }> {
+async function connected (
+  t: Test,
+  options: Parameters<typeof buildApp>[1] = {},
+  caps: string[] = [],
+  wrap: (sessions: SessionService) => SessionService = sessions => sessions
+): Promise<{ app: FastifyInstance, socket: FakeSocket, connection: OpenClawConnection, until: (match: (frame: Written) => boolean) => Promise<Written> }> {
   const app = await buildApp(t, options)
   const socket = new FakeSocket()
   const connection = new OpenClawConnection(socket, {
-    sessions: app.sessionGateway,
+    sessions: wrap(app.sessionGateway),
     principal: null,
     authenticate: async credentials => {
       if (credentials.token !== TOKEN) throw new Error('not this token')
@@ -392,4 +397,32 @@ t.test('a watch that completes after its connection closed is let go: nothing ho
   const sub = await app.sessionGateway.subscribe('agent:main:late', { since: `${epoch}:1` }, () => {})
   sub.unsubscribe()
   t.equal(sub.replay.kind, 'catchup', 'the session left memory: no watcher of the closed connection remained')
+})
+
+t.test('subscribing to a session the connection already watches keeps that watch: a turn streaming meanwhile is heard once', async t => {
+  // The subscribe that would replace the watch lets a whole turn go by before it returns,
+  // as a fast agent can between a new subscription and the old one's end.
+  const wrap = (sessions: SessionService): SessionService => new Proxy(sessions, {
+    get (target, name) {
+      if (name === 'subscribe') {
+        return async (...args: Parameters<SessionService['subscribe']>) => {
+          const subscription = await target.subscribe(...args)
+          await (await target.send({ sessionKey: args[0], agentId: 'main', input: [user('in between')], runId: 'between' })).result
+          return subscription
+        }
+      }
+      const value = Reflect.get(target, name) as unknown
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+  const { socket, connection, until } = await connected(t, {}, [], wrap)
+  request(connection, 's', 'chat.startup', { sessionKey: 'twice' })
+  await until(frame => frame.id === 's')
+  request(connection, 'm', 'sessions.messages.subscribe', { key: 'twice' })
+  const answer = await until(frame => frame.id === 'm')
+  t.match(answer.payload, { subscribed: true, key: 'agent:main:twice' })
+  request(connection, 'send', 'chat.send', { sessionKey: 'twice', message: 'after', idempotencyKey: 'after' })
+  await until(frame => frame.event === 'chat' && frame.payload.state === 'final' && frame.payload.runId === 'after')
+  const events = socket.frames.filter(frame => frame.event === 'chat' || frame.event === 'session.message').map(frame => JSON.stringify(frame.payload))
+  t.same(events.filter((json, i) => events.indexOf(json) !== i), [], 'no event twice')
 })

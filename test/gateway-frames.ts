@@ -36,12 +36,35 @@ export interface Frame {
 }
 
 /**
- * The first problem with a frame the server sent, checked against OpenClaw's schema:
- * the frame union, then `hello-ok`, `chat`, `agent` and `tick` payloads. Undefined when valid.
+ * The parts of each method's answer that OpenClaw's schema defines, with their definition:
+ * every method of ours that OpenClaw also has, wherever the schema has a result for it.
  */
-export function frameProblem (frame: Frame, helloId?: string): string | undefined {
+const RESULTS: Record<string, (payload: any) => Array<[string, unknown]>> = {
+  'sessions.list': payload => payload.sessions.map((row: unknown) => ['SessionRow', row]),
+  'sessions.resolve': payload => [['SessionsResolveResult', payload]],
+  'sessions.create': payload => [['SessionsCreateResult', payload], ['SessionRow', payload.entry]],
+  'sessions.patch': payload => [['SessionRow', payload.entry]],
+  'sessions.reset': payload => [['SessionRow', payload.entry]],
+  'sessions.delete': payload => [['SessionsDeleteResult', payload]],
+  'sessions.describe': payload => payload.session === null ? [] : [['SessionRow', payload.session]],
+  'sessions.open': payload => payload.entry === undefined ? [] : [['SessionRow', payload.entry]],
+  'chat.startup': payload => [['SessionRow', payload.sessionInfo], ...payload.metadata.models.map((model: unknown) => ['ModelChoice', model])],
+  'chat.metadata': payload => payload.models.map((model: unknown) => ['ModelChoice', model]),
+  'agents.list': payload => [['AgentsListResult', payload]],
+  'agent.identity.get': payload => [['AgentIdentityResult', payload]],
+  'models.list': payload => [['ModelsListResult', payload]]
+}
+
+/**
+ * The first problem with a frame the server sent, checked against OpenClaw's schema:
+ * the frame union, then `hello-ok`, `chat`, `agent` and `tick` payloads, and the answer
+ * to `method` where the schema defines it. Undefined when valid.
+ */
+export function frameProblem (frame: Frame, helloId?: string, method?: string): string | undefined {
   const checks: Array<[string, unknown]> = [[frame.type === 'res' ? 'ResponseFrame' : 'EventFrame', frame]]
   if (frame.type === 'res' && frame.id === helloId && frame.ok === true) checks.push(['HelloOk', frame.payload])
+  const result = method === undefined ? undefined : RESULTS[method]
+  if (frame.type === 'res' && frame.ok === true && result !== undefined) checks.push(...result(frame.payload))
   if (frame.type === 'event' && frame.event === 'chat') checks.push(['ChatEvent', frame.payload])
   if (frame.type === 'event' && frame.event === 'agent') checks.push(['AgentEvent', frame.payload])
   if (frame.type === 'event' && frame.event === 'tick') checks.push(['TickEvent', frame.payload])
@@ -53,6 +76,8 @@ export function frameProblem (frame: Frame, helloId?: string): string | undefine
 }
 
 export interface OpenOptions {
+  /** Default `/gateway`. */
+  path?: string
   headers?: Record<string, string>
   query?: string
   /** Sent in `connect`; default: none (the header carries the token). */
@@ -70,6 +95,8 @@ export class GatewaySocket {
   #nextId = 0
   #waiters: Array<{ match: (f: Frame) => boolean, resolve: (f: Frame) => void }> = []
   #helloId: string | undefined
+  /** The method of each request still waiting for its answer, to check the answer against its result. */
+  readonly #methods = new Map<string, string>()
   readonly #closedPromise: Promise<{ code: number, reason: string }>
 
   /** Called with each frame that does not match the schema, as it arrives. */
@@ -78,8 +105,10 @@ export class GatewaySocket {
   constructor (readonly socket: WebSocket, readonly validate: boolean) {
     socket.on('message', (data: Buffer) => {
       const frame = JSON.parse(String(data)) as Frame
+      const method = frame.type === 'res' && frame.id !== undefined ? this.#methods.get(frame.id) : undefined
+      if (method !== undefined) this.#methods.delete(frame.id as string)
       if (this.validate) {
-        const problem = frameProblem(frame, this.#helloId)
+        const problem = frameProblem(frame, this.#helloId, method)
         if (problem !== undefined) this.onProblem(problem)
       }
       this.frames.push(frame)
@@ -98,7 +127,7 @@ export class GatewaySocket {
   /** Connects to a listening app, or to a port (a server in another process). */
   static async open (target: FastifyInstance | { port: number }, options: OpenOptions = {}, onProblem?: (problem: string) => void): Promise<GatewaySocket> {
     const address = 'server' in target ? target.server.address() as { port: number } : target
-    const url = `ws://127.0.0.1:${address.port}/gateway${options.query === undefined ? '' : `?${options.query}`}`
+    const url = `ws://127.0.0.1:${address.port}${options.path ?? '/gateway'}${options.query === undefined ? '' : `?${options.query}`}`
     const socket = new WebSocket(url, { headers: options.headers ?? { authorization: `Bearer ${TOKEN}` } })
     const client = new GatewaySocket(socket, options.caps === undefined || !options.caps.includes('session-cursor'))
     if (onProblem !== undefined) client.onProblem = onProblem
@@ -118,6 +147,7 @@ export class GatewaySocket {
   async request (method: string, params?: unknown): Promise<Frame> {
     const id = `r${++this.#nextId}`
     if (method === 'connect') this.#helloId = id
+    this.#methods.set(id, method)
     this.send({ type: 'req', id, method, ...(params === undefined ? {} : { params }) })
     return await this.next(frame => frame.type === 'res' && frame.id === id)
   }

@@ -255,7 +255,7 @@ t.test('maxPayload: a frame of exactly maxPayload bytes is answered; one byte mo
   }
 })
 
-t.test('history limits: at most 1000 per page; by default 200 for chat.history, 50 for sessions.open and sessions.list', async t => {
+t.test('history limits: at most 1000 per page; by default 200 for chat.history, 50 for sessions.open and sessions.list; a bigger list is clamped', async t => {
   const store = new MemoryStore()
   await store.ensure('agent:main:long', 'main')
   await store.append('agent:main:long', Array.from({ length: 1001 }, (_, i) => ({
@@ -277,7 +277,9 @@ t.test('history limits: at most 1000 per page; by default 200 for chat.history, 
   t.match(await page('sessions.open', { key: 'long', limit: 1001 }), /params\.limit/)
   t.equal((await page('sessions.list', {})).length, 50, 'sessions.list: 50 rows')
   t.equal((await page('sessions.list', { limit: 1000 })).length, 1000, 'of 1001')
-  t.match(await page('sessions.list', { limit: 1001 }), /params\.limit/)
+  // OpenClaw's Control UI asks for 10000; it gets a page of 1000, as from OpenClaw.
+  t.equal((await page('sessions.list', { limit: 10000 })).length, 1000, 'a bigger limit is clamped, not refused')
+  t.match(await page('sessions.list', { limit: 0 }), /params\.limit/)
 })
 
 t.test('watchers: every watcher of a session sees the same events; nobody else sees them', async t => {

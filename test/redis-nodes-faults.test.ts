@@ -221,3 +221,20 @@ t.test('a reset on a node that missed the end of another node\'s run does not wa
   const reset = await Promise.race([b.sessionGateway.reset('agent:main:deaf').then(() => 'reset'), sleep(5000).then(() => 'still waiting')])
   t.equal(reset, 'reset', 'the log says nothing runs: the reset goes on at once')
 })
+
+t.test('rows chain across nodes: a row written on B follows the row A wrote before it (parentId, as OpenClaw reads transcripts)', async t => {
+  const prefix = `chain-${space++}:`
+  const store = new MemoryStore()
+  const { app: a } = await node(t, store, echoAgent(), prefix)
+  const { app: b } = await node(t, store, echoAgent(), prefix)
+  const key = 'agent:main:chain'
+  const heard: string[] = []
+  ;(await b.sessionGateway.subscribe(key, {}, event => { heard.push(event.type) })).start() // B holds the session before A writes
+  await (await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('from a')] })).result
+  t.ok(await eventually(() => heard.includes('run.finished')), 'B heard A\'s turn')
+  await (await b.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('from b')] })).result
+  await (await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('from a again')] })).result
+  const { entries } = await store.read(key, { limit: 10 })
+  t.equal(entries.length, 6)
+  t.same(entries.map(entry => entry.parentId), entries.map((_, i) => i === 0 ? null : entries[i - 1]?.id), 'each row follows the one before it, whichever node wrote it')
+})

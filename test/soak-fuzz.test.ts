@@ -20,7 +20,8 @@ const settings = { numRuns: bounds.fuzzRuns, interruptAfterTimeLimit: bounds.fuz
 const METHODS = [
   'chat.send', 'chat.history', 'chat.abort', 'chat.startup', 'sessions.list', 'sessions.resolve', 'sessions.create',
   'sessions.patch', 'sessions.reset', 'sessions.delete', 'sessions.messages.subscribe', 'sessions.messages.unsubscribe',
-  'sessions.subscribe', 'sessions.unsubscribe', 'sessions.open', 'connect', 'no.such.method', ''
+  'sessions.subscribe', 'sessions.unsubscribe', 'sessions.open', 'sessions.describe', 'chat.metadata', 'agents.list',
+  'agent.identity.get', 'models.list', 'models.authStatus', 'connect', 'no.such.method', ''
 ]
 
 /** Keys a client might send: names, canonical keys, the reserved and the absurd. */
@@ -62,7 +63,10 @@ const fieldsOf: Record<string, Array<keyof typeof field>> = {
   'sessions.delete': ['key', 'agentId'],
   'sessions.messages.subscribe': ['key', 'agentId'],
   'sessions.messages.unsubscribe': ['key', 'agentId'],
-  'sessions.open': ['key', 'since', 'limit', 'agentId']
+  'sessions.open': ['key', 'since', 'limit', 'agentId'],
+  'sessions.describe': ['key', 'agentId'],
+  'chat.metadata': ['sessionKey'],
+  'agent.identity.get': ['agentId', 'sessionKey']
 }
 const params = (method: string): fc.Arbitrary<unknown> => fc.oneof(
   { arbitrary: json, weight: 1 },

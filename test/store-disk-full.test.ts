@@ -21,6 +21,8 @@ class Disk {
   shortWrites = 0
   failFlushes = 0
   faultsOf = /./
+  /** How long a failing flush takes before it fails. */
+  failAfterMs = 0
   failTruncates = 0
 
   readonly openFile: OpenFile = async (path, flags, mode) => {
@@ -50,6 +52,7 @@ class Disk {
       handle[method] = async () => {
         if (this.failFlushes > 0 && this.faultsOf.test(path)) {
           this.failFlushes--
+          await new Promise(resolve => setTimeout(resolve, this.failAfterMs))
           throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO', syscall: 'fsync' })
         }
         await flush()
@@ -195,6 +198,8 @@ t.test('a session whose journal line cannot be written is not created', async t 
   await store.ensure('agent:main:first', 'main')
   disk.failFlushes = 1
   disk.faultsOf = /sessions\.json\.journal$/
+  // Slow to fail: the index write the first creation scheduled runs meanwhile, and must not take the second in.
+  disk.failAfterMs = 50
   await t.rejects(store.ensure('agent:main:second', 'main'), { code: 'FSG_STORE_FAILED', message: /could not write agents\/main\/sessions\/sessions\.json\.journal: EIO/ })
   t.equal(await store.get('agent:main:second'), undefined, 'not there')
   const again = await store.ensure('agent:main:second', 'main')

@@ -26,10 +26,17 @@ storeContract({ test: (name, fn) => t.test(`file store: ${name}`, fn), makeStore
 
 const fixture = fileURLToPath(new URL('fixtures/openclaw-state', import.meta.url))
 const MAIN = 'agent:main:main'
+/** Before every `updatedAt` in the fixture's sessions.json, in seconds. */
+const FIXTURE_WRITTEN = 1_760_000_000
 
 async function openclawCopy (): Promise<string> {
   const dir = await tempDir()
   await cp(fixture, dir, { recursive: true })
+  // As OpenClaw left them: no transcript written after the index last said (a copy is written now).
+  const sessions = join(dir, 'agents', 'main', 'sessions')
+  for (const name of await readdir(sessions)) {
+    if (name.endsWith('.jsonl')) await utimes(join(sessions, name), FIXTURE_WRITTEN, FIXTURE_WRITTEN)
+  }
   return dir
 }
 
@@ -489,6 +496,81 @@ t.test('an index write that cannot get the lock is kept and written on close', a
   await rm(lock)
   await store.close()
   t.match(JSON.parse(await readFile(index, 'utf8'))[MAIN], { lastMessagePreview: 'while locked' })
+})
+
+t.test('another writer appending to a transcript: the list shows its time and newest message, read from the tail of that transcript alone, and the index keeps them', async t => {
+  const dir = await openclawCopy()
+  const sessions = join(dir, 'agents', 'main', 'sessions')
+  const transcript = join(sessions, '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b.jsonl')
+  const line = (id: string, message: object): string => JSON.stringify({ type: 'message', id, parentId: null, timestamp: new Date().toISOString(), message }) + '\n'
+  const here = fileStore({ dir })
+  t.same((await here.list({ limit: 5 })).rows.map(row => [row.key, row.preview]), [[MAIN, undefined], ['agent:main:telegram:direct:4242', undefined], ['agent:main:unstarted', undefined]])
+
+  // OpenClaw (sharing the directory) answers a turn: its lines, and no word to our index.
+  const envelope = 'Sender (untrusted metadata):\n```json\n{ "label": "Ana" }\n```\n\n'
+  await appendFile(transcript, line('e0000001', { role: 'user', content: [{ type: 'text', text: `${envelope}And tomorrow?` }], timestamp: 1 }) +
+    line('e0000002', { role: 'assistant', content: [{ type: 'text', text: 'Tomorrow: sun.' }], stopReason: 'stop', timestamp: 2 }))
+  await utimes(transcript, 1_760_000_500, 1_760_000_500)
+  const grown = await here.list({ limit: 5 })
+  t.same(grown.rows[0], { ...grown.rows[0], key: MAIN, preview: 'Tomorrow: sun.', updatedAt: 1_760_000_500_000 }, 'its newest message, and when it was written')
+  // Then only the user's message, and the time left as it was: the size says it grew.
+  await appendFile(transcript, line('e0000003', { role: 'user', content: `${envelope}And the day after?`, timestamp: 3 }))
+  await utimes(transcript, 1_760_000_500, 1_760_000_500)
+  t.equal((await here.list({ limit: 5 })).rows[0]?.preview, 'And the day after?', 'OpenClaw\'s user text, as OpenClaw shows it')
+
+  // A session of ours that another writer gave only an entry without text: its time moves, no preview.
+  const quiet = await here.ensure('agent:main:quiet', 'main')
+  const quietPath = join(sessions, `${quiet.sessionId}.jsonl`)
+  await appendFile(quietPath, JSON.stringify({ type: 'model_change', id: 'f0000001', parentId: null, timestamp: new Date().toISOString(), provider: 'p', modelId: 'm' }) + '\n')
+  const later = Math.floor(Date.now() / 1000) + 3600
+  await utimes(quietPath, later, later)
+  t.match((await here.list({ limit: 5 })).rows[0], { key: 'agent:main:quiet', updatedAt: later * 1000, preview: undefined })
+
+  // In the index: another process (a restart) lists the same without reading the transcript again.
+  await here.close()
+  const index = JSON.parse(await readFile(join(sessions, 'sessions.json'), 'utf8'))
+  t.match(index[MAIN], { lastMessagePreview: 'And the day after?', updatedAt: 1_760_000_500_000 })
+  await writeFile(transcript, (await readFile(transcript, 'utf8')).replace('And the day after?', 'And the day later?'))
+  await utimes(transcript, 1_760_000_500, 1_760_000_500)
+  const again = fileStore({ dir })
+  t.equal((await again.get(MAIN))?.preview, 'And the day after?')
+  t.equal((await again.list({ limit: 5 })).rows.find(row => row.key === MAIN)?.preview, 'And the day after?', 'same size, same time: not read again')
+})
+
+t.test('another writer growing a transcript by entries without text, while our own newest message still waits for the index: that message stays the preview', async t => {
+  const dir = await openclawCopy()
+  const sessions = join(dir, 'agents', 'main', 'sessions')
+  const index = join(sessions, 'sessions.json')
+  const lock = `${index}.lock`
+  const here = fileStore({ dir, lockTimeoutMs: 50 })
+  const row = await here.get(MAIN) as { sessionId: string }
+  await writeFile(lock, String(process.pid)) // held by a live process: our touch stays pending
+  await here.append(MAIN, [{ type: 'message', id: 'p0000001', parentId: null, timestamp: new Date().toISOString(), runId: 'r1', message: user('ours, not yet indexed') }])
+  // More entries than the tail read for a preview, none with text (OpenClaw's model changes, say).
+  const transcript = join(sessions, `${row.sessionId}.jsonl`)
+  await appendFile(transcript, Array.from({ length: 20 }, (_, i) => JSON.stringify({ type: 'custom', id: `q${String(i).padStart(7, '0')}`, parentId: null, timestamp: new Date().toISOString() }) + '\n').join(''))
+  const later = Math.floor(Date.now() / 1000) + 3600
+  await utimes(transcript, later, later)
+  t.match((await here.list({ limit: 5 })).rows.find(listed => listed.key === MAIN), { updatedAt: later * 1000, preview: 'ours, not yet indexed' })
+  await rm(lock)
+  await here.close()
+  t.match(JSON.parse(await readFile(index, 'utf8'))[MAIN], { updatedAt: later * 1000, lastMessagePreview: 'ours, not yet indexed' })
+})
+
+t.test('appends of our own are never taken for another writer\'s; a restart reads a transcript written after its row once, then no more', async t => {
+  const dir = await tempDir()
+  const here = fileStore({ dir })
+  const row = await here.ensure('agent:main:ours', 'main')
+  await here.append('agent:main:ours', [{ type: 'message', id: 'a0000001', parentId: null, timestamp: new Date().toISOString(), runId: 'r1', message: user('mine') }])
+  const path = join(dir, 'agents', 'main', 'sessions', `${row.sessionId}.jsonl`)
+  const future = Math.floor(Date.now() / 1000) + 7200
+  await utimes(path, future, future) // a clock that jumped, a backup tool: the time alone does not say another wrote
+  const listed = (await here.list({ limit: 5 })).rows[0]
+  t.equal(listed?.preview, 'mine')
+  t.ok((listed?.updatedAt ?? 0) < future * 1000, 'the size we wrote is the size there: our own row as it is')
+  await here.close()
+  const restarted = fileStore({ dir })
+  t.match((await restarted.list({ limit: 5 })).rows[0], { preview: 'mine', updatedAt: future * 1000 }, 'a process that never knew it goes by the time: read once')
 })
 
 t.test('OpenClaw changing the index meanwhile: a session it deleted stays deleted, one it created wins and ours stays readable', async t => {

@@ -3,7 +3,9 @@ import { encodeListCursor } from '../lib/stores/list-rows.js'
 import type { TranscriptEntry } from '../lib/index.js'
 import { migrate, PostgresStore, SCHEMA_VERSION, type PgPool } from '../lib/postgres/index.js'
 import { storeContract } from '../lib/testing/index.js'
-import { buildApp } from './helpers.js'
+import { SessionNotFoundError } from '../lib/errors.js'
+import { unreachable } from '../lib/postgres/connection.js'
+import { buildApp, TOKEN } from './helpers.js'
 import { startPostgres } from './postgres-server.js'
 
 // PostgresStore on a real PostgreSQL (a throwaway cluster this file starts): the contract
@@ -293,3 +295,49 @@ function failOn (pool: PgPool, pattern: RegExp): PgPool {
     end: async () => {}
   }
 }
+
+t.test('a PostgreSQL that cannot be reached is a 503 on the wire; an error of a statement stays what it is', async t => {
+  const cases: Array<[string, unknown, boolean]> = [
+    ['a refused connection', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), true],
+    ['a connection cut (no code)', new Error('Connection terminated unexpectedly'), true],
+    ['a server shutting down', Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }), true],
+    ['a connection failure', Object.assign(new Error('connection failure'), { code: '08006' }), true],
+    ['too many connections', Object.assign(new Error('sorry, too many clients already'), { code: '53300' }), true],
+    ['something thrown that is not an Error', 'socket hang up', true],
+    ['a statement that broke a constraint', Object.assign(new Error('duplicate key'), { code: '23505' }), false],
+    ['our own error', new SessionNotFoundError('agent:main:x'), false]
+  ]
+  for (const [what, err, down] of cases) {
+    const seen = unreachable(err)
+    if (down) t.match(seen, { code: 'FSG_STORE_UNAVAILABLE', statusCode: 503, message: /unavailable: .+/ }, what)
+    else t.equal(seen, err, what)
+  }
+  const store = new PostgresStore({ connectionString: 'postgres://fsg@127.0.0.1:1/nowhere' })
+  t.teardown(() => store.close())
+  const app = await buildApp(t, { store })
+  const turn = await app.inject({ method: 'POST', url: '/v1/responses', headers: { authorization: `Bearer ${TOKEN}`, 'x-openclaw-session-key': 'down' }, payload: { model: 'openclaw', input: 'hello?' } })
+  t.equal(turn.statusCode, 503, 'a turn is told to come back')
+  t.match(turn.json(), { error: { message: /store is unavailable/ } })
+  t.equal((await app.inject({ url: '/v1/sessions', headers: { authorization: `Bearer ${TOKEN}` } })).statusCode, 503, 'and so is a listing')
+})
+
+t.test('PostgreSQL gone while the gateway runs: turns, listings and deletes are 503s, and all works once it is back', async t => {
+  const real = server.pool(2)
+  let down = false
+  const refused = (): Error => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
+  const pool: PgPool = {
+    query: async (text, values) => { if (down) throw refused(); return await real.query(text, values) },
+    connect: async () => { if (down) throw refused(); return await real.connect() },
+    end: async () => {}
+  }
+  const app = await buildApp(t, { store: new PostgresStore({ pool, tablePrefix: await migrated() }) })
+  const auth = { authorization: `Bearer ${TOKEN}` }
+  const turn = async (): Promise<number> => (await app.inject({ method: 'POST', url: '/v1/responses', headers: { ...auth, 'x-openclaw-session-key': 'gone' }, payload: { model: 'openclaw', input: 'hello' } })).statusCode
+  t.equal(await turn(), 200)
+  down = true
+  t.equal(await turn(), 503, 'a turn is told to come back')
+  t.equal((await app.inject({ url: '/v1/sessions', headers: auth })).statusCode, 503, 'a listing too')
+  t.equal((await app.inject({ method: 'DELETE', url: '/v1/sessions/gone', headers: auth })).statusCode, 503, 'and a delete (a transaction)')
+  down = false
+  t.equal(await turn(), 200, 'back')
+})

@@ -19,6 +19,8 @@ export interface EchoAgentOptions {
 export function echoAgent (options: EchoAgentOptions = {}): Agent {
   const delayMs = options.delayMs ?? 0
   return {
+    // It is its own model: what it answers is the echo, whoever asks.
+    model: { id: 'echo', provider: 'fastify-session-gateway' },
     async * respond (request: AgentRequest): AsyncIterable<AgentOutput> {
       const toolResults = request.input.filter(message => message.role === 'toolResult')
       const lastUser = request.input.findLast(message => message.role === 'user')

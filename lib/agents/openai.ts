@@ -67,6 +67,7 @@ export function openAIAgent (options: OpenAIAgentOptions): Agent {
   const retries = { maxRetries: options.maxRetries ?? UPSTREAM_DEFAULTS.maxRetries, resendDelivered: true }
 
   return {
+    model: { id: options.model, provider: new URL(baseURL).host },
     async * respond (request: AgentRequest): AsyncIterable<AgentOutput> {
       const messages = await conversation(request, bounds)
       const model = request.model ?? options.model

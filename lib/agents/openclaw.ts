@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox'
 import type { Agent, AgentOutput, AgentRequest } from './agent.js'
 import { AGENT_ID_PATTERN, keyForAgent } from '../session-key.js'
+import { openClawSessions } from './openclaw-sessions.js'
 import { postEventStream, type UpstreamEndpoint } from './upstream/event-stream.js'
 import { inputItems, responsesBody } from './upstream/responses-api.js'
 import { responsesOutputs } from './upstream/responses-api.js'
@@ -14,12 +15,22 @@ export interface OpenClawAgentOptions extends UpstreamOptions {
   token?: string
   /** Our agent id → OpenClaw's, where they differ (default: the same id). */
   agents?: Record<string, string>
+  /**
+   * List the sessions OpenClaw keeps (also those made before this gateway stood in front
+   * of it) beside ours, and import one the first time it is opened or continued, read over
+   * OpenClaw's gateway protocol. Default true; OpenClaw allows it on its own machine.
+   */
+  sessions?: boolean
+  /** Most messages of one OpenClaw session imported (the newest). Default 10000. */
+  maxImportMessages?: number
 }
 
 const check = optionsChecker('openClawAgent', Type.Object({
   url: HttpUrl('the OpenClaw gateway\'s http(s) URL, such as "http://127.0.0.1:18789" (required)'),
   token: Type.Optional(Type.String({ expected: 'a string' })),
   agents: Type.Optional(Type.Record(Type.String(), Type.String({ pattern: AGENT_ID_PATTERN.source }), { expected: `an object mapping our agent ids to OpenClaw agent ids matching ${AGENT_ID_PATTERN.source}` })),
+  sessions: Type.Optional(Type.Boolean({ expected: 'true or false' })),
+  maxImportMessages: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, expected: 'an integer from 1 to 1000000' })),
   ...upstreamProperties
 }, { additionalProperties: false }))
 
@@ -51,6 +62,17 @@ export function openClawAgent (options: OpenClawAgentOptions): Agent {
   const retries = { maxRetries: options.maxRetries ?? UPSTREAM_DEFAULTS.maxRetries, resendDelivered: false }
 
   return {
+    // What it asks OpenClaw for: OpenClaw's own agent, whatever model that agent runs.
+    model: { id: 'openclaw', provider: new URL(options.url).host },
+    ...(options.sessions === false
+      ? {}
+      : {
+          sessions: openClawSessions({
+            target: { url: options.url, ...(options.token === undefined ? {} : { token: options.token }), headers: { ...options.headers }, timeoutMs: endpoint.timeoutMs, maxFrameBytes: endpoint.maxEventChars },
+            agents,
+            maxImportMessages: options.maxImportMessages ?? 10_000
+          })
+        }),
     async * respond (request: AgentRequest): AsyncIterable<AgentOutput> {
       const agentId = agents[request.agentId] ?? request.agentId
       // The same key, under OpenClaw's id for the agent.

@@ -37,8 +37,20 @@ export interface ToolResultMessage {
 
 export type Message = UserMessage | AssistantMessage | ToolResultMessage
 
-/** A transcript row as history answers carry it: the message and its row id. */
-export type HistoryMessage = Message & { id: string }
+/**
+ * OpenClaw's metadata on a message: its id, its position (the `seq` of its cursor), its
+ * run, and the key a client matches against the copy it showed before the server had it
+ * (`<runId>:user` for the user's message, the run id for the answer).
+ */
+export interface OpenClawMessageMeta {
+  id: string
+  seq?: number
+  runId?: string
+  idempotencyKey?: string
+}
+
+/** A transcript row as history answers carry it: the message, its row id, and OpenClaw's `__openclaw`. */
+export type HistoryMessage = Message & { id: string, __openclaw: OpenClawMessageMeta }
 
 // ── frames ───────────────────────────────────────────────────────────────────
 
@@ -97,16 +109,40 @@ export interface HelloOk {
 
 // ── methods ──────────────────────────────────────────────────────────────────
 
-/** A session as lists and session methods return it. */
+/** A session as lists and session methods return it: OpenClaw's `SessionRow`, plus `createdAt`. */
 export interface SessionEntry {
   key: string
+  /** `global`, `group` (a key with a `:group:` or `:channel:` part) or `direct`. */
+  kind: 'direct' | 'group' | 'global'
   agentId: string
   sessionId: string
   label?: string
   displayName?: string
+  /** The agent's main session. */
+  isMain: boolean
   createdAt: number
   updatedAt: number
+  lastActivityAt: number
   lastMessagePreview?: string
+  /** Set while a turn runs (`sessions.describe`, `chat.startup`'s `sessionInfo`). */
+  status?: 'running'
+  hasActiveRun?: boolean
+  activeRunIds?: string[]
+}
+
+/** OpenClaw's `defaults`: the model new turns use, when the agent says it. */
+export interface ModelDefaults {
+  modelProvider?: string
+  model?: string
+  modelSelectionTarget: 'session'
+}
+
+/** A model as `models.list` answers it (OpenClaw's `ModelChoice`). */
+export interface ModelChoice {
+  id: string
+  name: string
+  provider: string
+  available: boolean
 }
 
 export interface Attachment {
@@ -124,19 +160,44 @@ export interface Methods {
     result: { runId: string, status: 'started' | 'in_flight' } | { runId: string, status: 'done', state: RunState, message: AssistantMessage }
   }
   'chat.history': {
-    params: { sessionKey?: string, agentId?: string, limit?: number, before?: string, sessionId?: string }
-    result: { sessionKey: string, sessionId?: string, messages: HistoryMessage[], cursor: string, before?: string }
+    params: { sessionKey?: string, agentId?: string, limit?: number, maxBytes?: number, before?: string, sessionId?: string }
+    result: { sessionKey: string, sessionId?: string, messages: HistoryMessage[], cursor: string, before?: string, hasMore: boolean, defaults: ModelDefaults }
+  }
+  'chat.startup': {
+    params: { sessionKey?: string, agentId?: string, limit?: number, maxBytes?: number }
+    result: {
+      sessionKey: string
+      sessionId?: string
+      messages: HistoryMessage[]
+      cursor: string
+      before?: string
+      hasMore: boolean
+      totalMessages?: number
+      pendingInputs: { items: [], total: 0 }
+      defaults: ModelDefaults
+      sessionInfo: SessionEntry | { key: string, kind: SessionEntry['kind'], agentId: string, isMain: boolean, updatedAt: null }
+      metadata: { models: ModelChoice[], commands: [] }
+      inFlightRun?: { runId: string, text: string }
+    }
+  }
+  'chat.metadata': {
+    params: { sessionKey?: string, agentId?: string }
+    result: { models: ModelChoice[], commands: [] }
   }
   'chat.abort': {
     params: { sessionKey?: string, agentId?: string, runId?: string }
     result: { ok: true, aborted: boolean, runIds: string[] }
   }
   'sessions.list': {
-    params: { limit?: number, label?: string, agentId?: string, search?: string, cursor?: string }
-    result: { ts: number, count: number, sessions: SessionEntry[], cursor?: string }
+    params: { limit?: number, label?: string, agentId?: string, search?: string, spawnedBy?: string, cursor?: string }
+    result: { ts: number, count: number, sessions: SessionEntry[], defaults: ModelDefaults, cursor?: string }
+  }
+  'sessions.describe': {
+    params: { key: string, agentId?: string }
+    result: { session: SessionEntry | null }
   }
   'sessions.resolve': {
-    params: { key?: string, agentId?: string, sessionId?: string, label?: string }
+    params: { key?: string, agentId?: string, sessionId?: string, label?: string, reference?: { key: string, slug?: string } }
     result: { ok: true, key: string, agentId: string, displayName?: string } | { ok: false, candidates: Array<{ key: string, agentId: string }> }
   }
   'sessions.create': {
@@ -169,6 +230,13 @@ export interface Methods {
     params: { key?: string, agentId?: string, limit?: number, since?: string }
     result: OpenPayload
   }
+  'agents.list': {
+    params: Record<string, never>
+    result: { defaultId: string, mainKey: string, scope: 'per-sender', agents: Array<{ id: string, model?: { primary: string } }> }
+  }
+  'agent.identity.get': { params: { agentId?: string, sessionKey?: string }, result: { agentId: string } }
+  'models.list': { params: { agentId?: string, sessionKey?: string }, result: { models: ModelChoice[] } }
+  'models.authStatus': { params: { agentId?: string }, result: { ts: number, providers: [] } }
 }
 
 export type MethodName = keyof Methods
@@ -215,7 +283,7 @@ export interface ChatEvent {
 export interface SessionMessageEvent {
   sessionKey: string
   messageId: string
-  message: Message
+  message: HistoryMessage
   runId?: string
   messageSeq?: number
   cursor: string

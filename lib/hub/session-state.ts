@@ -105,6 +105,8 @@ export class SessionState {
 
   /** Takes the log's events: the position moves, and every local watcher hears them. */
   readonly deliver = (event: SessionEvent): void => {
+    // A row another process committed, newer than ours: the next row we write follows it.
+    if (event.type === 'message' && (event.epoch !== this.epoch || event.seq > this.head)) this.lastEntryId = event.entry.id
     // A reset, or events of another life of the log (another process restarted it).
     if (event.type === 'session.reset' || event.epoch !== this.epoch) {
       this.epoch = event.epoch

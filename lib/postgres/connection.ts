@@ -1,4 +1,4 @@
-import { InvalidOptionError } from '../errors.js'
+import { InvalidOptionError, isGatewayError, StoreUnavailableError } from '../errors.js'
 
 // How the PostgreSQL adapters reach the database: a pool the application already has (it
 // keeps ownership and ends it), or a connection string (we make the pool, and end it with
@@ -97,4 +97,32 @@ export async function connect (options: PostgresConnectionOptions, who: string):
   // cannot be answered reports it. Unhandled, this event would end the process.
   pool.on('error', () => {})
   return { pool, owned: true }
+}
+
+/**
+ * A failure to reach PostgreSQL (refused, cut, shutting down, out of connections) as the
+ * 503 every transport answers: try again once it is back. An error a statement made (a
+ * SQLSTATE of another class) and our own errors stay what they are.
+ */
+export function unreachable (err: unknown): unknown {
+  if (isGatewayError(err)) return err
+  const code = (err as { code?: unknown } | null)?.code
+  const ofStatement = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !/^(08|57P|53)/.test(code)
+  return ofStatement ? err : new StoreUnavailableError(err instanceof Error ? err.message : String(err))
+}
+
+/** The pool, its clients and their queries, with failures to reach the server made 503s. */
+export function reporting (pool: PgPool): PgPool {
+  const fail = (err: unknown): never => { throw unreachable(err) }
+  return {
+    query: async (text, values) => await pool.query(text, values).catch(fail),
+    connect: async () => {
+      const client = await pool.connect().catch(fail)
+      return {
+        query: async (text, values) => await client.query(text, values).catch(fail),
+        release: err => { client.release(err) }
+      }
+    },
+    end: pool.end.bind(pool)
+  }
 }

@@ -3,7 +3,7 @@ import { InvalidCursorError, InvalidInputError, SessionNotFoundError, StoreFaile
 import { decodeListCursor, encodeListCursor, listRows } from '../stores/list-rows.js'
 import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from '../stores/store.js'
 import type { TranscriptEntry } from '../transcript.js'
-import { checkConnection, connect, tablesOf, type PgConnection, type PgPool, type PostgresConnectionOptions, type Tables } from './connection.js'
+import { checkConnection, connect, reporting, tablesOf, unreachable, type PgConnection, type PgPool, type PostgresConnectionOptions, type Tables } from './connection.js'
 import { checkSchema } from './schema.js'
 
 export type PostgresStoreOptions = PostgresConnectionOptions
@@ -223,14 +223,17 @@ export class PostgresStore implements SessionStore {
 
   /** The pool, once the tables are known to be there (checked on first use, and again after a failed check). */
   async #pool (): Promise<PgPool> {
-    const { pool } = await this.#connection
+    const { pool } = await this.#connection.catch((err: unknown) => { throw unreachable(err) })
     this.#checked ??= checkSchema(pool, this.#tables).catch(err => {
       this.#checked = undefined
-      throw err
+      throw unreachable(err)
     })
     await this.#checked
-    return pool
+    this.#reporting ??= reporting(pool)
+    return this.#reporting
   }
+
+  #reporting: PgPool | undefined
 
   async #transaction<T> (work: (query: PgPool['query']) => Promise<T>): Promise<T> {
     const client = await (await this.#pool()).connect()

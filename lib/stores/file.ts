@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidCursorError, InvalidInputError, SessionNotFoundError, StoreCorruptError } from '../errors.js'
 import { AGENT_ID_PATTERN, agentOfKey } from '../session-key.js'
+import { withoutInboundMetadata } from '../inbound-metadata.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { DirectoryLock } from './directory-lock.js'
 import { openFile, replaceFile, syncFolder, type FileLayer, type OpenFile } from './file-layer.js'
@@ -47,6 +48,8 @@ interface CachedIndex {
 
 /** The shortest wait before an index write: a crash loses at most this much of list order and previews (see #flush). */
 const INDEX_FLUSH_DELAY_MS = 10
+/** Entries read from the end of a transcript another writer grew, for its preview. */
+const REFRESH_TAIL = 16
 
 /**
  * The embedded default: OpenClaw's own file layout, so an existing OpenClaw state
@@ -82,6 +85,8 @@ export class FileStore implements SessionStore {
    * agent's journal (durable); reads see it at once; the next index write takes it in.
    */
   readonly #creations = new Map<string, Map<string, IndexEntry>>()
+  /** Creations whose journal line is still being written: pending (so `get` and the journal keep them), not yet for the index. */
+  readonly #journaling = new Set<IndexEntry>()
   /** Creations in progress, by key: a second `ensure` of the key waits for the first. */
   readonly #creating = new Map<string, Promise<SessionRow>>()
   readonly #flushes = new Map<string, Promise<void>>()
@@ -89,6 +94,8 @@ export class FileStore implements SessionStore {
   readonly #writeMs = new Map<string, number>()
   /** Journals being emptied after an index write took their lines in. */
   readonly #compactions = new Set<Promise<void>>()
+  /** Each transcript's size when its row's time and preview last matched it (see #refreshGrown). */
+  readonly #seen = new Map<string, number>()
   #opening: Promise<void> | undefined
   #lock: DirectoryLock | undefined
   #logger: StoreContext['logger'] | undefined
@@ -156,7 +163,7 @@ export class FileStore implements SessionStore {
       // An agent whose index cannot be read is left out (and logged): the others are listed.
       for (const [key, entry] of await this.#entries(agentId).catch(skipDamaged)) rows.push(this.#row(key, agentId, entry))
     }
-    return listRows(rows, query)
+    return listRows(await Promise.all(rows.map(async row => await this.#refreshGrown(row))), query)
   }
 
   async patch (key: string, patch: RowPatch): Promise<SessionRow | undefined> {
@@ -207,7 +214,8 @@ export class FileStore implements SessionStore {
   async append (key: string, entries: TranscriptEntry[]): Promise<void> {
     const row = await this.get(key)
     if (row === undefined) throw new SessionNotFoundError(key)
-    await this.#files.append(this.#transcriptPath(row.agentId, checkSessionId(row.sessionId)), entries)
+    const path = this.#transcriptPath(row.agentId, checkSessionId(row.sessionId))
+    this.#seen.set(path, await this.#files.append(path, entries))
     // The lines are durable now; the index only orders and labels the list, so it follows a moment later.
     this.#touch(row.agentId, key, row.updatedAt, previewOf(entries))
   }
@@ -310,12 +318,16 @@ export class FileStore implements SessionStore {
     const entry: IndexEntry = { sessionId, updatedAt: now, createdAt: now }
     const pending = this.#pending(agentId)
     pending.set(key, entry) // before its journal line: a journal emptied meanwhile keeps it
+    // ...but no index write takes it in before that line is durable: the creation may still fail.
+    this.#journaling.add(entry)
     try {
       await this.#files.append(this.#journalPath(agentId), [{ key, entry }])
       if (this.#layer.fsync) await syncFolder(this.#layer, this.#sessionsDir(agentId))
     } catch (err) {
       if (pending.get(key) === entry) pending.delete(key)
       throw err
+    } finally {
+      this.#journaling.delete(entry)
     }
     this.#flush(agentId)
     return toRow(key, agentId, entry)
@@ -332,7 +344,7 @@ export class FileStore implements SessionStore {
 
   /** Puts the agent's pending creations into `index`, about to be written; returns what it put. */
   #takeIn (agentId: string, index: Index): Map<string, IndexEntry> {
-    const taken = new Map(this.#creations.get(agentId))
+    const taken = new Map([...this.#creations.get(agentId) ?? []].filter(([, entry]) => !this.#journaling.has(entry)))
     for (const [key, entry] of taken) {
       const there = entryOf(index, key)
       // Someone else (OpenClaw) created the key meanwhile: theirs stays current, ours stays readable.
@@ -362,12 +374,17 @@ export class FileStore implements SessionStore {
 
   // ── touches: index updates that follow appends ─────────────────────────────
 
-  #touch (agentId: string, key: string, updatedAt: number, preview: string | undefined): void {
+  #touchesOf (agentId: string): Map<string, Touch> {
     let touches = this.#touches.get(agentId)
     if (touches === undefined) {
       touches = new Map()
       this.#touches.set(agentId, touches)
     }
+    return touches
+  }
+
+  #touch (agentId: string, key: string, updatedAt: number, preview: string | undefined): void {
+    const touches = this.#touchesOf(agentId)
     const earlier = touches.get(key)
     // A new object each time: a flush clears only the touches it wrote (see #flush).
     touches.set(key, {
@@ -405,6 +422,41 @@ export class FileStore implements SessionStore {
       this.#flushes.delete(agentId) // kept for the next flush (close() tries again)
     })
     this.#flushes.set(agentId, flush)
+  }
+
+  /**
+   * The row, or, when another writer (OpenClaw sharing the directory) appended to its
+   * transcript since the row was last made, the row as the transcript now says: its time,
+   * and the preview of its newest message (OpenClaw's own user text as OpenClaw shows it),
+   * kept in the index too. Grown means a size other than the one this process last knew,
+   * or, for a transcript it never knew, a time later than the row's. One `stat` per
+   * transcript; only a grown one is read, and only its tail.
+   */
+  async #refreshGrown (row: SessionRow): Promise<SessionRow> {
+    const path = this.#transcriptPath(row.agentId, row.sessionId)
+    try {
+      const { size, mtimeMs } = await stat(path)
+      const changedAt = Math.floor(mtimeMs)
+      const seen = this.#seen.get(path)
+      if (seen === undefined ? changedAt <= row.updatedAt : size === seen) return row
+      const { entries } = await readTail(path, REFRESH_TAIL)
+      this.#seen.set(path, size)
+      const preview = previewOf(entries.map(entry => entry.runId === undefined && entry.message?.role === 'user' ? { ...entry, message: withoutInboundMetadata(entry.message) } : entry))
+      const updatedAt = Math.max(row.updatedAt, changedAt)
+      this.#note(row.agentId, row.key, updatedAt, preview)
+      return { ...row, updatedAt, ...(preview === undefined ? {} : { preview }) }
+    } catch {
+      // No transcript yet (a session created and never used), or one that cannot be read now: the row as it is.
+      return row
+    }
+  }
+
+  /** Like a touch, but at a given time (when another writer appended), not now. */
+  #note (agentId: string, key: string, updatedAt: number, preview: string | undefined): void {
+    const touches = this.#touchesOf(agentId)
+    const earlier = touches.get(key)
+    touches.set(key, { updatedAt: Math.max(updatedAt, earlier?.updatedAt ?? 0), preview: preview ?? earlier?.preview })
+    this.#flush(agentId)
   }
 
   /** A row as it is now: the index entry, with the touches not written yet. */

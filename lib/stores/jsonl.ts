@@ -42,7 +42,9 @@ export class TranscriptFiles {
     this.#max = max
   }
 
-  async append (path: string, entries: readonly unknown[]): Promise<void> {
+  /** Appends the entries; resolves with the file's size after them. */
+  async append (path: string, entries: readonly unknown[]): Promise<number> {
+    let end = 0
     await this.#exclusive(path, async file => {
       const handle = await file.handle
       const { size } = await handle.stat()
@@ -67,7 +69,9 @@ export class TranscriptFiles {
         throw writeFailed(this.#layer, path, err)
       }
       file.end = size + bytes.length
+      end = file.end
     })
+    return end
   }
 
   /**

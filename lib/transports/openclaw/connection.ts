@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
+import type { AgentModel } from '../../agents/agent.js'
 import type { Credentials, Principal } from '../../auth.js'
 import type { SessionService } from '../../session-service.js'
 import type { SessionEvent } from '../../events.js'
@@ -34,6 +35,10 @@ export interface OpenClawConnectionOptions {
   serverVersion: string
   defaultAgentId: string
   mainKey: string
+  /** The allow-list of agent ids, when there is one. */
+  agents?: readonly string[]
+  /** The agent's model, when it says. */
+  model?: AgentModel
 }
 
 export interface OpenClawConnectionContext {
@@ -90,8 +95,10 @@ export class OpenClawConnection {
     this.#authenticate = context.authenticate
     this.#principal = context.principal
     const connection = this
+    const { defaultAgentId, mainKey, agents, model } = context.options
     this.#context = {
       sessions: this.#sessions,
+      facts: { defaultAgentId, mainKey, ...(agents === undefined ? {} : { agents }), ...(model === undefined ? {} : { model }) },
       get principal () { return connection.#principal as Principal },
       get withCursor () { return connection.#withCursor },
       resolve: async (hints, action, whenMissing) => await this.#resolve(hints, action, whenMissing),

@@ -19,6 +19,9 @@ export function toErrorShape (err: unknown, logger: FastifyBaseLogger): ErrorSha
     case 403:
       return { code: ErrorCode.forbidden, message: err.message, details }
     case 409:
+    // An upstream that failed or went silent (reading OpenClaw's sessions, say): not the request's fault.
+    case 502:
+    case 504:
       return { code: ErrorCode.unavailable, message: err.message, details, retryable: true }
     case 503:
       return { code: ErrorCode.unavailable, message: err.message, details, retryable: true, retryAfterMs: 1000 }

@@ -1,4 +1,4 @@
-import type { Replay } from '../../hub/hub.js'
+import type { Replay, RunningSnapshot } from '../../hub/hub.js'
 import type { AssistantMessage, RunState, TranscriptMessage } from '../../transcript.js'
 import type { ConnectParams, ErrorShape, MethodName, MethodParams } from './protocol.js'
 
@@ -77,7 +77,7 @@ export type AgentEventPayload = {
 export interface SessionMessagePayload {
   sessionKey: string
   messageId: string
-  message: TranscriptMessage
+  message: HistoryMessage
   runId?: string
   messageSeq?: number
   cursor: string
@@ -119,29 +119,99 @@ export type GatewayEventFrame<E extends keyof GatewayEventPayloads = keyof Gatew
 /** Any frame the server sends. */
 export type GatewayServerFrame = ConnectChallengeFrame | GatewayResponseFrame | GatewayEventFrame
 
-/** A session row as the gateway protocol lists it. */
+/** OpenClaw's `kind` of a session. */
+export type SessionKind = 'direct' | 'group' | 'global'
+
+/** A session row as the gateway protocol lists it: OpenClaw's `SessionRow`, plus our `createdAt`. */
 export interface GatewaySessionRow {
   key: string
+  kind: SessionKind
   agentId: string
   sessionId: string
   label?: string
   displayName?: string
+  /** The agent's main session. */
+  isMain: boolean
   createdAt: number
   updatedAt: number
+  lastActivityAt: number
   lastMessagePreview?: string
+  /** Set while a turn runs (in `sessionInfo` and `sessions.describe`). */
+  status?: 'running'
+  hasActiveRun?: boolean
+  activeRunIds?: string[]
 }
 
-/** A history message: the transcript message with its entry id. */
-export type HistoryMessage = TranscriptMessage & { id: string }
+/** A session's row, or, for one that does not exist yet, what OpenClaw answers for it. */
+export type GatewaySessionInfo = GatewaySessionRow | { key: string, kind: SessionKind, agentId: string, isMain: boolean, updatedAt: null }
+
+/** OpenClaw's `defaults`: the model new turns use, when the agent knows it. */
+export interface ModelDefaults {
+  modelProvider?: string
+  model?: string
+  modelSelectionTarget: 'session'
+}
+
+/** A model as `models.list` answers it (OpenClaw's `ModelChoice`). */
+export interface ModelChoice {
+  id: string
+  name: string
+  provider: string
+  available: boolean
+}
+
+/**
+ * OpenClaw's metadata on a history message: its id, its position (our cursor `seq`),
+ * its run, and the key a client matches against the copy it showed before the server
+ * had it (`<runId>:user` for the user's message, the run id for the answer).
+ */
+export interface OpenClawMessageMeta {
+  id: string
+  seq?: number
+  runId?: string
+  idempotencyKey?: string
+}
+
+/** A history message: the transcript message, OpenClaw's `__openclaw`, and (ours) the entry id. */
+export type HistoryMessage = TranscriptMessage & { id: string, __openclaw: OpenClawMessageMeta }
+
+/** `chat.startup`: a session as a client opens it; see PROTOCOL.md. */
+export interface ChatStartupResult {
+  sessionKey: string
+  sessionId?: string
+  messages: HistoryMessage[]
+  cursor: string
+  before?: string
+  hasMore: boolean
+  /** When every message fitted (`hasMore` false). */
+  totalMessages?: number
+  pendingInputs: { items: [], total: 0 }
+  defaults: ModelDefaults
+  sessionInfo: GatewaySessionInfo
+  metadata: { models: ModelChoice[], commands: [] }
+  /** The turn running when the session was opened: its text so far (its next deltas follow). */
+  inFlightRun?: Pick<RunningSnapshot, 'runId' | 'text'>
+}
 
 /** Each method's answer payload. */
 export interface GatewayMethodResults {
   'chat.send':
     | { runId: string, status: 'started' | 'in_flight' }
     | { runId: string, status: 'done', state: RunState, message: AssistantMessage }
-  'chat.history': { sessionKey: string, sessionId?: string, messages: HistoryMessage[], cursor: string, before?: string }
+  'chat.history': {
+    sessionKey: string
+    sessionId?: string
+    messages: HistoryMessage[]
+    cursor: string
+    before?: string
+    hasMore: boolean
+    defaults: ModelDefaults
+  }
+  'chat.startup': ChatStartupResult
+  'chat.metadata': ChatStartupResult['metadata']
   'chat.abort': { ok: true, aborted: boolean, runIds: string[] }
-  'sessions.list': { ts: number, count: number, sessions: GatewaySessionRow[], cursor?: string }
+  'sessions.list': { ts: number, count: number, sessions: GatewaySessionRow[], defaults: ModelDefaults, cursor?: string }
+  'sessions.describe': { session: GatewaySessionRow | null }
   'sessions.resolve':
     | { ok: true, key: string, agentId: string, displayName?: string }
     | { ok: false, candidates: Array<{ key: string, agentId: string }> }
@@ -165,6 +235,15 @@ export interface GatewayMethodResults {
     cursor: string
     running?: { runId: string, text: string }
   }
+  'agents.list': {
+    defaultId: string
+    mainKey: string
+    scope: 'per-sender'
+    agents: Array<{ id: string, model?: { primary: string } }>
+  }
+  'agent.identity.get': { agentId: string }
+  'models.list': { models: ModelChoice[] }
+  'models.authStatus': { ts: number, providers: [] }
 }
 
 export type GatewayMethodResult<M extends MethodName> = GatewayMethodResults[M]

@@ -1,13 +1,28 @@
+import type { AgentModel } from '../../agents/agent.js'
 import type { Principal } from '../../auth.js'
-import { InvalidInputError } from '../../errors.js'
+import { InvalidInputError, UnknownAgentError } from '../../errors.js'
+import { parseCursor } from '../../events.js'
 import { UNBORN_CURSOR, type SessionListener, type Subscription } from '../../hub/hub.js'
 import type { ResolvedSession, SessionAction, SessionHints, WhenMissing } from '../../resolver.js'
+import { normalizeAgentId } from '../../session-key.js'
 import type { SessionService } from '../../session-service.js'
 import type { SessionRow } from '../../stores/store.js'
-import type { TranscriptEntry, TranscriptMessage, UserMessage } from '../../transcript.js'
-import type { GatewayMethodResults, GatewaySessionRow, HistoryMessage, SessionResetPayload } from './frames.js'
+import type { UserMessage } from '../../transcript.js'
+import type { ChatStartupResult, GatewayMethodResults, ModelChoice, SessionResetPayload } from './frames.js'
+import { withinBytes } from './history-budget.js'
 import type { MethodName, MethodParams } from './protocol.js'
 import { runningSnapshot, sessionEventFrames, type OutgoingEvent } from './session-events.js'
+import { historyMessages, modelDefaults, sessionInfo, sessionRow } from './shapes.js'
+
+/** What the gateway knows about itself, for the methods that describe it. */
+export interface GatewayFacts {
+  defaultAgentId: string
+  mainKey: string
+  /** The allow-list of agent ids, when there is one. */
+  agents?: readonly string[]
+  /** The agent's model, when it says. */
+  model?: AgentModel
+}
 
 /**
  * What a method handler may use of its connection, and nothing of the connection's own
@@ -15,6 +30,7 @@ import { runningSnapshot, sessionEventFrames, type OutgoingEvent } from './sessi
  */
 export interface MethodContext {
   readonly sessions: SessionService
+  readonly facts: GatewayFacts
   readonly principal: Principal
   /** Whether this connection asked for a cursor in every session event. */
   readonly withCursor: boolean
@@ -70,20 +86,66 @@ const handlers: { [M in MethodName]: Handler<M> } = {
 
   async 'chat.history' (context, params) {
     const { sessionKey } = await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')
-    const page = await context.sessions.history(sessionKey, {
-      limit: params.limit ?? DEFAULT_HISTORY_LIMIT,
+    const read = async (limit: number): Promise<Awaited<ReturnType<SessionService['history']>>> => await context.sessions.history(sessionKey, {
+      limit,
       ...(params.before === undefined ? {} : { before: params.before }),
       ...(params.sessionId === undefined ? {} : { sessionId: params.sessionId })
     })
+    let page = await read(params.limit ?? DEFAULT_HISTORY_LIMIT)
+    if (params.maxBytes !== undefined) page = await withinBytes(page, params.maxBytes, read)
     return {
       payload: {
         sessionKey,
         ...(page.sessionId === undefined ? {} : { sessionId: page.sessionId }),
         messages: historyMessages(page.entries),
         cursor: page.cursor,
-        ...(page.before === undefined ? {} : { before: page.before })
+        ...(page.before === undefined ? {} : { before: page.before }),
+        hasMore: page.before !== undefined,
+        defaults: modelDefaults(context.facts.model)
       }
     }
+  },
+
+  async 'chat.startup' (context, params) {
+    const { sessionKey, agentId } = await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')
+    // sessions.open's snapshot: history, row and running turn from one instant, and the watch.
+    const opened = await context.sessions.open(sessionKey, { limit: params.limit ?? DEFAULT_HISTORY_LIMIT }, context.listener)
+    context.watch(sessionKey, opened.subscription)
+    const { row, running, cursor, subscription } = opened
+    let page = { entries: opened.entries, ...(opened.before === undefined ? {} : { before: opened.before }) }
+    if (params.maxBytes !== undefined) {
+      // Rows committed after the snapshot arrive as events: a shorter page leaves them out too.
+      const head = parseCursor(cursor).seq
+      page = await withinBytes(page, params.maxBytes, async limit => {
+        const read = await context.sessions.history(sessionKey, { limit })
+        return { ...read, entries: read.entries.filter(entry => entry.seq === undefined || entry.seq <= head) }
+      })
+    }
+    const messages = historyMessages(page.entries)
+    return {
+      payload: {
+        sessionKey,
+        ...(row === undefined ? {} : { sessionId: row.sessionId }),
+        messages,
+        cursor,
+        ...(page.before === undefined ? {} : { before: page.before }),
+        hasMore: page.before !== undefined,
+        ...(page.before === undefined ? { totalMessages: messages.length } : {}),
+        // Sends waiting behind a running turn are not listed: the lane keeps them.
+        pendingInputs: { items: [], total: 0 },
+        defaults: modelDefaults(context.facts.model),
+        sessionInfo: sessionInfo(sessionKey, row?.agentId ?? agentId, context.facts.mainKey, row, running),
+        metadata: metadata(context.facts),
+        ...(running === undefined ? {} : { inFlightRun: { runId: running.runId, text: running.text } })
+      } satisfies ChatStartupResult,
+      after: () => deliver(context, sessionKey, subscription, true)
+    }
+  },
+
+  async 'chat.metadata' (context, params) {
+    if (params.sessionKey !== undefined) await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')
+    else agentNamed(context.facts, params.agentId)
+    return { payload: metadata(context.facts) }
   },
 
   async 'chat.abort' (context, params) {
@@ -93,6 +155,9 @@ const handlers: { [M in MethodName]: Handler<M> } = {
   },
 
   async 'sessions.list' (context, params) {
+    const defaults = modelDefaults(context.facts.model)
+    // No session here is another's child: a query for children has none to list.
+    if (params.spawnedBy !== undefined) return { payload: { ts: Date.now(), count: 0, sessions: [], defaults } }
     const page = await context.sessions.list({
       principal: context.principal,
       limit: params.limit ?? 50,
@@ -105,7 +170,8 @@ const handlers: { [M in MethodName]: Handler<M> } = {
       payload: {
         ts: Date.now(),
         count: page.rows.length,
-        sessions: page.rows.map(sessionRow),
+        sessions: page.rows.map(row => sessionRow(row, context.facts.mainKey)),
+        defaults,
         ...(page.cursor === undefined ? {} : { cursor: page.cursor })
       }
     }
@@ -114,8 +180,9 @@ const handlers: { [M in MethodName]: Handler<M> } = {
   async 'sessions.resolve' (context, params) {
     const sessions = context.sessions
     let rows: SessionRow[]
-    if (params.key !== undefined) {
-      const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
+    const key = params.key ?? params.reference?.key
+    if (key !== undefined) {
+      const { sessionKey } = await context.resolve({ sessionKey: key, agentId: params.agentId }, 'read')
       const row = await sessions.get(sessionKey)
       rows = row === undefined ? [] : [row]
     } else if (params.sessionId !== undefined) {
@@ -138,19 +205,19 @@ const handlers: { [M in MethodName]: Handler<M> } = {
       : await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
     let row = await context.sessions.create(sessionKey, agentId)
     if (params.label !== undefined) row = await context.sessions.patch(sessionKey, { label: params.label })
-    return { payload: { ok: true, key: row.key, sessionId: row.sessionId, entry: sessionRow(row) } }
+    return { payload: { ok: true, key: row.key, sessionId: row.sessionId, entry: sessionRow(row, context.facts.mainKey) } }
   },
 
   async 'sessions.patch' (context, params) {
     const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
     const row = await context.sessions.patch(sessionKey, params.label === undefined ? {} : { label: params.label ?? undefined })
-    return { payload: { ok: true, key: row.key, entry: sessionRow(row) } }
+    return { payload: { ok: true, key: row.key, entry: sessionRow(row, context.facts.mainKey) } }
   },
 
   async 'sessions.reset' (context, params) {
     const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'write')
     const row = await context.sessions.reset(sessionKey)
-    return { payload: { ok: true, key: row.key, entry: sessionRow(row) } }
+    return { payload: { ok: true, key: row.key, entry: sessionRow(row, context.facts.mainKey) } }
   },
 
   async 'sessions.delete' (context, params) {
@@ -161,6 +228,11 @@ const handlers: { [M in MethodName]: Handler<M> } = {
 
   async 'sessions.messages.subscribe' (context, params) {
     const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
+    // A second watch beside the one it has (chat.startup's, say) would hear some events twice.
+    if (context.watching(sessionKey)) {
+      const cursor = (await context.sessions.get(sessionKey))?.cursor ?? UNBORN_CURSOR
+      return { payload: { subscribed: true, key: sessionKey, cursor } }
+    }
     const subscription = await subscribe(context, sessionKey, undefined)
     return { payload: { subscribed: true, key: sessionKey, cursor: subscription.cursor }, after: () => subscription.start() }
   },
@@ -193,7 +265,7 @@ const handlers: { [M in MethodName]: Handler<M> } = {
       payload: {
         key: sessionKey,
         agentId: row?.agentId ?? agentId,
-        ...(row === undefined ? {} : { sessionId: row.sessionId, entry: sessionRow(row) }),
+        ...(row === undefined ? {} : { sessionId: row.sessionId, entry: sessionRow(row, context.facts.mainKey) }),
         replay: subscription.replay.kind,
         messages: historyMessages(entries),
         ...(opened.before === undefined ? {} : { before: opened.before }),
@@ -202,6 +274,44 @@ const handlers: { [M in MethodName]: Handler<M> } = {
       },
       after: () => deliver(context, sessionKey, subscription, true)
     }
+  },
+
+  async 'sessions.describe' (context, params) {
+    const { sessionKey } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
+    const row = await context.sessions.get(sessionKey)
+    return { payload: { session: row === undefined ? null : sessionRow(row, context.facts.mainKey, row.running) } }
+  },
+
+  async 'agents.list' (context) {
+    const { defaultAgentId, mainKey, model } = context.facts
+    return {
+      payload: {
+        defaultId: defaultAgentId,
+        mainKey,
+        // Each sender's key is its own session, as in OpenClaw's default scope.
+        scope: 'per-sender',
+        agents: agentIds(context.facts).map(id => ({ id, ...(model === undefined ? {} : { model: { primary: `${model.provider}/${model.id}` } }) }))
+      }
+    }
+  },
+
+  async 'agent.identity.get' (context, params) {
+    const agentId = params.sessionKey === undefined || params.sessionKey === ''
+      ? agentNamed(context.facts, params.agentId)
+      : (await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')).agentId
+    return { payload: { agentId } }
+  },
+
+  async 'models.list' (context, params) {
+    if (params.sessionKey !== undefined) await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')
+    else agentNamed(context.facts, params.agentId)
+    return { payload: { models: models(context.facts) } }
+  },
+
+  async 'models.authStatus' (context, params) {
+    agentNamed(context.facts, params.agentId)
+    // The upstream's credentials are the operator's configuration, not something a client sees or changes.
+    return { payload: { ts: Date.now(), providers: [] } }
   }
 }
 
@@ -239,19 +349,6 @@ function deliver (context: MethodContext, sessionKey: string, subscription: Subs
   subscription.start()
 }
 
-/** A row as the gateway protocol lists it. */
-function sessionRow (row: SessionRow): GatewaySessionRow {
-  return {
-    key: row.key,
-    agentId: row.agentId,
-    sessionId: row.sessionId,
-    ...(row.label === undefined ? {} : { label: row.label, displayName: row.label }),
-    createdAt: row.createdAt,
-    updatedAt: row.updatedAt,
-    ...(row.preview === undefined ? {} : { lastMessagePreview: row.preview })
-  }
-}
-
 /** `chat.send`'s message and attachments as the transcript's user message. */
 function userMessage (text: string, attachments: MethodParams<'chat.send'>['attachments']): UserMessage {
   const content: UserMessage['content'] = text === '' ? [] : [{ type: 'text', text }]
@@ -266,8 +363,24 @@ function userMessage (text: string, attachments: MethodParams<'chat.send'>['atta
   return { role: 'user', content, timestamp: Date.now() }
 }
 
-/** The entries that hold a message, as messages with their entry id. */
-function historyMessages (entries: readonly TranscriptEntry[]): HistoryMessage[] {
-  return entries.filter((entry): entry is TranscriptEntry & { message: TranscriptMessage } => entry.message !== undefined)
-    .map(entry => ({ ...entry.message, id: entry.id }))
+/** The configured agents: the allow-list, else the default agent. */
+function agentIds (facts: GatewayFacts): readonly string[] {
+  return facts.agents ?? [facts.defaultAgentId]
+}
+
+/** An agent a frame names (or the default one), refused when the allow-list does not have it. */
+function agentNamed (facts: GatewayFacts, agentId: string | undefined): string {
+  const id = agentId === undefined ? facts.defaultAgentId : normalizeAgentId(agentId)
+  if (facts.agents !== undefined && !facts.agents.includes(id)) throw new UnknownAgentError(id)
+  return id
+}
+
+function models (facts: GatewayFacts): ModelChoice[] {
+  const model = facts.model
+  return model === undefined ? [] : [{ id: model.id, name: model.id, provider: model.provider, available: true }]
+}
+
+/** What a chat screen offers: the agent's model; no slash commands (this gateway runs none). */
+function metadata (facts: GatewayFacts): ChatStartupResult['metadata'] {
+  return { models: models(facts), commands: [] }
 }

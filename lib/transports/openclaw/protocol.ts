@@ -31,6 +31,8 @@ export const CURSOR_CAPABILITY = 'session-cursor'
 
 const Text = Type.String({ minLength: 1 })
 const Limit = (maximum: number): ReturnType<typeof Type.Integer> => Type.Integer({ minimum: 1, maximum })
+/** The most bytes of messages an answer may hold; OpenClaw's floor. */
+const MaxBytes = Type.Integer({ minimum: 1024 })
 
 /**
  * OpenClaw's params are closed objects. We accept every field OpenClaw defines (those we
@@ -89,13 +91,24 @@ export const methodParams = {
   'chat.history': params({
     ...SessionTarget,
     limit: Type.Optional(Limit(1000)),
+    maxBytes: Type.Optional(MaxBytes),
     /** Ours: the `before` of an earlier answer, for older messages. */
     before: Type.Optional(Text),
     sessionId: Type.Optional(Text)
   }, ['cursor', 'offset', 'pendingBefore', 'inputRunIds', 'messageId', 'maxChars']),
+  /** A session as a client opens it: its history, row and defaults; the connection watches it from then on. */
+  'chat.startup': params({
+    ...SessionTarget,
+    limit: Type.Optional(Limit(1000)),
+    maxBytes: Type.Optional(MaxBytes)
+  }, ['cursor', 'offset', 'pendingBefore', 'inputRunIds', 'messageId', 'maxChars', 'sessionId', 'shortId', 'slugHint']),
+  'chat.metadata': params({ ...SessionTarget }, ['authProfileId']),
   'chat.abort': params({ ...SessionTarget, runId: Type.Optional(Text) }, ['preserveSideRuns']),
   'sessions.list': params({
-    limit: Type.Optional(Limit(1000)),
+    /** OpenClaw takes any size; we clamp it to 1000 (a page; `cursor` pages on). */
+    limit: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Only children of that session: none, since this gateway has no child sessions. */
+    spawnedBy: Type.Optional(Text),
     label: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
     agentId: Type.Optional(Text),
     search: Type.Optional(Type.String()),
@@ -103,11 +116,14 @@ export const methodParams = {
     cursor: Type.Optional(Text)
   }, ['offset', 'activeMinutes', 'requireLastInteraction', 'sortBy', 'includeGlobal', 'includeUnknown', 'configuredAgentsOnly',
     'includeDerivedTitles', 'includeLastMessage', 'boardFace', 'creatorId', 'ownerId', 'ownerFirst', 'involvingMe',
-    'involvingProfileId', 'includePeople', 'spawnedBy', 'archived']),
+    'involvingProfileId', 'includePeople', 'archived']),
+  'sessions.describe': params({ ...KeyTarget, key: Type.String({ minLength: 1, maxLength: 512 }) }, ['includeDerivedTitles', 'includeLastMessage']),
   'sessions.resolve': params({
     ...KeyTarget,
     sessionId: Type.Optional(Text),
-    label: Type.Optional(Type.String({ minLength: 1, maxLength: 512 }))
+    label: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+    /** A deep link's session (OpenClaw's Control UI at `/chat/<agent>/<name>`): its key; the slug names it for display. */
+    reference: Type.Optional(Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }), slug: Type.Optional(Text) }, { additionalProperties: false }))
   }, ['shortId', 'slugHint', 'spawnedBy', 'includeGlobal', 'includeUnknown', 'allowMissing']),
   'sessions.create': params({
     ...KeyTarget,
@@ -137,7 +153,13 @@ export const methodParams = {
     ...KeyTarget,
     limit: Type.Optional(Limit(1000)),
     since: Type.Optional(Text)
-  }, [])
+  }, []),
+  // What a client shows about the agents and their model (OpenClaw's Control UI asks on every load).
+  'agents.list': params({}, []),
+  'agent.identity.get': params({ ...SessionTarget, sessionKey: Type.Optional(Type.String({ maxLength: 512 })) }, []),
+  'models.list': params({ ...SessionTarget }, ['authProfileId', 'provider', 'includeDetails', 'includeProviderCapabilities',
+    'includeDefaultModels', 'preparedOnly', 'refresh', 'view']),
+  'models.authStatus': params({ agentId: Type.Optional(Type.String()) }, ['refresh'])
 }
 
 export type MethodName = keyof typeof methodParams

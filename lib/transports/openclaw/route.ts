@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type {} from '@fastify/websocket'
 import type { WebSocket } from 'ws'
 import type { SessionService } from '../../session-service.js'
@@ -6,6 +6,7 @@ import { requestHints } from '../../request-hints.js'
 import type { Telemetry } from '../../telemetry.js'
 import type { LiveSockets } from '../live-sockets.js'
 import { OpenClawConnection, type OpenClawConnectionOptions, type OpenClawSocket } from './connection.js'
+import type { ControlUi } from './control-ui.js'
 
 export interface OpenClawRouteOptions extends Omit<OpenClawConnectionOptions, 'defaultAgentId' | 'mainKey'> {
   sessions: SessionService
@@ -14,6 +15,8 @@ export interface OpenClawRouteOptions extends Omit<OpenClawConnectionOptions, 'd
   path: string
   defaultAgentId: string
   mainKey: string
+  /** OpenClaw's Control UI: its page at `/`, whose WebSocket opens there too. */
+  controlUi?: ControlUi
 }
 
 /**
@@ -22,7 +25,7 @@ export interface OpenClawRouteOptions extends Omit<OpenClawConnectionOptions, 'd
  * its connections (ticks, and pings that find dead peers).
  */
 export async function openClawRoute (scope: FastifyInstance, options: OpenClawRouteOptions): Promise<void> {
-  const { sessions, sockets, telemetry, path, ...connectionOptions } = options
+  const { sessions, sockets, telemetry, path, controlUi, ...connectionOptions } = options
   const live = new Map<WebSocket, { connection: OpenClawConnection, alive: boolean }>()
 
   const heartbeat = setInterval(() => {
@@ -40,11 +43,9 @@ export async function openClawRoute (scope: FastifyInstance, options: OpenClawRo
   heartbeat.unref()
   scope.addHook('onClose', async () => clearInterval(heartbeat))
 
-  scope.get(path, {
-    websocket: true,
-    // Credentials and a default session may come at the upgrade (refused there when wrong) or later, in `connect`.
-    config: { sessionGateway: { auth: 'deferred', session: 'optional', action: 'read' } }
-  }, (socket, request) => {
+  // Credentials and a default session may come at the upgrade (refused there when wrong) or later, in `connect`.
+  const config = { sessionGateway: { auth: 'deferred', session: 'optional', action: 'read' } } as const
+  const onSocket = (socket: WebSocket, request: FastifyRequest): void => {
     // Long-lived closures below must not hold `request`: an idle connection would keep it all.
     const log = request.log
     const connection = new OpenClawConnection(batchedSocket(socket), {
@@ -71,7 +72,11 @@ export async function openClawRoute (scope: FastifyInstance, options: OpenClawRo
     sockets.add(connection)
     telemetry.connectionOpened('gateway')
     connection.open()
-  })
+  }
+  scope.get(path, { websocket: true, config }, onSocket)
+  if (controlUi !== undefined) {
+    scope.route({ method: 'GET', url: '/', config, handler: async (request, reply) => await controlUi.index(request, reply), wsHandler: onSocket })
+  }
 }
 
 /**

@@ -2,6 +2,7 @@ import { eventCursor, type SessionEvent } from '../../events.js'
 import type { RunningSnapshot } from '../../hub/hub.js'
 import type { TranscriptEntry, TranscriptMessage } from '../../transcript.js'
 import type { AgentEventPayload, AssistantSoFar, ChatEventPayload, SessionMessagePayload, SessionResetPayload } from './frames.js'
+import { historyMessage } from './shapes.js'
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 // A `chat` or `agent` payload before it is sent: the connection splices in its per-run `seq`.
@@ -126,7 +127,7 @@ export function sessionMessage (sessionKey: string, entry: TranscriptEntry, curs
       sessionKey,
       messageId: entry.id,
       // Rows are announced only when committed with a `seq`, and the hub commits only messages.
-      message: entry.message as TranscriptMessage,
+      message: historyMessage(entry as TranscriptEntry & { message: TranscriptMessage }),
       runId: entry.runId,
       messageSeq: entry.seq,
       cursor

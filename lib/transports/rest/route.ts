@@ -5,6 +5,7 @@ import { SessionNotFoundError } from '../../errors.js'
 import type { ResolvedSession, SessionAction } from '../../resolver.js'
 import type { SessionRow } from '../../stores/store.js'
 import type { TranscriptEntry } from '../../transcript.js'
+import { historyMessages } from '../openclaw/shapes.js'
 import { toResponsesError } from '../responses/errors.js'
 import { EventStream, runningEvent, sseEvents, type EventStreamOptions, type SseEvent } from './event-stream.js'
 import {
@@ -163,7 +164,7 @@ export async function restRoutes (scope: FastifyInstance, options: RestRouteOpti
   })
 }
 
-/** A row as the gateway protocol lists it. */
+/** A row as REST lists it: the gateway protocol's row without OpenClaw's `kind`, `isMain` and `lastActivityAt`. */
 function entry (row: SessionRow): Static<typeof SessionEntry> {
   return {
     key: row.key,
@@ -176,6 +177,7 @@ function entry (row: SessionRow): Static<typeof SessionEntry> {
   }
 }
 
+/** Messages as the gateway protocol's history carries them (OpenClaw's `__openclaw`, its metadata off user text it wrote). */
 function messages (entries: TranscriptEntry[]): Array<Record<string, unknown>> {
-  return entries.filter(row => row.message !== undefined).map(row => ({ ...row.message, id: row.id }))
+  return historyMessages(entries) as unknown as Array<Record<string, unknown>>
 }
