@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { percentile, round } from './lib/stats.js'
+import { startRedis } from '../test/redis-server.js'
 import { run, start, startPlain } from './lib/processes.js'
 import { migrate } from '../lib/postgres/index.js'
 import { startPostgres } from '../test/postgres-server.js'
@@ -64,6 +65,27 @@ async function idleMemory (server: string, baseline: boolean, connections: numbe
   }
 }
 
+/** The newest 50 entries of transcripts of 1k, 10k and 100k entries, read in the bench's process. */
+async function history (store: string, unit: string, env: Record<string, string>): Promise<void> {
+  const sizes = [1000, 10_000, 100_000]
+  const result = await run<Record<string, { p50: number, p99: number, bytes: number }>>('bench/clients/history.ts', { SIZES: sizes.join(','), ...env }, 300_000)
+  const base = result['1000'] as { p50: number, p99: number }
+  for (const size of sizes) {
+    const figure = result[String(size)] as { p50: number, p99: number, bytes: number }
+    rows.push({
+      what: `history: newest 50 of ${size.toLocaleString('en')} entries (${store}, ${round(figure.bytes / 1048576, 1)} ${unit})`,
+      ours: `p50 ${round(figure.p50, 3)} ms, p99 ${round(figure.p99, 3)} ms`,
+      baseline: `1,000 entries: p50 ${round(base.p50, 3)} ms`,
+      ratio: `×${round(figure.p50 / base.p50)}`,
+      goal: '100k within 2x of 1k',
+      met: size === 100_000 ? figure.p50 / base.p50 <= 2 : undefined
+    })
+  }
+}
+
+/** Teardowns of the redis-server a section started (test/redis-server.ts's, outside a test). */
+const stops: Array<() => unknown> = []
+
 const sections: Record<string, () => Promise<void>> = {
   async roundtrip () {
     for (const connections of [1, 16, 256]) {
@@ -98,19 +120,15 @@ const sections: Record<string, () => Promise<void>> = {
   },
 
   async history () {
-    const sizes = [1000, 10_000, 100_000]
-    const result = await run<Record<string, { p50: number, p99: number, bytes: number }>>('bench/clients/history.ts', { SIZES: sizes.join(',') }, 300_000)
-    const base = result['1000'] as { p50: number, p99: number }
-    for (const size of sizes) {
-      const figure = result[String(size)] as { p50: number, p99: number, bytes: number }
-      rows.push({
-        what: `history: newest 50 of ${size.toLocaleString('en')} entries (file store, ${round(figure.bytes / 1048576, 1)} MiB)`,
-        ours: `p50 ${round(figure.p50, 3)} ms, p99 ${round(figure.p99, 3)} ms`,
-        baseline: `1,000 entries: p50 ${round(base.p50, 3)} ms`,
-        ratio: `×${round(figure.p50 / base.p50)}`,
-        goal: '100k within 2x of 1k',
-        met: size === 100_000 ? figure.p50 / base.p50 <= 2 : undefined
-      })
+    await history('file store', 'MiB', {})
+  },
+
+  async redishistory () {
+    const redis = await startRedis({ teardown: fn => { stops.push(fn) } })
+    try {
+      await history('Redis store', 'MiB in Redis', { STORE: 'redis', REDIS_URL: redis.url })
+    } finally {
+      for (const stop of stops.splice(0)) await stop()
     }
   },
 

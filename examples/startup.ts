@@ -53,6 +53,8 @@ export async function checkDatabase (open: () => Promise<void>): Promise<void> {
   } catch (err) {
     const error = err as Error & { code?: string }
     if (error.code === 'FSG_STORE_SCHEMA') throw new StartError(`DATABASE_URL: ${error.message}`)
+    // Not reached (the store says so with FSG_STORE_UNAVAILABLE, naming the driver's cause).
+    if (error.code === 'FSG_STORE_UNAVAILABLE') throw new StartError(`DATABASE_URL cannot be used (${error.message}): check that PostgreSQL runs there and that the URL's user, password and database are right`)
     throw new StartError(`DATABASE_URL cannot be used (${error.code ?? 'error'}: ${error.message}): check that PostgreSQL runs there and that the URL's user, password and database are right`)
   }
 }

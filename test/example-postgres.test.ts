@@ -57,7 +57,7 @@ t.test('a database without the tables: one line saying to run the migration, exi
 t.test('a database that does not answer: one line naming DATABASE_URL', async t => {
   const started = await start({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/postgres' })
   t.equal(await exitOf(started), 1)
-  t.match(started.lines, [/^cannot start: DATABASE_URL cannot be used \(FSG_STORE_UNAVAILABLE: .*ECONNREFUSED 127.0.0.1:1\): check that PostgreSQL runs there/])
+  t.match(started.lines, [/^cannot start: DATABASE_URL cannot be used \(The session store is unavailable: connect ECONNREFUSED .*\): check that PostgreSQL runs there/])
 })
 
 t.test('DATABASE_URL set: sessions live in PostgreSQL, and a restarted server continues them', async t => {

@@ -77,6 +77,27 @@ t.test('a gap the stream no longer holds: a reset to where what it holds begins,
     'nothing the stream holds is skipped, the gap is told, nothing twice')
 })
 
+t.test('a position Redis lost and nobody gave again yet: checks find nothing to deliver, and the next append is heard after a reset', async t => {
+  const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'unseeded:', checkIntervalMs: 20 })
+  const writer = new RedisSessionLog({ url: redis.url, keyPrefix: 'unseeded:' })
+  t.teardown(async () => { await log.close(); await writer.close() })
+  await writer.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
+  await writer.append(KEY, [delta(1)])
+  const heard: SessionEvent[] = []
+  const sub = await log.subscribe(KEY, event => { heard.push(event) })
+  t.teardown(() => sub.unsubscribe())
+  // A lane held here keeps this process's checks running (they look at every watched session).
+  const lane = await log.acquire('agent:main:other', 'run-other', { busy: 'reject', maxQueue: 0 })
+  t.teardown(async () => await log.release('agent:main:other', lane))
+  await redis.client().del(`unseeded:log:{${KEY}}:meta`, `unseeded:log:{${KEY}}:log`)
+  await sleep(200) // checks while Redis holds no position for the session
+  t.same(heard, [], 'nothing is made up meanwhile')
+  await writer.position(KEY, async () => ({ epoch: 'e1', seq: 5 }))
+  await writer.append(KEY, [delta(6)])
+  await eventually(() => heard.length === 2, 'the reset and the event are heard')
+  t.same(heard.map(e => `${e.type}:${e.seq}`), ['session.reset:5', 'run.delta:6'])
+})
+
 t.test('subscriptions made while another process appends: each hears every event after its position, once, in order', async t => {
   // Checks are far apart here: only the subscription itself may make up for a race.
   const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'racing:', checkIntervalMs: 600_000, laneTtlMs: 1_800_000 })

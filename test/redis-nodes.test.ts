@@ -2,10 +2,10 @@ import { once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { echoAgent, MemoryStore, type Agent, type SessionGatewayOptions, type SessionStore } from '../lib/index.js'
+import { echoAgent, MemoryStore, type Agent, type SessionEvent, type SessionGatewayOptions, type SessionStore, type TranscriptEntry } from '../lib/index.js'
 import { RedisSessionLog } from '../lib/redis/index.js'
 import { GatewaySocket, listen, type Frame } from './gateway-frames.js'
-import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
+import { buildApp, EventLog, gatedAgent, TOKEN, user } from './helpers.js'
 import { startRedis } from './redis-server.js'
 
 // Several gateway nodes on one Redis, each with its own hub, as processes behind a load
@@ -18,9 +18,8 @@ let space = 0
 
 const logs = new Map<FastifyInstance, RedisSessionLog>()
 
-/** `count` nodes sharing one store and one Redis key space. */
-async function nodes (t: Test, count: number, options: Partial<SessionGatewayOptions> & { agentPerNode?: Agent[] } = {}, store: SessionStore = new MemoryStore()): Promise<FastifyInstance[]> {
-  const keyPrefix = `nodes-${space++}:`
+/** `count` nodes sharing one store and one Redis key space (a new one, unless named). */
+async function nodes (t: Test, count: number, options: Partial<SessionGatewayOptions> & { agentPerNode?: Agent[] } = {}, store: SessionStore = new MemoryStore(), keyPrefix = `nodes-${space++}:`): Promise<FastifyInstance[]> {
   const apps: FastifyInstance[] = []
   for (let i = 0; i < count; i++) {
     const { agentPerNode, ...rest } = options
@@ -147,3 +146,91 @@ t.test('a subscriber connection that is killed is resubscribed, and watchers mis
   t.same(seqs, Array.from({ length: seqs.length }, (_, i) => (seqs[0] as number) + i), 'no gap, no repeat')
 })
 
+
+/** What `pending` resolves to, or a failure after `ms`. */
+async function within<T> (pending: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms) })
+  try {
+    return await Promise.race([pending, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The first event that matches, within 10 s. */
+async function heardWithin (log: EventLog, match: (e: SessionEvent) => boolean): Promise<SessionEvent> {
+  return await within(log.waitFor(match), `an event (heard ${log.types.join(', ')})`)
+}
+
+t.test('attached on B to a run on A: the ticket learns how it ended (an error, with its text and tool call)', async t => {
+  let fail = (): void => {}
+  const failing: Agent = {
+    async * respond () {
+      yield { type: 'text', delta: 'partial' }
+      yield { type: 'function_call', name: 'get_weather', arguments: { city: 'Paris' } }
+      await new Promise<void>(resolve => { fail = resolve })
+      throw new Error('the model fell over')
+    }
+  }
+  const gate = gatedAgent()
+  const [a, b] = await nodes(t, 2, { agentPerNode: [failing, gate] }) as [FastifyInstance, FastifyInstance]
+  const key = 'agent:main:attached'
+  const heard = new EventLog()
+  ;(await b.sessionGateway.subscribe(key, {}, heard.listener)).start()
+  const tools = [{ type: 'function' as const, name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } }]
+  const send = { sessionKey: key, agentId: 'main', input: [user('weather?')], tools, idempotencyKey: 'idem-fails' }
+  await a.sessionGateway.send({ ...send, runId: 'run-fails' })
+  await heardWithin(heard, e => e.type === 'run.tool_call')
+  const attached = await b.sessionGateway.send(send)
+  t.match(attached, { runId: 'run-fails', status: 'in_flight' }, 'the same key on B attaches to the run on A')
+  fail()
+  t.match(await within(attached.result, "the attached run's end"), {
+    state: 'error', error: { code: 'FSG_AGENT_FAILED' }, text: 'partial', toolCalls: [{ name: 'get_weather' }]
+  })
+
+  t.same(gate.started, [], "B's agent never ran")
+})
+
+t.test('a reset on B stops the run on A first, and waits for its end, whether that end comes before the abort is answered or after', async t => {
+  for (const order of ['end heard first', 'abort answered first'] as const) {
+    const gate = gatedAgent()
+    const shared = new MemoryStore()
+    let ended = false
+    // 'abort answered first': A records the aborted run late, so B must wait for it.
+    const slowStore = new Proxy(shared, {
+      get (target, name: keyof MemoryStore) {
+        if (name === 'append' && order === 'abort answered first') {
+          return async (key: string, entries: TranscriptEntry[]) => {
+            if (entries.some(e => e.runState === 'aborted')) await new Promise(resolve => setTimeout(resolve, 300))
+            await target.append(key, entries)
+          }
+        }
+        const value = target[name]
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+    const [a] = await nodes(t, 1, { agent: gate }, slowStore, `reset-${order}:`) as [FastifyInstance]
+    const [b] = await nodes(t, 1, { agent: echoAgent() }, shared, `reset-${order}:`) as [FastifyInstance]
+    const key = 'agent:main:reset-across'
+    const heard = new EventLog()
+    ;(await b.sessionGateway.subscribe(key, {}, heard.listener)).start()
+    const ticket = await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('held')], runId: 'run-held' })
+    void ticket.result.then(() => { ended = true })
+    await heardWithin(heard, e => e.type === 'run.started' && e.runId === 'run-held')
+    const log = logs.get(b) as RedisSessionLog
+    if (order === 'end heard first') {
+      // B's abort is answered only once B has heard the run end.
+      const abort = log.abort.bind(log)
+      log.abort = async (k, runId) => {
+        const answer = await abort(k, runId)
+        await heardWithin(heard, e => e.type === 'run.finished' && e.runId === 'run-held')
+        return answer
+      }
+    }
+    await within(b.sessionGateway.reset(key), `the reset on B (${order})`)
+    t.ok(ended, `${order}: the run on A had ended when the reset on B resolved`)
+    t.equal((await ticket.result).state, 'aborted')
+    gate.release()
+  }
+})

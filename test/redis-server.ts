@@ -40,8 +40,11 @@ async function freePort (): Promise<number> {
   return port
 }
 
-/** Starts redis-server; `aof` makes it persist every write (appendfsync everysec) in a temp dir. */
-export async function startRedis (t: { teardown: (fn: () => unknown) => void }, options: { aof?: boolean } = {}): Promise<RedisServer> {
+/**
+ * Starts redis-server; `aof` makes it persist every write (appendfsync everysec) in a temp
+ * dir; `args` are more command-line options (`['--cluster-enabled', 'yes']`, say).
+ */
+export async function startRedis (t: { teardown: (fn: () => unknown) => void }, options: { aof?: boolean, args?: string[] } = {}): Promise<RedisServer> {
   requireRedis()
   const port = await freePort()
   const dir = await mkdtemp(join(tmpdir(), 'fsg-redis-'))
@@ -51,7 +54,7 @@ export async function startRedis (t: { teardown: (fn: () => unknown) => void }, 
     child = spawn(BINARY, [
       '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir,
       '--appendonly', options.aof === true ? 'yes' : 'no', '--appendfsync', 'everysec',
-      '--enable-debug-command', 'local', '--maxmemory-policy', 'noeviction'
+      '--enable-debug-command', 'local', '--maxmemory-policy', 'noeviction', ...options.args ?? []
     ], { stdio: 'ignore' })
     const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
     probe.on('error', () => {}) // not up yet: tried again below
@@ -69,7 +72,8 @@ export async function startRedis (t: { teardown: (fn: () => unknown) => void }, 
   }
   const kill = async (): Promise<void> => {
     const running = child
-    if (running === undefined || running.exitCode !== null) return
+    // Already gone: killed before (a signal leaves exitCode null), or exited.
+    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
     running.kill('SIGKILL')
     await once(running, 'exit')
   }

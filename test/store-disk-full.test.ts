@@ -13,14 +13,14 @@ import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
 
 /**
  * A disk with `free` bytes left (every write through the store counts), whose next
- * `shortWrites` writes stop half way, whose next `failFlushes` flushes (of paths that
- * match `flushesOf`) and `failTruncates` truncations fail.
+ * `shortWrites` writes stop half way, and whose next `failFlushes` flushes and
+ * `failTruncates` truncations fail: each of them only of paths that match `faultsOf`.
  */
 class Disk {
   free = Number.POSITIVE_INFINITY
   shortWrites = 0
   failFlushes = 0
-  flushesOf = /./
+  faultsOf = /./
   /** How long a failing flush takes before it fails. */
   failAfterMs = 0
   failTruncates = 0
@@ -34,8 +34,9 @@ class Disk {
       return fits
     }
     handle.write = (async (buffer: Buffer, offset = 0, length = buffer.length) => {
-      const half = this.shortWrites > 0 ? Math.floor(length / 2) : length
-      if (this.shortWrites > 0) this.shortWrites--
+      const short = this.shortWrites > 0 && this.faultsOf.test(path)
+      const half = short ? Math.floor(length / 2) : length
+      if (short) this.shortWrites--
       const fits = take(half)
       if (fits === 0) throw enospc()
       return await write(buffer, offset, fits) // a short write, as the kernel makes it
@@ -49,7 +50,7 @@ class Disk {
     for (const method of ['sync', 'datasync'] as const) {
       const flush = handle[method].bind(handle)
       handle[method] = async () => {
-        if (this.failFlushes > 0 && this.flushesOf.test(path)) {
+        if (this.failFlushes > 0 && this.faultsOf.test(path)) {
           this.failFlushes--
           await new Promise(resolve => setTimeout(resolve, this.failAfterMs))
           throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO', syscall: 'fsync' })
@@ -59,7 +60,7 @@ class Disk {
     }
     const truncate = handle.truncate.bind(handle)
     handle.truncate = async (length?: number) => {
-      if (this.failTruncates > 0) {
+      if (this.failTruncates > 0 && this.faultsOf.test(path)) {
         this.failTruncates--
         throw Object.assign(new Error('EIO: i/o error, ftruncate'), { code: 'EIO' })
       }
@@ -100,6 +101,8 @@ t.test('a short write or a failed flush of a transcript fails the append, and le
   const key = 'agent:main:full'
   const { sessionId } = await store.ensure(key, 'main')
   const path = join(dir, SESSIONS, `${sessionId}.jsonl`)
+  // Faults of the transcript only: an index write still under way must not take one.
+  disk.faultsOf = new RegExp(`${sessionId}\\.jsonl$`)
   await store.append(key, [row('before01')])
   const kept = await readFile(path, 'utf8')
 
@@ -194,7 +197,7 @@ t.test('a session whose journal line cannot be written is not created', async t 
   t.teardown(() => store.close())
   await store.ensure('agent:main:first', 'main')
   disk.failFlushes = 1
-  disk.flushesOf = /sessions\.json\.journal$/
+  disk.faultsOf = /sessions\.json\.journal$/
   // Slow to fail: the index write the first creation scheduled runs meanwhile, and must not take the second in.
   disk.failAfterMs = 50
   await t.rejects(store.ensure('agent:main:second', 'main'), { code: 'FSG_STORE_FAILED', message: /could not write agents\/main\/sessions\/sessions\.json\.journal: EIO/ })
@@ -226,10 +229,10 @@ t.test('a record or an index that cannot be written fails clearly, and leaves no
   await t.rejects(store.putRecord('response', 'resp_1', { status: 'completed' }), { code: 'FSG_STORE_FAILED', message: /EIO/ })
   t.same(await readdir(records), ['resp_1.json'])
   disk.failFlushes = 1
-  disk.flushesOf = /records\/response$/ // the folder, after the rename
+  disk.faultsOf = /records\/response$/ // the folder, after the rename
   await t.rejects(store.putRecord('response', 'resp_1', { status: 'renamed' }), { code: 'FSG_STORE_FAILED', message: /could not write records\/response: EIO/ },
     'a folder that cannot be flushed fails the write too: the rename may not survive a crash')
-  disk.flushesOf = /./
+  disk.faultsOf = /./
   const key = 'agent:main:indexed'
   await store.ensure(key, 'main')
   await store.close() // the index is written

@@ -1,11 +1,15 @@
-// History from the file store: the newest LIMIT entries of transcripts of SIZES entries,
-// READS times each, in this process (the store is a library; there is no server to cross).
-// Prints one JSON line: p50/p99 per size. Exits 1 if a read returned the wrong entries.
+// History from a store: the newest LIMIT entries of transcripts of SIZES entries, READS
+// times each, in this process (the store is a library; the file store has no server to
+// cross, the Redis store crosses to REDIS_URL). STORE=file (default) or redis.
+// Prints one JSON line: p50/p99 and the transcript's size per size. Exits 1 if a read
+// returned the wrong entries.
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { FileStore, type TranscriptEntry } from '../../lib/index.js'
+import { Redis } from 'ioredis'
+import { FileStore, type SessionStore, type TranscriptEntry } from '../../lib/index.js'
+import { RedisStore } from '../../lib/redis/index.js'
 import { percentile } from '../lib/stats.js'
 
 const sizes = (process.env.SIZES ?? '1000,10000,100000').split(',').map(Number)
@@ -13,7 +17,12 @@ const limit = Number(process.env.LIMIT ?? 50)
 const reads = Number(process.env.READS ?? 300)
 const dir = mkdtempSync(join(tmpdir(), 'fsg-history-'))
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
-const store = new FileStore({ dir, fsync: false })
+const redis = process.env.STORE === 'redis' ? new Redis(process.env.REDIS_URL as string) : undefined
+const store: SessionStore = redis === undefined ? new FileStore({ dir, fsync: false }) : new RedisStore({ client: redis, keyPrefix: 'bench:' })
+/** What a transcript takes: its file, or its stream in Redis's memory. */
+const bytes = async (key: string, sessionId: string): Promise<number> => redis === undefined
+  ? statSync(join(dir, 'agents', 'main', 'sessions', `${sessionId}.jsonl`)).size
+  : Number(await redis.memory('USAGE', `bench:{${key}}:transcript`))
 
 const results: Record<string, { p50: number, p99: number, bytes: number }> = {}
 for (const size of sizes) {
@@ -40,6 +49,7 @@ for (const size of sizes) {
       process.exit(1)
     }
   }
-  results[String(size)] = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), bytes: statSync(join(dir, 'agents', 'main', 'sessions', `${row.sessionId}.jsonl`)).size }
+  results[String(size)] = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), bytes: await bytes(key, row.sessionId) }
 }
+redis?.disconnect()
 process.stdout.write(JSON.stringify(results) + '\n')

@@ -1,0 +1,63 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Cluster, type Redis } from 'ioredis'
+import t from 'tap'
+import type { TranscriptEntry } from '../lib/index.js'
+import { RedisStore } from '../lib/redis/index.js'
+import { storeContract } from '../lib/testing/index.js'
+import { startRedis } from './redis-server.js'
+
+// A Redis Cluster of one node that holds every slot: Redis refuses a script or a
+// transaction whose keys hash to different slots (CROSSSLOT) even then, so the store
+// passing here proves each of its atomic changes stays within one slot.
+const node = await startRedis(t, { args: ['--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1'] })
+const admin = node.client()
+await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
+for (let i = 0; i < 200 && !String(await admin.call('CLUSTER', 'INFO')).includes('cluster_state:ok'); i++) await sleep(25)
+
+function cluster (): Redis {
+  const client = new Cluster([{ host: '127.0.0.1', port: node.port }])
+  t.teardown(() => client.disconnect())
+  return client as unknown as Redis
+}
+
+let stores = 0
+storeContract({
+  test: (name, fn) => t.test(`redis store on a cluster: ${name}`, fn),
+  makeStore: async () => new RedisStore({ client: cluster(), keyPrefix: `contract${++stores}:` })
+})
+
+t.test('every key of one session shares a slot; both listing indexes share one', async t => {
+  const store = new RedisStore({ client: cluster(), keyPrefix: 'layout:', deletedTtlSeconds: 60 })
+  const message = (text: string): TranscriptEntry => ({ type: 'message', id: text, parentId: null, timestamp: new Date().toISOString(), message: { role: 'user', content: [{ type: 'text', text }], timestamp: 0 } })
+  const keys = ['agent:main:plain', 'agent:main:a{b}c', 'agent:main:}{', 'agent:ops:100%{', 'global']
+  for (const key of keys) {
+    await store.ensure(key, key === 'global' ? 'main' : key.split(':')[1] as string)
+    await store.append(key, [message('one')])
+    await store.reset(key)
+    await store.append(key, [message('two')])
+    await store.patch(key, { label: 'L' })
+  }
+  await store.delete('agent:main:plain') // its archive is one of the session's keys too
+  await store.ensure('agent:main:plain', 'main')
+  await store.putRecord('response', 'resp_1', { ok: true })
+
+  const written = (await admin.keys('layout:*')).sort()
+  const slots = new Map<string, Set<number>>()
+  for (const key of written) {
+    // What a key belongs to: the session whose tag it carries, the indexes, or itself.
+    const owner = /^layout:(\{[^}]*\})/.exec(key)?.[1] ?? key
+    const slot = await admin.call('CLUSTER', 'KEYSLOT', key) as number
+    slots.set(owner, (slots.get(owner) ?? new Set()).add(slot))
+  }
+  t.same([...slots].filter(([, found]) => found.size > 1), [], 'no owner has keys in two slots')
+  t.same([...slots.keys()].filter(owner => owner.startsWith('{')).sort(), [
+    '{agent:main:%7d%7b}', '{agent:main:a%7bb%7dc}', '{agent:main:plain}', '{agent:ops:100%25%7b}', '{global}', '{sessions}'
+  ].sort(), 'a tag per session (braces and % escaped), and one for the indexes')
+  const plain = written.filter(key => key.startsWith('layout:{agent:main:plain}'))
+  t.match(plain, [/:deleted:.+:generations$/, /:deleted:.+:row$/, /:deleted:.+:transcript$/, /:generations$/, /:row$/], 'archived on delete, then created again (no transcript yet)')
+  t.ok(written.includes('layout:record:response:resp_1'), 'a record is a key of its own')
+  t.equal(written.filter(key => key.startsWith('layout:session-id:')).length, keys.length, 'one pointer per current generation')
+  t.equal(new Set([...slots.keys()].filter(owner => owner.startsWith('{')).map(owner => [...slots.get(owner) as Set<number>][0])).size, keys.length + 1,
+    'and those slots differ, so sessions spread over the cluster')
+  await store.close()
+})
