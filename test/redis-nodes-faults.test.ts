@@ -238,3 +238,15 @@ t.test('rows chain across nodes: a row written on B follows the row A wrote befo
   t.equal(entries.length, 6)
   t.same(entries.map(entry => entry.parentId), entries.map((_, i) => i === 0 ? null : entries[i - 1]?.id), 'each row follows the one before it, whichever node wrote it')
 })
+
+t.test('the sender of a new session\'s first turn hears each of its events once, though Redis tells them after the answer to chat.send', async t => {
+  const { app } = await node(t, new MemoryStore(), echoAgent(), `first-${space++}:`)
+  const socket = await GatewaySocket.open(app, { headers: { authorization: `Bearer ${TOKEN}` } })
+  t.teardown(() => socket.close())
+  for (let i = 0; i < 3; i++) {
+    t.equal((await socket.request('chat.send', { sessionKey: `new-${i}`, message: 'ping', idempotencyKey: `run-${i}` })).ok, true)
+    await socket.next(f => f.event === 'chat' && f.payload.runId === `run-${i}` && f.payload.state === 'final')
+    await sleep(100) // anything late would be here by now
+    t.same(socket.frames.filter(f => f.event === 'chat' && f.payload.runId === `run-${i}`).map(f => f.payload.state), ['delta', 'final'], `turn ${i}: one delta, one final`)
+  }
+})

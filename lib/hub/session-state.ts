@@ -45,9 +45,12 @@ export interface RemoteRun {
 /** One listener on one session. Live events are held until `start()`. */
 export class Watcher {
   #held: SessionEvent[] | undefined = []
-  constructor (readonly listener: SessionListener, readonly logger: FastifyBaseLogger) {}
+  /** Where the subscription stands: what came at or before it is the answer's, not live. */
+  constructor (readonly listener: SessionListener, readonly logger: FastifyBaseLogger, readonly after: LogPosition) {}
 
   deliver (event: SessionEvent): void {
+    // A log that tells its events late (Redis) may still bring ones the subscription's answer covers.
+    if (event.type !== 'session.reset' && event.epoch === this.after.epoch && event.seq <= this.after.seq) return
     if (this.#held !== undefined) {
       this.#held.push(event)
       return

@@ -24,7 +24,7 @@ export class Subscriptions {
     return await this.registry.use(sessionKey, async state => {
       // Everything up to the first await happens at one instant of the log: `head`.
       const { head, epoch } = state
-      const watcher = new Watcher(listener, state.context.logger)
+      const watcher = new Watcher(listener, state.context.logger, { epoch, seq: head })
       state.watchers.add(watcher)
       const running = snapshot(state)
       const subscription = (replay: Replay): Subscription => ({
