@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { percentile, round } from './lib/stats.js'
 import { startRedis } from '../test/redis-server.js'
-import { run, start, startPlain } from './lib/processes.js'
+import { run, start, startPlain, type Started } from './lib/processes.js'
 import { migrate } from '../lib/postgres/index.js'
 import { startPostgres } from '../test/postgres-server.js'
 
@@ -121,6 +121,60 @@ const sections: Record<string, () => Promise<void>> = {
 
   async history () {
     await history('file store', 'MiB', {})
+  },
+
+  async redis () {
+    // Many processes on Redis against one process in memory, in the same run: turns (16
+    // connections, 8 on each of two processes), and one session's deltas to 100 watchers
+    // (50 on each process; the turn runs on the first).
+    const redis = await startRedis({ teardown: fn => { stops.push(fn) } })
+    const pair = async (env: Record<string, string>): Promise<[Started, Started]> => {
+      const shared = { STORE: 'redis', LOG: 'redis', REDIS_URL: redis.url, KEY_PREFIX: `bench-${Date.now()}:`, ...env }
+      return [await start('bench/servers/gateway.ts', shared), await start('bench/servers/gateway.ts', shared)]
+    }
+    try {
+      const one = await roundTrip('bench/servers/gateway.ts', { STORE: 'memory' }, 16)
+      const turnServers = await pair({})
+      let two: RoundTrip[]
+      try {
+        two = await Promise.all(turnServers.map(async server => await run<RoundTrip>('bench/clients/roundtrip.ts', { URL: server.line, CONNECTIONS: '8', DURATION_MS: String(durationMs) })))
+      } finally {
+        for (const server of turnServers) await server.stop()
+      }
+      // Where the time goes: each half of Redis alone, in one process.
+      const logOnly = await roundTrip('bench/servers/gateway.ts', { STORE: 'memory', LOG: 'redis', REDIS_URL: redis.url, KEY_PREFIX: `bench-log-${Date.now()}:` }, 16)
+      const storeOnly = await roundTrip('bench/servers/gateway.ts', { STORE: 'redis', REDIS_URL: redis.url, KEY_PREFIX: `bench-store-${Date.now()}:` }, 16)
+      const turnsPerSec = two.reduce((sum, side) => sum + side.turnsPerSec, 0)
+      const p50 = Math.max(...two.map(side => side.p50))
+      rows.push({
+        what: 'WS chat.send→final, 16 conn: two processes on Redis (RedisStore + RedisSessionLog), 8 conn each',
+        ours: `p50 ${round(p50)} ms (the slower process), p99 ${round(Math.max(...two.map(side => side.p99)))} ms, ${Math.round(turnsPerSec)} turns/s in all`,
+        baseline: `one process, memory store and in-process log: p50 ${round(one.p50)} ms, p99 ${round(one.p99)} ms, ${Math.round(one.turnsPerSec)} turns/s`,
+        ratio: `p50 ×${round(p50 / one.p50)}, turns/s ×${round(turnsPerSec / one.turnsPerSec)}; one process with only the Redis log: p50 ${round(logOnly.p50)} ms, ${Math.round(logOnly.turnsPerSec)} turns/s; with only RedisStore: p50 ${round(storeOnly.p50)} ms, ${Math.round(storeOnly.turnsPerSec)} turns/s`,
+        goal: 'say where the time goes',
+        met: undefined
+      })
+
+      const deltas = process.env.DELTAS ?? '1000'
+      const single = await streaming('bench/servers/gateway.ts', { AGENT: 'burst', DELTAS: deltas }, 100, false)
+      const fanServers = await pair({ AGENT: 'burst', DELTAS: deltas })
+      let spread: Streaming
+      try {
+        spread = await run<Streaming>('bench/clients/streaming.ts', { URL: fanServers[0].line, URLS: fanServers.map(server => server.line).join(','), WATCHERS: '100', DELTAS: deltas, BASELINE: '0' })
+      } finally {
+        for (const server of fanServers) await server.stop()
+      }
+      rows.push({
+        what: `deltas to 100 watchers of one session (${deltas} deltas) over two processes on Redis, 50 each`,
+        ours: `${Math.round(spread.eventsPerSec)} events/s${spread.ok ? '' : ' (a watcher lost, repeated or reordered a delta)'}`,
+        baseline: `one process, memory: ${Math.round(single.eventsPerSec)} events/s`,
+        ratio: `×${round(spread.eventsPerSec / single.eventsPerSec)}`,
+        goal: 'every delta to every watcher, in order; say the cost',
+        met: spread.ok
+      })
+    } finally {
+      for (const stop of stops.splice(0)) await stop()
+    }
   },
 
   async redishistory () {

@@ -1,4 +1,5 @@
 // WATCHERS clients watch one session; one more client starts a turn of DELTAS deltas.
+// With URLS, the watchers are spread over several processes sharing one Redis.
 // Prints {watchers, deltas, eventsPerSec, bytes}. Exits 1 if a watcher lost, repeated or
 // reordered a delta, or missed the final. BASELINE=1: the same frames from a bare `ws`
 // broadcast (captured from our own server by CAPTURE first).
@@ -7,6 +8,8 @@ import WebSocket from 'ws'
 import { ProtocolClient, type Frame } from './protocol-client.js'
 
 const url = process.env.URL as string
+// URLS: several processes of one deployment (on Redis): watchers spread over them, the turn starts on the first.
+const urls = (process.env.URLS ?? url).split(',')
 const watchers = Number(process.env.WATCHERS ?? 1)
 const deltas = Number(process.env.DELTAS ?? 1000)
 const baseline = process.env.BASELINE === '1'
@@ -61,7 +64,7 @@ if (baseline) {
   driver.close()
   for (const socket of sockets) socket.close()
 } else {
-  const clients = await Promise.all(Array.from({ length: watchers }, async () => await ProtocolClient.connect(url, 'bench')))
+  const clients = await Promise.all(Array.from({ length: watchers }, async (_, i) => await ProtocolClient.connect(urls[i % urls.length] as string, 'bench')))
   for (const client of clients) await client.request('sessions.messages.subscribe', { key: sessionKey })
   watches = clients.map(client => watch(client.socket, parse))
   const driver = await ProtocolClient.connect(url, 'bench')
