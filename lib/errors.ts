@@ -57,7 +57,7 @@ export const StoreBusyError = createError<'FSG_STORE_BUSY', 503, [string]>(
 export const StoreFailedError = createError<'FSG_STORE_FAILED', 503, [string, string]>(
   'FSG_STORE_FAILED', 'The session store could not write %s: %s', 503)
 
-/** The store's server (Redis) cannot be reached, or refused a command: try again once it is back. */
+/** The store's server (Redis, PostgreSQL) cannot be reached, or refused a command: try again once it is back. */
 export const StoreUnavailableError = createError<'FSG_STORE_UNAVAILABLE', 503, [string]>(
   'FSG_STORE_UNAVAILABLE', 'The session store is unavailable: %s', 503)
 

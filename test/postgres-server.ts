@@ -4,10 +4,9 @@
 // makes. A machine without PostgreSQL fails the test with a message saying how to install
 // it: it is never skipped silently.
 import { execFile, spawnSync } from 'node:child_process'
-import { once } from 'node:events'
 import { existsSync, readdirSync } from 'node:fs'
 import { chown, mkdtemp, readFile, rm } from 'node:fs/promises'
-import { createServer, type AddressInfo } from 'node:net'
+import { freePort } from './free-port.js'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -35,16 +34,6 @@ export function postgresBin (): string {
   const found = candidates.find(dir => existsSync(join(dir, 'initdb')) && existsSync(join(dir, 'pg_ctl')))
   if (found === undefined) throw new Error(`PostgreSQL (initdb, pg_ctl) was not found: ${INSTALL}`)
   return found
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as AddressInfo).port
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 /** Runs a PostgreSQL program as the cluster's owner: the `postgres` user when we are root. */

@@ -4,7 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer, type AddressInfo } from 'node:net'
+import { freePort } from './free-port.js'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -28,16 +28,6 @@ export function requireRedis (): void {
   if (found.error !== undefined || found.status !== 0) {
     throw new Error(`${BINARY} was not found: install it (Debian: apt-get update && apt-get install -y redis-server); .ci/run does this on CI`)
   }
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as AddressInfo).port
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 /**

@@ -148,6 +148,12 @@ t.test('a delete that fails half way changes nothing', async t => {
   await t.rejects(store.delete(KEY), /refused on purpose/)
   t.equal((await store.get(KEY))?.sessionId, row.sessionId, 'the row is still there')
   t.same(ids((await store.read(KEY, { limit: 5 })).entries), ['e0'])
+
+  // A commit that fails, and the rollback after it too (the connection is gone): the
+  // caller hears the commit's failure, and nothing of the delete stays.
+  const cut = new PostgresStore({ pool: failOn(admin, /^(COMMIT|ROLLBACK)$/), tablePrefix })
+  await t.rejects(cut.delete(KEY), /refused on purpose: COMMIT/)
+  t.equal((await store.get(KEY))?.sessionId, row.sessionId, 'the row is still there after a failed commit')
 })
 
 t.test('two stores (two processes\' pools) appending to one session at once: every batch whole, in order, seqs without gaps', async t => {

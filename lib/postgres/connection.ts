@@ -126,3 +126,22 @@ export function reporting (pool: PgPool): PgPool {
     end: pool.end.bind(pool)
   }
 }
+
+/** Runs `work` in one transaction on a client of `pool`: committed when it resolves, rolled back when it throws. */
+export async function inTransaction<T> (pool: PgPool, work: (client: PgQueryable) => Promise<T>): Promise<T> {
+  const client = await pool.connect()
+  let failure: Error | undefined
+  let result: T
+  try {
+    await client.query('BEGIN')
+    result = await work(client)
+    await client.query('COMMIT')
+  } catch (err) {
+    failure = err as Error
+    await client.query('ROLLBACK').catch(() => {})
+    throw err
+  } finally {
+    client.release(failure) // a connection that failed is not given back to the pool
+  }
+  return result
+}

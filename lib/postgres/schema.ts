@@ -1,5 +1,5 @@
 import { StoreSchemaError } from '../errors.js'
-import { connect, tablesOf, type PgQueryable, type PostgresConnectionOptions, type Tables } from './connection.js'
+import { connect, inTransaction, tablesOf, type PgQueryable, type PostgresConnectionOptions, type Tables } from './connection.js'
 
 // The tables of the PostgreSQL store, made by an explicit, versioned migration: never by
 // the store on first use. Each migration runs once, in order, in one transaction with the
@@ -91,21 +91,7 @@ export async function migrate (options: PostgresConnectionOptions): Promise<Migr
   const tables = tablesOf(options, 'migrate')
   const { pool, owned } = await connect(options, 'migrate')
   try {
-    const client = await pool.connect()
-    let failure: Error | undefined
-    let result: MigrateResult
-    try {
-      await client.query('BEGIN')
-      result = await migrateIn(client, tables)
-      await client.query('COMMIT')
-    } catch (err) {
-      failure = err as Error
-      await client.query('ROLLBACK').catch(() => {})
-      throw err
-    } finally {
-      client.release(failure) // a connection that failed is not given back to the pool
-    }
-    return result
+    return await inTransaction(pool, async client => await migrateIn(client, tables))
   } finally {
     if (owned) await pool.end()
   }

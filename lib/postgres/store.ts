@@ -3,7 +3,7 @@ import { InvalidCursorError, InvalidInputError, SessionNotFoundError, StoreFaile
 import { decodeListCursor, encodeListCursor, listRows } from '../stores/list-rows.js'
 import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from '../stores/store.js'
 import type { TranscriptEntry } from '../transcript.js'
-import { checkConnection, connect, reporting, tablesOf, unreachable, type PgConnection, type PgPool, type PostgresConnectionOptions, type Tables } from './connection.js'
+import { checkConnection, connect, inTransaction, reporting, tablesOf, unreachable, type PgConnection, type PgPool, type PostgresConnectionOptions, type Tables } from './connection.js'
 import { checkSchema } from './schema.js'
 
 export type PostgresStoreOptions = PostgresConnectionOptions
@@ -236,21 +236,7 @@ export class PostgresStore implements SessionStore {
   #reporting: PgPool | undefined
 
   async #transaction<T> (work: (query: PgPool['query']) => Promise<T>): Promise<T> {
-    const client = await (await this.#pool()).connect()
-    let failure: Error | undefined
-    let result: T
-    try {
-      await client.query('BEGIN')
-      result = await work(async (text, values) => await client.query(text, values))
-      await client.query('COMMIT')
-    } catch (err) {
-      failure = err as Error
-      await client.query('ROLLBACK').catch(() => {})
-      throw err
-    } finally {
-      client.release(failure) // a connection that failed is not given back to the pool
-    }
-    return result
+    return await inTransaction(await this.#pool(), async client => await work(async (text, values) => await client.query(text, values)))
   }
 }
 
