@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { MemoryStore, openAIAgent, openClawAgent, type Agent } from '../lib/index.js'
-import { GatewaySocket, listen, type Frame } from './gateway-frames.js'
+import { GatewaySocket, listen, openChecked, type Frame } from './gateway-frames.js'
 import { withinBytes } from '../lib/transports/openclaw/history-budget.js'
 import { buildApp, gatedAgent, user } from './helpers.js'
 
@@ -16,13 +16,7 @@ async function gatewayApp (t: Test, options: Parameters<typeof buildApp>[1] = {}
 }
 
 async function open (t: Test, app: FastifyInstance): Promise<GatewaySocket> {
-  let ended = false
-  const socket = await GatewaySocket.open(app, {}, problem => { if (!ended) t.fail(problem) })
-  t.teardown(() => {
-    ended = true
-    socket.close()
-  })
-  return socket
+  return await openChecked(t, app)
 }
 
 async function ok (socket: GatewaySocket, method: string, params: unknown): Promise<any> {

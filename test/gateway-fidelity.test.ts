@@ -3,18 +3,12 @@
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { MemoryStore } from '../lib/index.js'
-import { GatewaySocket, listen } from './gateway-frames.js'
+import { GatewaySocket, listen, openChecked } from './gateway-frames.js'
 import { buildApp, TOKEN } from './helpers.js'
 
 async function open (t: Test, app: FastifyInstance): Promise<GatewaySocket> {
   await listen(app)
-  let ended = false
-  const socket = await GatewaySocket.open(app, {}, problem => { if (!ended) t.fail(problem) })
-  t.teardown(() => {
-    ended = true
-    socket.close()
-  })
-  return socket
+  return await openChecked(t, app)
 }
 
 t.test('sessions.list rows are OpenClaw\'s SessionRow: kind by key, isMain, displayName, lastActivityAt', async t => {

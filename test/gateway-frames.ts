@@ -193,3 +193,14 @@ export async function watchSession (t: { teardown: (fn: () => unknown) => void }
   await watcher.request('sessions.open', { key })
   return watcher
 }
+
+/** A gateway-protocol client on a listening app whose every frame must match OpenClaw's schema (a mismatch fails the test); closed at teardown. */
+export async function openChecked (t: { fail: (message: string) => unknown, teardown: (fn: () => unknown) => void }, app: FastifyInstance): Promise<GatewaySocket> {
+  let ended = false
+  const socket = await GatewaySocket.open(app, {}, problem => { if (!ended) t.fail(problem) })
+  t.teardown(() => {
+    ended = true
+    socket.close()
+  })
+  return socket
+}

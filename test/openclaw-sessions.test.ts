@@ -9,7 +9,7 @@ import { MemoryStore, openClawAgent, type OpenClawAgentOptions, type ListQuery, 
 import { storeContract } from '../lib/testing/index.js'
 import { UpstreamSessionStore } from '../lib/stores/upstream-sessions.js'
 import { openClawSession, startFakeOpenClaw, OPENCLAW_TOKEN, type FakeOpenClaw } from './fake-openclaw.js'
-import { GatewaySocket, listen } from './gateway-frames.js'
+import { GatewaySocket, listen, openChecked } from './gateway-frames.js'
 import { buildApp } from './helpers.js'
 
 async function gatewayFor (t: Test, openclaw: FakeOpenClaw, options: Partial<OpenClawAgentOptions> = {}, gateway: Parameters<typeof buildApp>[1] = {}): Promise<{ app: FastifyInstance, socket: GatewaySocket, logs: string[] }> {
@@ -17,13 +17,7 @@ async function gatewayFor (t: Test, openclaw: FakeOpenClaw, options: Partial<Ope
   const stream = new Writable({ write (chunk, _encoding, done) { logs.push(String(chunk)); done() } })
   const app = await buildApp(t, { agent: openClawAgent({ url: openclaw.origin, token: OPENCLAW_TOKEN, ...options }), ...gateway }, { logger: { level: 'info', stream } })
   await listen(app)
-  let ended = false
-  const socket = await GatewaySocket.open(app, {}, problem => { if (!ended) t.fail(problem) })
-  t.teardown(() => {
-    ended = true
-    socket.close()
-  })
-  return { app, socket, logs }
+  return { app, socket: await openChecked(t, app), logs }
 }
 
 async function ok (socket: GatewaySocket, method: string, params: unknown): Promise<any> {

@@ -6,7 +6,7 @@ import { echoAgent, MemoryStore, type Agent, type SessionGatewayOptions, type Se
 import { SessionLogUnavailableError } from '../lib/errors.js'
 import type { Lane, LaneOptions, LogPosition } from '../lib/hub/session-log.js'
 import { RedisSessionLog } from '../lib/redis/index.js'
-import { GatewaySocket, listen } from './gateway-frames.js'
+import { GatewaySocket, listen, watchSession } from './gateway-frames.js'
 import type { SessionEvent } from '../lib/events.js'
 import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
 import { startRedis } from './redis-server.js'
@@ -65,9 +65,7 @@ t.test('a check of a dead node\'s run that fails is logged and made again, until
   const { log: dying, app: a } = await node(t, store, stuck, prefix)
   const warnings: string[] = []
   const { log: checking, app: b } = await node(t, store, echoAgent(), prefix, warnings)
-  const watcher = await GatewaySocket.open(b, { headers: { authorization: `Bearer ${TOKEN}` } })
-  t.teardown(() => watcher.close())
-  await watcher.request('sessions.messages.subscribe', { key: 'orphan' })
+  const watcher = await watchSession(t, b, 'orphan')
   await a.sessionGateway.send({ sessionKey: 'agent:main:orphan', agentId: 'main', input: [user('never answered')], runId: 'run-dead' })
   await watcher.next(f => f.event === 'agent' && f.payload.runId === 'run-dead')
   const couldNot = (): string[] => warnings.filter(line => line.includes('could not check a run of another process'))
@@ -123,9 +121,7 @@ t.test('a watcher on another node sees the tool calls of a turn running elsewher
   }
   const { app: a } = await node(t, store, calling, prefix)
   const { app: b } = await node(t, store, echoAgent(), prefix)
-  const watcher = await GatewaySocket.open(b, { headers: { authorization: `Bearer ${TOKEN}` } })
-  t.teardown(() => watcher.close())
-  await watcher.request('sessions.messages.subscribe', { key: 'tools' })
+  const watcher = await watchSession(t, b, 'tools')
   const tools = [{ type: 'function' as const, name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } }]
   const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:tools', agentId: 'main', input: [user('weather?')], tools })
   await watcher.next(f => f.event === 'agent' && f.payload.stream === 'tool')
@@ -158,9 +154,7 @@ t.test('a run that answers while another node checks it is not recorded twice: t
     }
   })
   const { app: b } = await node(t, seenByB, echoAgent(), prefix)
-  const watcher = await GatewaySocket.open(b, { headers: { authorization: `Bearer ${TOKEN}` } })
-  t.teardown(() => watcher.close())
-  await watcher.request('sessions.messages.subscribe', { key: 'race' })
+  const watcher = await watchSession(t, b, 'race')
   const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:race', agentId: 'main', input: [user('answer me')], runId: 'run-a' })
   await gate.waitStarted(1)
   await watcher.next(f => f.event === 'agent' && f.payload.runId === 'run-a')
@@ -187,9 +181,7 @@ t.test('a reset on one node stops the turn another node runs, and waits for its 
   const gate = gatedAgent()
   const { app: a } = await node(t, store, gate, prefix)
   const { app: b } = await node(t, store, echoAgent(), prefix)
-  const watcher = await GatewaySocket.open(b, { headers: { authorization: `Bearer ${TOKEN}` } })
-  t.teardown(() => watcher.close())
-  await watcher.request('sessions.messages.subscribe', { key: 'reset-across' })
+  const watcher = await watchSession(t, b, 'reset-across')
   const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:reset-across', agentId: 'main', input: [user('long')], runId: 'run-long' })
   await gate.waitStarted(1)
   await watcher.next(f => f.event === 'agent' && f.payload.runId === 'run-long')

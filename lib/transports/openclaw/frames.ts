@@ -175,18 +175,22 @@ export interface OpenClawMessageMeta {
 /** A history message: the transcript message, OpenClaw's `__openclaw`, and (ours) the entry id. */
 export type HistoryMessage = TranscriptMessage & { id: string, __openclaw: OpenClawMessageMeta }
 
-/** `chat.startup`: a session as a client opens it; see PROTOCOL.md. */
-export interface ChatStartupResult {
+/** `chat.history`: a page of messages, newest last; see PROTOCOL.md. */
+export interface ChatHistoryResult {
   sessionKey: string
   sessionId?: string
   messages: HistoryMessage[]
   cursor: string
   before?: string
   hasMore: boolean
+  defaults: ModelDefaults
+}
+
+/** `chat.startup`: the `chat.history` page of a session as a client opens it, and more; see PROTOCOL.md. */
+export interface ChatStartupResult extends ChatHistoryResult {
   /** When every message fitted (`hasMore` false). */
   totalMessages?: number
   pendingInputs: { items: [], total: 0 }
-  defaults: ModelDefaults
   sessionInfo: GatewaySessionInfo
   metadata: { models: ModelChoice[], commands: [] }
   /** The turn running when the session was opened: its text so far (its next deltas follow). */
@@ -198,15 +202,7 @@ export interface GatewayMethodResults {
   'chat.send':
     | { runId: string, status: 'started' | 'in_flight' }
     | { runId: string, status: 'done', state: RunState, message: AssistantMessage }
-  'chat.history': {
-    sessionKey: string
-    sessionId?: string
-    messages: HistoryMessage[]
-    cursor: string
-    before?: string
-    hasMore: boolean
-    defaults: ModelDefaults
-  }
+  'chat.history': ChatHistoryResult
   'chat.startup': ChatStartupResult
   'chat.metadata': ChatStartupResult['metadata']
   'chat.abort': { ok: true, aborted: boolean, runIds: string[] }
