@@ -214,6 +214,23 @@ t.test('a reset on a node that missed the end of another node\'s run does not wa
   t.equal(reset, 'reset', 'the log says nothing runs: the reset goes on at once')
 })
 
+t.test('a node that missed the end of another node\'s run stops showing it as running at its next check, and records nothing', async t => {
+  const prefix = `deaf-check-${space++}:`
+  const store = new MemoryStore()
+  const { app: a } = await node(t, store, echoAgent(), prefix)
+  const log = new DeafLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 })
+  const b = await buildApp(t, { store, sessionLog: log, orphanCheckMs: 100 })
+  const heard: string[] = []
+  ;(await b.sessionGateway.subscribe('agent:main:deaf-check', {}, event => { heard.push(event.type) })).start()
+  await (await a.sessionGateway.send({ sessionKey: 'agent:main:deaf-check', agentId: 'main', input: [user('over already')] })).result
+  t.ok(await eventually(() => heard.includes('message') && heard.includes('run.started')), 'B heard the run begin')
+  const until = Date.now() + 10_000
+  while ((await b.sessionGateway.get('agent:main:deaf-check'))?.running !== undefined && Date.now() < until) await sleep(20)
+  t.equal((await b.sessionGateway.get('agent:main:deaf-check'))?.running, undefined, 'a check finds the run answered in the transcript: B no longer shows it running')
+  const rows = (await b.sessionGateway.history('agent:main:deaf-check', { limit: 10 })).entries.map(e => `${e.message?.role as string}:${e.runState ?? '-'}`)
+  t.same(rows, ['user:-', 'assistant:final'], 'and records nothing: the run answered')
+})
+
 t.test('rows chain across nodes: a row written on B follows the row A wrote before it (parentId, as OpenClaw reads transcripts)', async t => {
   const prefix = `chain-${space++}:`
   const store = new MemoryStore()
