@@ -38,6 +38,18 @@ export interface SessionGatewayOptions {
   busy?: 'queue' | 'reject'
   /** Recent events kept in memory per session for exact replay. Default 512. */
   replay?: number
+  /**
+   * Bytes of events kept in memory for replay, every session together; past it the oldest
+   * go first (a resume from further back is answered from the store). Default 64 MiB.
+   * With `sessionLog` given, that log keeps the events instead.
+   */
+  maxReplayBytes?: number
+  /**
+   * Bytes of finished turns' answers kept for repeats of a keyed `chat.send` (five minutes
+   * at most); past it the oldest go first, and a repeat reads the answer from the
+   * transcript. Default 16 MiB.
+   */
+  maxIdempotencyBytes?: number
   /** Longest a turn may run, in ms. Default 600000 (10 minutes). */
   runTimeoutMs?: number
   /** Most sends waiting behind a running turn, per session, under `busy: 'queue'`. Default 16. */
@@ -139,6 +151,8 @@ const OptionsSchema = Type.Object({
   mainKey: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,63}$', expected: 'a lower-case key such as "main"' })),
   busy: Type.Optional(Type.Union([Type.Literal('queue'), Type.Literal('reject')], { expected: '"queue" or "reject"' })),
   replay: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, expected: 'an integer from 0 to 1000000' })),
+  maxReplayBytes: Type.Optional(Type.Integer({ minimum: 0, expected: 'a non-negative integer (bytes)' })),
+  maxIdempotencyBytes: Type.Optional(Type.Integer({ minimum: 0, expected: 'a non-negative integer (bytes)' })),
   runTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647, expected: 'a positive integer (milliseconds)' })),
   maxQueue: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000, expected: 'an integer from 0 to 100000' })),
   maxIdleSessions: Type.Optional(Type.Integer({ minimum: 0, expected: 'a non-negative integer' })),
@@ -229,6 +243,8 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
     mainKey: given.mainKey ?? 'main',
     busy: given.busy ?? 'queue',
     replay: given.replay ?? 512,
+    maxReplayBytes: given.maxReplayBytes ?? 64 * 1024 * 1024,
+    maxIdempotencyBytes: given.maxIdempotencyBytes ?? 16 * 1024 * 1024,
     runTimeoutMs: given.runTimeoutMs ?? 600_000,
     maxQueue: given.maxQueue ?? 16,
     maxIdleSessions: given.maxIdleSessions ?? 10_000,

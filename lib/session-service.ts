@@ -49,7 +49,7 @@ export class SessionService {
       ...(options.authorize === undefined ? {} : { authorize: options.authorize })
     })
     this.#authenticate = createAuthenticator(options.auth)
-    this.#log = options.sessionLog ?? new InProcessSessionLog({ replay: options.replay, claimTtlMs: IDEMPOTENCY_TTL_MS })
+    this.#log = options.sessionLog ?? new InProcessSessionLog({ replay: options.replay, maxReplayBytes: options.maxReplayBytes, claimTtlMs: IDEMPOTENCY_TTL_MS })
     this.log = this.#log
     this.#hub = new SessionHub({
       store: options.store,
@@ -60,6 +60,7 @@ export class SessionService {
       maxQueue: options.maxQueue,
       maxIdleSessions: options.maxIdleSessions,
       idempotencyTtlMs: IDEMPOTENCY_TTL_MS,
+      maxIdempotencyBytes: options.maxIdempotencyBytes,
       orphanCheckMs: options.orphanCheckMs,
       logger
     })

@@ -875,7 +875,7 @@ t.test('rows written by OpenClaw itself (no seq) count as before any cursor', as
 
 t.test('the idempotency cache is bounded', async t => {
   const { IdempotencyCache } = await import('../lib/hub/idempotency.js')
-  const cache = new IdempotencyCache<number>(60_000, 2)
+  const cache = new IdempotencyCache<number>(60_000, { maxEntries: 2 })
   cache.set('a', 1)
   cache.set('b', 2)
   cache.set('c', 3)

@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { echoAgent } from '../lib/index.js'
+import { echoAgent, type SessionGatewayOptions } from '../lib/index.js'
 import { GatewaySocket, listen, type Frame } from './gateway-frames.js'
 import { buildApp, TOKEN, user } from './helpers.js'
 
@@ -20,8 +20,8 @@ function messageFilling (frameBytes: number, frameOf: (message: string) => strin
   return body + ' ' + 'x'.repeat(room - body.length - 1)
 }
 
-async function app (t: Test, gateway: { maxQueuedBytes?: number } = {}): Promise<FastifyInstance> {
-  const app = await buildApp(t, { agent: echoAgent(), gateway })
+async function app (t: Test, gateway: { maxQueuedBytes?: number } = {}, options: Partial<SessionGatewayOptions> = {}): Promise<FastifyInstance> {
+  const app = await buildApp(t, { agent: echoAgent(), gateway, ...options })
   await listen(app)
   return app
 }
@@ -65,8 +65,9 @@ t.test('a chat.send of exactly maxPayload reaches its final on the sender\'s own
 })
 
 t.test('sessions.open {since} across turns of several MiB replays every event, paced by the socket', async t => {
-  // Less than the replay (about 35 MiB waits to be sent), more than one turn's live frames.
-  const server = await app(t, { maxQueuedBytes: 20 * 1024 * 1024 })
+  // Less than the replay (about 35 MiB waits to be sent), more than one turn's live frames;
+  // memory enough to hold three such turns' events (each delta carries the text so far).
+  const server = await app(t, { maxQueuedBytes: 20 * 1024 * 1024 }, { maxReplayBytes: 512 * 1024 * 1024 })
   const sender = await open(t, server)
   await sender.request('sessions.open', { key: 'resumed' })
   const texts: string[] = []

@@ -23,6 +23,8 @@ export interface HubOptions {
   maxIdleSessions: number
   /** How long a repeated idempotency key attaches to the first run (the log's claims hold as long). */
   idempotencyTtlMs: number
+  /** Bytes of finished runs' answers the hub keeps for repeats of their idempotency keys. */
+  maxIdempotencyBytes: number
   /** How often sessions with a run on another process are checked for that process having died. */
   orphanCheckMs: number
   logger: FastifyBaseLogger

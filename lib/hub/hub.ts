@@ -6,6 +6,7 @@ import type {
   ChangeListener, HistoryQuery, HubOptions, OpenResult, RunningSnapshot, RunTicket, SendRequest, SessionChange,
   SessionListener, SubscribeOptions, Subscription
 } from './hub-types.js'
+import { approximateBytes } from './byte-size.js'
 import { IdempotencyCache } from './idempotency.js'
 import { Run, type RunResult, type StopCause } from './run.js'
 import { SessionRegistry } from './session-registry.js'
@@ -58,7 +59,7 @@ export class SessionHub {
     this.#store = options.store
     this.#registry = new SessionRegistry({ store: options.store, log: options.log, logger: options.logger }, options.maxIdleSessions)
     this.#subscriptions = new Subscriptions(this.#registry)
-    this.#tickets = new IdempotencyCache(options.idempotencyTtlMs)
+    this.#tickets = new IdempotencyCache(options.idempotencyTtlMs, { maxBytes: options.maxIdempotencyBytes })
     this.#runner = new TurnRunner({
       agent: options.agent,
       lane: { busy: options.busy, maxQueue: options.maxQueue },
@@ -115,8 +116,9 @@ export class SessionHub {
       ? claiming.then(async holder => await this.#claimed(request, holder, start))
       : this.#claimed(request, claiming, start)
     this.#tickets.set(local, started)
-    // A send that failed before its run began leaves nothing to attach to.
-    started.catch(() => this.#tickets.delete(local))
+    // A send that failed before its run began leaves nothing to attach to; one that ran
+    // keeps its answer, which counts against the cache's bytes once it is known.
+    started.then(async ({ ticket }) => { this.#tickets.weigh(local, started, approximateBytes((await ticket.result).entry)) }, () => this.#tickets.delete(local))
     return (await started).ticket
   }
 
@@ -133,8 +135,7 @@ export class SessionHub {
   /** A ticket for a run another process started: `done` with its answer, or `in_flight` with its end to come. */
   async #attach (sessionKey: string, runId: string): Promise<{ ticket: RunTicket, run: Run }> {
     return await this.#registry.use(sessionKey, async state => {
-      const { entries } = await this.#store.read(sessionKey, { limit: 50 })
-      const rows = entries.filter(entry => entry.runId === runId)
+      const rows = await this.#rowsOf(sessionKey, runId)
       const answer = rows.find(entry => entry.runState !== undefined)
       // The position just before the run's first row: watching since it shows the whole run.
       const cursor = formatCursor(state.epoch, Math.max(0, (rows[0]?.seq ?? state.head + 1) - 1))
@@ -148,6 +149,16 @@ export class SessionHub {
       const ticket: RunTicket = { runId, sessionKey, sessionId: (state.row as SessionRow).sessionId, status: run.finished ? 'done' : 'in_flight', cursor, result: run.result }
       return { ticket, run }
     })
+  }
+
+  /** The rows `runId` wrote in the current generation: read back from the newest until found. */
+  async #rowsOf (sessionKey: string, runId: string): Promise<TranscriptEntry[]> {
+    let page = await this.#store.read(sessionKey, { limit: 50 })
+    for (;;) {
+      const rows = page.entries.filter(entry => entry.runId === runId)
+      if (rows.length > 0 || page.before === undefined) return rows
+      page = await this.#store.read(sessionKey, { limit: 200, before: page.before })
+    }
   }
 
   // ── watching ───────────────────────────────────────────────────────────────

@@ -1,12 +1,20 @@
 /**
- * Remembers values by idempotency key for a fixed time, and at most `maxEntries` of
- * them (the oldest go first), so a flood of keys cannot grow memory without bound.
- * Entries expire in the order they were made, so a sweep stops at the first live one.
+ * Remembers values by idempotency key for a fixed time, at most `maxEntries` of them and
+ * at most `maxBytes` as their sizes are told (the oldest go first), so a flood of keys or
+ * of large answers cannot grow memory without bound. Entries expire in the order they
+ * were made, so a sweep stops at the first live one.
  */
 export class IdempotencyCache<V> {
-  readonly #entries = new Map<string, { value: V, expiresAt: number }>()
+  readonly #entries = new Map<string, { value: V, expiresAt: number, bytes: number }>()
+  #bytes = 0
 
-  constructor (readonly ttlMs: number, readonly maxEntries = 100_000) {}
+  readonly maxEntries: number
+  readonly maxBytes: number
+
+  constructor (readonly ttlMs: number, limits: { maxEntries?: number, maxBytes?: number } = {}) {
+    this.maxEntries = limits.maxEntries ?? 100_000
+    this.maxBytes = limits.maxBytes ?? Number.POSITIVE_INFINITY
+  }
 
   get (key: string): V | undefined {
     this.#sweep()
@@ -14,12 +22,26 @@ export class IdempotencyCache<V> {
   }
 
   set (key: string, value: V): void {
-    this.#entries.delete(key)
-    this.#entries.set(key, { value, expiresAt: Date.now() + this.ttlMs })
-    if (this.#entries.size > this.maxEntries) this.#entries.delete(this.#entries.keys().next().value as string)
+    this.delete(key)
+    this.#entries.set(key, { value, expiresAt: Date.now() + this.ttlMs, bytes: 0 })
+    if (this.#entries.size > this.maxEntries) this.delete(this.#entries.keys().next().value as string)
+  }
+
+  /** Tells the size of `key`'s value once it is known (a run's answer, once it ends). */
+  weigh (key: string, value: V, bytes: number): void {
+    const entry = this.#entries.get(key)
+    if (entry?.value !== value) return
+    // One value past the whole budget would push out every other: it alone goes.
+    if (bytes > this.maxBytes) return this.delete(key)
+    this.#bytes += bytes - entry.bytes
+    entry.bytes = bytes
+    while (this.#bytes > this.maxBytes) this.delete(this.#entries.keys().next().value as string)
   }
 
   delete (key: string): void {
+    const entry = this.#entries.get(key)
+    if (entry === undefined) return
+    this.#bytes -= entry.bytes
     this.#entries.delete(key)
   }
 
@@ -27,7 +49,7 @@ export class IdempotencyCache<V> {
     const now = Date.now()
     for (const [key, entry] of this.#entries) {
       if (entry.expiresAt > now) return
-      this.#entries.delete(key)
+      this.delete(key)
     }
   }
 }

@@ -3,17 +3,22 @@ import { RunAbortedError, sessionBusy } from '../errors.js'
 import { formatCursor } from '../events.js'
 import { EventRing } from './event-ring.js'
 import { IdempotencyCache } from './idempotency.js'
+import { ReplayBudget } from './replay-budget.js'
 import { LaneAbort } from './lane-abort.js'
 import type { Lane, LaneOptions, LogListener, LogPosition, LogSubscription, RestartNotice, SessionLog } from './session-log.js'
 
 export interface InProcessLogOptions {
   /** Recent events kept per session for exact replay. */
   replay: number
+  /** Bytes of events kept for replay, every session together (the oldest go first). Default 64 MiB. */
+  maxReplayBytes?: number
   /** How long an idempotency claim holds. */
   claimTtlMs: number
   /** Most idempotency claims kept at once (the oldest go first). */
   maxClaims?: number
 }
+
+export const DEFAULT_MAX_REPLAY_BYTES = 64 * 1024 * 1024
 
 interface Waiter {
   runId: string
@@ -37,8 +42,8 @@ class LogState {
   readonly queue: Waiter[] = []
   seeding: Promise<LogPosition> | undefined
 
-  constructor (replay: number) {
-    this.ring = new EventRing(replay)
+  constructor (ring: EventRing) {
+    this.ring = ring
   }
 
   get idle (): boolean {
@@ -55,10 +60,12 @@ export class InProcessSessionLog implements SessionLog {
   readonly #states = new Map<string, LogState>()
   readonly #claims: IdempotencyCache<string>
   readonly #replay: number
+  readonly #budget: ReplayBudget
 
   constructor (options: InProcessLogOptions) {
     this.#replay = options.replay
-    this.#claims = new IdempotencyCache(options.claimTtlMs, options.maxClaims)
+    this.#budget = new ReplayBudget(options.maxReplayBytes ?? DEFAULT_MAX_REPLAY_BYTES)
+    this.#claims = new IdempotencyCache(options.claimTtlMs, { maxEntries: options.maxClaims })
   }
 
   async position (key: string, seed: () => Promise<LogPosition>): Promise<LogPosition> {
@@ -166,7 +173,9 @@ export class InProcessSessionLog implements SessionLog {
 
   forget (key: string): void {
     const state = this.#states.get(key)
-    if (state?.idle === true && state.seeding === undefined) this.#states.delete(key)
+    if (state?.idle !== true || state.seeding !== undefined) return
+    state.ring.clear()
+    this.#states.delete(key)
   }
 
   async close (): Promise<void> {
@@ -176,7 +185,7 @@ export class InProcessSessionLog implements SessionLog {
   #state (key: string): LogState {
     let state = this.#states.get(key)
     if (state === undefined) {
-      state = new LogState(this.#replay)
+      state = new LogState(new EventRing(this.#replay, this.#budget))
       this.#states.set(key, state)
     }
     return state

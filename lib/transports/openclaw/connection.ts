@@ -80,7 +80,8 @@ export class OpenClawConnection {
   #seq = 0
   readonly #chatSeq = new Map<string, number>()
   readonly #agentSeq = new Map<string, number>()
-  readonly #watches = new Map<string, Subscription>()
+  /** How to stop each watch: only that, so a watch does not keep its replay's events alive. */
+  readonly #watches = new Map<string, () => void>()
   #stopWatchingList: (() => void) | undefined
   readonly #outbox: Outbox<OutboxItem>
   #handshakeTimer: NodeJS.Timeout | undefined
@@ -176,7 +177,7 @@ export class OpenClawConnection {
     this.#phase = 'closed'
     clearTimeout(this.#handshakeTimer)
     this.#outbox.close()
-    for (const subscription of this.#watches.values()) subscription.unsubscribe()
+    for (const unsubscribe of this.#watches.values()) unsubscribe()
     this.#watches.clear()
     this.#stopWatchingList?.()
   }
@@ -273,13 +274,12 @@ export class OpenClawConnection {
   #watch (sessionKey: string, subscription: Subscription): void {
     // A subscription that completes after the connection closed is let go at once.
     if (this.#phase === 'closed') return subscription.unsubscribe()
-    this.#watches.get(sessionKey)?.unsubscribe()
-    this.#watches.set(sessionKey, subscription)
+    this.#watches.get(sessionKey)?.()
+    this.#watches.set(sessionKey, subscription.unsubscribe)
   }
 
   #unwatch (sessionKey: string): boolean {
-    const subscription = this.#watches.get(sessionKey)
-    subscription?.unsubscribe()
+    this.#watches.get(sessionKey)?.()
     return this.#watches.delete(sessionKey)
   }
 

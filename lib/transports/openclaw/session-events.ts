@@ -30,15 +30,25 @@ export function payloadJson (outgoing: OutgoingEvent): string {
   return outgoing.json
 }
 
-// One hub event fans out to every watcher: encode it once per flavour, not once per connection.
-const encoded = new WeakMap<SessionEvent, { plain?: OutgoingEvent[], withCursor?: OutgoingEvent[] }>()
+// One hub event fans out to every watcher in the tick it is appended: encode it once per
+// flavour, not once per connection. Kept for that tick only, not for as long as a replay
+// ring holds the event (a large turn's deltas would be held twice over).
+let encoded = new Map<SessionEvent, { plain?: OutgoingEvent[], withCursor?: OutgoingEvent[] }>()
+let forgetting = false
 
-/** `encodeSessionEvent`, remembered per event, so a hundred watchers share one encoding. */
+/** `encodeSessionEvent`, remembered for the tick, so a hundred watchers share one encoding. */
 export function sessionEventFrames (event: SessionEvent, withCursor: boolean): OutgoingEvent[] {
   let cache = encoded.get(event)
   if (cache === undefined) {
     cache = {}
     encoded.set(event, cache)
+    if (!forgetting) {
+      forgetting = true
+      setImmediate(() => {
+        encoded = new Map()
+        forgetting = false
+      })
+    }
   }
   const flavour = withCursor ? 'withCursor' : 'plain'
   return (cache[flavour] ??= encodeSessionEvent(event, withCursor))
