@@ -105,6 +105,16 @@ export interface ResponsesOptions {
   websocket?: boolean
   /** How long a WebSocket-mode connection may live before it is told `websocket_connection_limit_reached`. Default 3600000 (60 minutes). */
   websocketMaxAgeMs?: number
+  /** A streamed response is given events while its connection holds at most this many bytes not yet sent. Default 1 MiB. */
+  maxBufferedBytes?: number
+  /**
+   * A streamed response whose reader leaves this many bytes of live events unread is cut
+   * off (the SSE connection closed, the WebSocket closed with 1008) instead of held in
+   * memory; the turn goes on, and the reader resumes with
+   * `GET <prefix>/responses/{id}?stream=true&starting_after=<n>`. A resumed stream goes out
+   * as the reader takes it and does not count. Default 16 × `maxPayload` (64 MiB).
+   */
+  maxQueuedBytes?: number
 }
 
 export interface GatewayProtocolOptions {
@@ -173,9 +183,11 @@ const OptionsSchema = Type.Object({
     bodyLimit: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_073_741_824 })),
     onDisconnect: Type.Optional(Type.Union([Type.Literal('continue'), Type.Literal('abort')])),
     websocket: Type.Optional(Type.Boolean()),
-    websocketMaxAgeMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 2_147_483_647 }))
+    websocketMaxAgeMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 2_147_483_647 })),
+    maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    maxQueuedBytes: Type.Optional(Type.Integer({ minimum: 1024 }))
   }, { additionalProperties: false })], {
-    expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort", websocket: boolean, websocketMaxAgeMs: ≥10 }'
+    expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort", websocket: boolean, websocketMaxAgeMs: ≥10, maxBufferedBytes: ≥1024, maxQueuedBytes: ≥1024 }'
   })),
   health: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     livePath: Type.Optional(Type.String({ pattern: '^/' })),
@@ -257,7 +269,9 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           bodyLimit: given.responses?.bodyLimit ?? maxPayload,
           onDisconnect: given.responses?.onDisconnect ?? 'continue',
           websocket: given.responses?.websocket ?? true,
-          websocketMaxAgeMs: given.responses?.websocketMaxAgeMs ?? 3_600_000
+          websocketMaxAgeMs: given.responses?.websocketMaxAgeMs ?? 3_600_000,
+          maxBufferedBytes: given.responses?.maxBufferedBytes ?? 1024 * 1024,
+          maxQueuedBytes: given.responses?.maxQueuedBytes ?? 16 * maxPayload
         },
     rest: given.rest === false
       ? false

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { NO_TELEMETRY } from '../lib/telemetry.js'
 import { ResponsesService } from '../lib/transports/responses/service.js'
 import { ResponsesConnection } from '../lib/transports/responses/websocket-connection.js'
 import { buildApp, gatedAgent } from './helpers.js'
@@ -6,6 +7,7 @@ import { buildApp, gatedAgent } from './helpers.js'
 // WebSocket mode's protocol core, driven without a socket.
 
 class FakeSocket {
+  readonly bufferedAmount = 0
   readonly frames: Array<Record<string, any>> = []
   closed: { code: number, reason: string } | undefined
   failSends = false
@@ -30,7 +32,7 @@ t.test('the core: string frames, a queue that outlives a closed socket, a failin
   const service = new ResponsesService(app.sessionGateway, app.log)
   const make = (maxAgeMs = 60_000): { socket: FakeSocket, connection: ResponsesConnection } => {
     const socket = new FakeSocket()
-    const connection = new ResponsesConnection(socket, { service, principal: { id: 'p' }, hints: {}, maxAgeMs, maxPayload: 65536, logger: app.log })
+    const connection = new ResponsesConnection(socket, { service, principal: { id: 'p' }, hints: {}, maxAgeMs, maxPayload: 65536, maxBufferedBytes: 1 << 20, maxQueuedBytes: 1 << 20, telemetry: NO_TELEMETRY, logger: app.log })
     t.teardown(() => connection.dispose())
     return { socket, connection }
   }

@@ -44,7 +44,7 @@ export async function createMetrics (options: MetricsOptions & { path: string | 
   const finished = new Counter({ name: 'session_gateway_turns_finished_total', help: 'Turns finished, by state (final, aborted, error)', labelNames: ['state'], registers })
   const duration = new Histogram({ name: 'session_gateway_turn_duration_seconds', help: 'Turn duration, from its input being durable to its end, by state', labelNames: ['state'], buckets: TURN_BUCKETS, registers })
   const resumes = new Counter({ name: 'session_gateway_resumes_total', help: 'Resumes from a cursor, by outcome (live, replay, catchup, reset)', labelNames: ['outcome'], registers })
-  const slowConsumers = new Counter({ name: 'session_gateway_slow_consumer_closes_total', help: 'Gateway-protocol connections closed (1008) for falling too far behind', registers })
+  const slowConsumers = new Counter({ name: 'session_gateway_slow_consumer_closes_total', help: 'Streams cut off for falling too far behind: gateway and OpenResponses WebSockets closed with 1008, event streams ended', registers })
   const storeErrors = new Counter({ name: 'session_gateway_store_errors_total', help: 'Store calls that failed, by operation', labelNames: ['operation'], registers })
 
   // Every series exists from the start at zero, so rate() and alerts see the first event.

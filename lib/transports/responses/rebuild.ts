@@ -29,9 +29,11 @@ const MAX_PAGES = 20
 
 /** The response's stream, rebuilt; undefined when its session no longer has the run. */
 export async function rebuildStream (sessions: SessionService, run: RunOfResponse): Promise<ResponseStream | undefined> {
-  const events = await eventsFromLog(sessions, run) ?? await eventsFromTranscript(sessions, run)
+  const logged = await eventsFromLog(sessions, run)
+  const events = logged ?? await eventsFromTranscript(sessions, run)
   if (events === undefined) return undefined
   const stream = new ResponseStream(run.id, run.fields, run.createdAt)
+  stream.exact = logged !== undefined
   for (const event of events) stream.onHubEvent(event)
   return stream
 }

@@ -74,6 +74,11 @@ export class ResponseStream {
   /** The response's id, which is also its run's id in the session's event log. */
   readonly id: string
   readonly events: StreamEvent[] = []
+  /**
+   * False for a stream rebuilt from the transcript (its text in one delta): only its first
+   * two events (`response.created`, `response.in_progress`) match the stream first sent.
+   */
+  exact = true
   /** The fields that never change, serialized once: `{"id":…,…,"prompt_cache_key":null` (no closing brace). */
   readonly #baseJson: string
   /** The final response object's JSON, once there is one. */

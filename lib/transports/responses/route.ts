@@ -5,8 +5,8 @@ import { requestHints } from '../../request-hints.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
 import type { ResponsesErrorBody } from './frames.js'
 import { parseCreateBody } from './request.js'
-import type { StreamEvent } from './response-stream.js'
 import { ResponsesService, type LiveResponse } from './service.js'
+import { readStream, type StreamReaderLimits } from './stream-reader.js'
 import { ResponsesConnection } from './websocket-connection.js'
 import type { LiveSockets } from '../live-sockets.js'
 import type { Telemetry } from '../../telemetry.js'
@@ -21,7 +21,13 @@ export interface ResponsesRouteOptions {
   onDisconnect: 'continue' | 'abort'
   websocket: boolean
   websocketMaxAgeMs: number
+  maxBufferedBytes: number
+  maxQueuedBytes: number
   maxPayload: number
+}
+
+interface StreamContext extends StreamReaderLimits {
+  telemetry: Telemetry
 }
 
 const SESSION_HEADER = 'x-openclaw-session-key'
@@ -35,6 +41,7 @@ const COMPACT_FIELDS = new Set(['model', 'input', 'previous_response_id', 'instr
  */
 export async function responsesRoutes (scope: FastifyInstance, options: ResponsesRouteOptions): Promise<void> {
   const { sessions, service, bodyLimit, onDisconnect, sockets, telemetry } = options
+  const streaming: StreamContext = { telemetry, maxBufferedBytes: options.maxBufferedBytes, maxQueuedBytes: options.maxQueuedBytes }
 
   scope.setErrorHandler(function responsesError (err, request, reply) {
     const error = toResponsesError(err, request.log)
@@ -57,7 +64,7 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
         if (!live.stream.finished) void sessions.abort(live.sessionKey, live.id).catch(() => {})
       })
     }
-    if (body.stream === true) return streamEvents(reply, telemetry, live.sessionKey, subscriber(live, -1))
+    if (body.stream === true) return streamEvents(reply, streaming, live, -1)
     await live.stream.ended()
     return await reply.header(SESSION_HEADER, live.sessionKey).type('application/json; charset=utf-8').send(live.stream.responseJson())
   })
@@ -81,6 +88,7 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
           hints: { sessionKey, agentId },
           maxAgeMs: options.websocketMaxAgeMs,
           maxPayload: options.maxPayload,
+          ...streaming,
           logger: request.log
         })
         // Listeners first, synchronously: a listener added later would miss the first frames.
@@ -111,7 +119,13 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     if (request.query.stream !== 'true') {
       return await reply.header(SESSION_HEADER, found.sessionKey).type('application/json; charset=utf-8').send(found.stream.responseJson())
     }
-    return streamEvents(reply, telemetry, found.sessionKey, subscriber(found, startingAfter(request.query.starting_after)))
+    const after = startingAfter(request.query.starting_after)
+    // Past its first two events, a stream rebuilt from the transcript is not the one first
+    // sent: say so rather than resume at a position that means something else now.
+    if (!found.stream.exact && after > 1) {
+      throw new ResponsesError(409, `The events of response ${found.id} are no longer held one by one, so it cannot be resumed after ${after}; read the finished response without 'stream', or stream it again from the start.`, { param: 'starting_after', code: 'stream_not_resumable' })
+    }
+    return streamEvents(reply, streaming, found, after)
   })
 
   scope.post<{ Params: { id: string } }>('/responses/:id/cancel', { config }, async (request, reply) => {
@@ -121,18 +135,13 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
   })
 }
 
-type Subscribe = (send: (event: StreamEvent) => void, end: () => void) => () => void
-
-function subscriber (live: LiveResponse, after: number): Subscribe {
-  return (send, end) => live.stream.subscribe(after, send, end)
-}
-
 /**
  * Answers with Server-Sent Events: one write per event (`event:` is the JSON's `type`,
- * the data one line), and `data: [DONE]` at the end. A client that leaves stops
- * the writing, not the turn.
+ * the data one line), and `data: [DONE]` at the end, paced by what the connection takes.
+ * A client that leaves stops the writing, not the turn; so does one that leaves
+ * `maxQueuedBytes` of live events unread (it resumes by sequence number).
  */
-function streamEvents (reply: FastifyReply, telemetry: Telemetry, sessionKey: string, subscribe: Subscribe): FastifyReply {
+function streamEvents (reply: FastifyReply, context: StreamContext, live: LiveResponse, after: number): FastifyReply {
   reply.hijack()
   const raw = reply.raw
   raw.writeHead(200, {
@@ -140,21 +149,20 @@ function streamEvents (reply: FastifyReply, telemetry: Telemetry, sessionKey: st
     'cache-control': 'no-cache',
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
-    [SESSION_HEADER]: sessionKey
+    [SESSION_HEADER]: live.sessionKey
   })
-  let open = true
-  const stop = subscribe(
-    event => { if (open) raw.write(`event: ${event.type}\ndata: ${event.json}\n\n`) },
-    () => {
-      // Never after a close: closing unsubscribes, and only a subscriber is told the end.
-      open = false
-      raw.end('data: [DONE]\n\n')
+  const stop = readStream(live.stream, after, {
+    buffered: () => raw.writableLength,
+    write: (event, written) => raw.write(`event: ${event.type}\ndata: ${event.json}\n\n`, () => written()),
+    end: () => raw.end('data: [DONE]\n\n'),
+    overflow: () => {
+      context.telemetry.slowConsumerClosed()
+      raw.destroy()
     }
-  )
-  telemetry.connectionOpened('responses_sse')
+  }, context)
+  context.telemetry.connectionOpened('responses_sse')
   raw.once('close', () => {
-    open = false
-    telemetry.connectionClosed('responses_sse')
+    context.telemetry.connectionClosed('responses_sse')
     stop()
   })
   return reply

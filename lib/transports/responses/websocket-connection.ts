@@ -1,10 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Principal } from '../../auth.js'
 import type { SessionHints } from '../../resolver.js'
+import type { Telemetry } from '../../telemetry.js'
 import { CloseCode } from '../close-codes.js'
 import { invalidParam, ResponsesError, toResponsesError } from './errors.js'
 import type { ResponsesErrorFrame } from './frames.js'
 import { parseCreateBody, type CreateBody } from './request.js'
+import { readStream } from './stream-reader.js'
 import type { PreviousResponse, ResponsesService } from './service.js'
 
 // OpenResponses' WebSocket mode, as a protocol core that knows no socket library: feed
@@ -13,7 +15,10 @@ import type { PreviousResponse, ResponsesService } from './service.js'
 // stream, one JSON text frame each. Responses on one connection run one at a time.
 
 export interface ResponsesSocket {
-  send (text: string): void
+  /** Bytes sent and not yet taken by the network. */
+  readonly bufferedAmount: number
+  /** `sent` is called once the network has taken the frame (or the send failed). */
+  send (text: string, sent?: (err?: Error) => void): void
   close (code: number, reason: string): void
 }
 
@@ -25,6 +30,11 @@ export interface ResponsesConnectionContext {
   /** How long the connection may live; past it, the client is told and the socket closed. */
   maxAgeMs: number
   maxPayload: number
+  /** The socket is given frames while it holds at most this many bytes not yet sent. */
+  maxBufferedBytes: number
+  /** Live events the client may leave unread, in bytes; past them it is closed with 1008 (it resumes by GET). */
+  maxQueuedBytes: number
+  telemetry: Telemetry
   logger: FastifyBaseLogger
 }
 
@@ -44,6 +54,8 @@ export class ResponsesConnection {
   #running = 0
   #expired = false
   #closed = false
+  /** Stops feeding the response being written, when the socket goes. */
+  #stopReading: (() => void) | undefined
   readonly #ageTimer: NodeJS.Timeout
 
   constructor (socket: ResponsesSocket, context: ResponsesConnectionContext) {
@@ -87,6 +99,7 @@ export class ResponsesConnection {
   dispose (): void {
     this.#closed = true
     clearTimeout(this.#ageTimer)
+    this.#stopReading?.()
   }
 
   #createBody (data: Buffer | string, isBinary: boolean): CreateBody {
@@ -116,7 +129,24 @@ export class ResponsesConnection {
         previous: id => this.#cache.get(id)
       })
       this.#cache.set(live.id, { sessionKey: live.sessionKey, agentId: live.agentId })
-      await new Promise<void>(resolve => live.stream.subscribe(-1, event => this.#send(event.json), resolve))
+      await new Promise<void>(resolve => {
+        const stop = readStream(live.stream, -1, {
+          buffered: () => this.#socket.bufferedAmount,
+          write: (event, written) => this.#send(event.json, written),
+          end: resolve,
+          overflow: () => {
+            // A reader this far behind is let go rather than held in memory; its response goes on.
+            this.#context.telemetry.slowConsumerClosed()
+            this.close(CloseCode.policy, 'slow consumer')
+          }
+        }, this.#context)
+        // A socket that closes stops the writing (the response goes on), whatever it waited for.
+        this.#stopReading = () => {
+          stop()
+          resolve()
+        }
+      })
+      this.#stopReading = undefined
       // A continuation that failed is not one to build on: forget what it referenced.
       if (live.stream.status === 'failed' && previous !== undefined) this.#cache.delete(previous)
     } catch (err) {
@@ -141,10 +171,10 @@ export class ResponsesConnection {
     this.close(CloseCode.normal, LIMIT_CODE)
   }
 
-  #send (text: string): void {
+  #send (text: string, sent?: () => void): void {
     if (this.#closed) return
     try {
-      this.#socket.send(text)
+      this.#socket.send(text, sent === undefined ? undefined : () => sent())
     } catch (err) {
       this.#context.logger.warn({ err }, 'session gateway: a responses frame could not be sent')
       this.close(CloseCode.serverError, 'send failed')
