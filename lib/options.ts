@@ -93,6 +93,11 @@ export interface ResponsesOptions {
   websocket?: boolean
   /** How long a WebSocket-mode connection may live before it is told `websocket_connection_limit_reached`. Default 3600000 (60 minutes). */
   websocketMaxAgeMs?: number
+  /**
+   * How long a finished response stays retrievable (`GET <prefix>/responses/:id`, and as a
+   * `previous_response_id`), in ms; its record is then removed. Default 2592000000 (30 days).
+   */
+  recordTtlMs?: number
 }
 
 export interface GatewayProtocolOptions {
@@ -159,9 +164,10 @@ const OptionsSchema = Type.Object({
     bodyLimit: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_073_741_824 })),
     onDisconnect: Type.Optional(Type.Union([Type.Literal('continue'), Type.Literal('abort')])),
     websocket: Type.Optional(Type.Boolean()),
-    websocketMaxAgeMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 2_147_483_647 }))
+    websocketMaxAgeMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 2_147_483_647 })),
+    recordTtlMs: Type.Optional(Type.Integer({ minimum: 10, maximum: Number.MAX_SAFE_INTEGER }))
   }, { additionalProperties: false })], {
-    expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort", websocket: boolean, websocketMaxAgeMs: ≥10 }'
+    expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort", websocket: boolean, websocketMaxAgeMs: ≥10, recordTtlMs: ≥10 }'
   })),
   health: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     livePath: Type.Optional(Type.String({ pattern: '^/' })),
@@ -241,7 +247,8 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           bodyLimit: given.responses?.bodyLimit ?? maxPayload,
           onDisconnect: given.responses?.onDisconnect ?? 'continue',
           websocket: given.responses?.websocket ?? true,
-          websocketMaxAgeMs: given.responses?.websocketMaxAgeMs ?? 3_600_000
+          websocketMaxAgeMs: given.responses?.websocketMaxAgeMs ?? 3_600_000,
+          recordTtlMs: given.responses?.recordTtlMs ?? 30 * 24 * 3_600_000
         },
     rest: given.rest === false
       ? false
