@@ -115,6 +115,11 @@ export interface ResponsesOptions {
    * as the reader takes it and does not count. Default 16 × `maxPayload` (64 MiB).
    */
   maxQueuedBytes?: number
+  /**
+   * How long a finished response stays retrievable (`GET <prefix>/responses/:id`, and as a
+   * `previous_response_id`), in ms; its record is then removed. Default 2592000000 (30 days).
+   */
+  recordTtlMs?: number
 }
 
 export interface GatewayProtocolOptions {
@@ -185,9 +190,10 @@ const OptionsSchema = Type.Object({
     websocket: Type.Optional(Type.Boolean()),
     websocketMaxAgeMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 2_147_483_647 })),
     maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
-    maxQueuedBytes: Type.Optional(Type.Integer({ minimum: 1024 }))
+    maxQueuedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    recordTtlMs: Type.Optional(Type.Integer({ minimum: 10, maximum: Number.MAX_SAFE_INTEGER }))
   }, { additionalProperties: false })], {
-    expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort", websocket: boolean, websocketMaxAgeMs: ≥10, maxBufferedBytes: ≥1024, maxQueuedBytes: ≥1024 }'
+    expected: 'false, or { prefix: "/v1" (or "" for none), bodyLimit: 1024…1073741824, onDisconnect: "continue" | "abort", websocket: boolean, websocketMaxAgeMs: ≥10, maxBufferedBytes: ≥1024, maxQueuedBytes: ≥1024, recordTtlMs: ≥10 }'
   })),
   health: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     livePath: Type.Optional(Type.String({ pattern: '^/' })),
@@ -271,7 +277,8 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           websocket: given.responses?.websocket ?? true,
           websocketMaxAgeMs: given.responses?.websocketMaxAgeMs ?? 3_600_000,
           maxBufferedBytes: given.responses?.maxBufferedBytes ?? 1024 * 1024,
-          maxQueuedBytes: given.responses?.maxQueuedBytes ?? 16 * maxPayload
+          maxQueuedBytes: given.responses?.maxQueuedBytes ?? 16 * maxPayload,
+          recordTtlMs: given.responses?.recordTtlMs ?? 30 * 24 * 3_600_000
         },
     rest: given.rest === false
       ? false

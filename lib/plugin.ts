@@ -12,6 +12,7 @@ import { createMetrics } from './operations/metrics.js'
 import { resolveOptions, type SessionGatewayOptions } from './options.js'
 import { UpstreamSessionStore } from './stores/upstream-sessions.js'
 import { requestHints } from './request-hints.js'
+import { RecordSweeper } from './stores/record-sweeper.js'
 import { openStore } from './stores/store.js'
 import { NO_TELEMETRY } from './telemetry.js'
 import { CloseCode } from './transports/close-codes.js'
@@ -66,7 +67,12 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
   app.decorate('sessionGateway', sessions)
   app.decorateRequest('gatewayPrincipal', null)
   app.decorateRequest('gatewaySession', null)
-  app.addHook('onClose', async () => { await sessions.close() })
+  // Responses leave records; they expire, and their space is reclaimed in the background.
+  const sweeper = options.responses === false ? undefined : new RecordSweeper(store, app.log, options.responses.recordTtlMs)
+  app.addHook('onClose', async () => {
+    await sweeper?.stop() // before the store closes under it
+    await sessions.close()
+  })
 
   // Shutdown closes every WebSocket with 1012 (service restart), so clients know to come
   // back; added before @fastify/websocket's own hook, which would close them without a code.
@@ -124,7 +130,7 @@ async function sessionGatewayPlugin (app: FastifyInstance, rawOptions: SessionGa
       await scope.register(responsesRoutes, {
         ...options.responses,
         sessions,
-        service: new ResponsesService(sessions, app.log),
+        service: new ResponsesService(sessions, app.log, options.responses.recordTtlMs),
         sockets,
         telemetry,
         maxPayload: options.maxPayload

@@ -283,6 +283,7 @@ t.test('merging keeps newest first when either source\'s page runs out before it
   t.same(calls, ['open', 'close'], 'opening and closing reach the store')
   const bare = new UpstreamSessionStore(fixed([]), upstream([]), { logger })
   await bare.open({ logger })
+  t.equal(await bare.sweepRecords(Date.now(), 10), 0, 'a store that expires records itself has nothing to sweep')
   await bare.close()
 })
 

@@ -78,7 +78,8 @@ t.test('every bounded option is taken at its bounds and refused just past them',
     ['gateway', value => ({ gateway: { maxBufferedBytes: value } }), 1024],
     ['gateway', value => ({ gateway: { handshakeTimeoutMs: value } }), 10, 600_000],
     ['responses', value => ({ responses: { bodyLimit: value } }), 1024, 1_073_741_824],
-    ['responses', value => ({ responses: { websocketMaxAgeMs: value } }), 10, 2_147_483_647]
+    ['responses', value => ({ responses: { websocketMaxAgeMs: value } }), 10, 2_147_483_647],
+    ['responses', value => ({ responses: { recordTtlMs: value } }), 10]
   ]
   for (const [name, option, min, max] of bounds) {
     const edges: Array<[number, boolean]> = [[min, true], [min - 1, false], ...(max === undefined ? [] : [[max, true], [max + 1, false]] as Array<[number, boolean]>)]

@@ -29,9 +29,9 @@ t.test('without DATABASE_URL it says what to set', async t => {
 
 t.test('migrates once, then says it is already done; schema and prefix from the environment', async t => {
   const env = { DATABASE_URL: server.url, DATABASE_TABLE_PREFIX: 'cli_' }
-  t.same(await command(env), { code: 0, lines: ['session gateway tables migrated from version 0 to 1 (schema public, table prefix cli_)'] })
-  t.same(await command({ ...env, DATABASE_SCHEMA: '' }), { code: 0, lines: ['session gateway tables already at version 1 (schema public, table prefix cli_)'] })
-  t.same(await command({ DATABASE_URL: server.url, DATABASE_SCHEMA: 'other' }), { code: 0, lines: ['session gateway tables migrated from version 0 to 1 (schema other, table prefix fsg_)'] })
+  t.same(await command(env), { code: 0, lines: ['session gateway tables migrated from version 0 to 2 (schema public, table prefix cli_)'] })
+  t.same(await command({ ...env, DATABASE_SCHEMA: '' }), { code: 0, lines: ['session gateway tables already at version 2 (schema public, table prefix cli_)'] })
+  t.same(await command({ DATABASE_URL: server.url, DATABASE_SCHEMA: 'other' }), { code: 0, lines: ['session gateway tables migrated from version 0 to 2 (schema other, table prefix fsg_)'] })
 })
 
 t.test('a failure is one line and exit code 1', async t => {
@@ -47,6 +47,6 @@ t.test('the npm script runs the built command', async t => {
   const run = async (): Promise<string> => (await promisify(execFile)(process.execPath, [script as string], {
     cwd: root, env: childEnv({ DATABASE_URL: server.url, DATABASE_TABLE_PREFIX: 'npm_' }), timeout: 60_000
   })).stdout
-  t.equal(await run(), 'session gateway tables migrated from version 0 to 1 (schema public, table prefix npm_)\n')
-  t.equal(await run(), 'session gateway tables already at version 1 (schema public, table prefix npm_)\n', 'and again: nothing to do')
+  t.equal(await run(), 'session gateway tables migrated from version 0 to 2 (schema public, table prefix npm_)\n')
+  t.equal(await run(), 'session gateway tables already at version 2 (schema public, table prefix npm_)\n', 'and again: nothing to do')
 })

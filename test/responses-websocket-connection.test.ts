@@ -29,7 +29,7 @@ async function until (check: () => boolean): Promise<void> {
 t.test('the core: string frames, a queue that outlives a closed socket, a failing send, expiry mid-response', async t => {
   const agent = gatedAgent()
   const app = await buildApp(t, { agent })
-  const service = new ResponsesService(app.sessionGateway, app.log)
+  const service = new ResponsesService(app.sessionGateway, app.log, 60_000)
   const make = (maxAgeMs = 60_000): { socket: FakeSocket, connection: ResponsesConnection } => {
     const socket = new FakeSocket()
     const connection = new ResponsesConnection(socket, { service, principal: { id: 'p' }, hints: {}, maxAgeMs, maxPayload: 65536, maxBufferedBytes: 1 << 20, maxQueuedBytes: 1 << 20, telemetry: NO_TELEMETRY, logger: app.log })

@@ -156,6 +156,27 @@ t.test('keys and ids never make the store touch a path outside its directory', a
   t.same((await walk(dir)).filter(path => !path.startsWith(dir)), [])
 })
 
+t.test('records: a line per session and per hour finds each; delete and sweep remove the lists they finish; a record that cannot be read is an error, not absent', async t => {
+  const dir = await tempDir()
+  const store = fileStore({ dir })
+  const key = 'agent:main:kept'
+  await store.ensure(key, 'main')
+  const expiresAt = Date.now() + 60_000
+  await store.putRecord('response', 'resp_1', { n: 1 }, { sessionKey: key, expiresAt })
+  const records = join(dir, 'records')
+  const [list] = await readdir(join(records, 'sessions'))
+  t.match(list, /^[0-9a-f]{64}\.jsonl$/, 'a session key is hashed into a file name')
+  t.same(await readdir(join(records, 'expiry')), [`${Math.floor(expiresAt / 3_600_000)}.jsonl`])
+  await appendFile(join(records, 'sessions', list as string), '{"kind":"resp') // a line a crash tore
+  t.equal(await store.delete(key), true)
+  t.same(await readdir(join(records, 'sessions')), [], 'the list went with the session')
+  t.same(await readdir(join(records, 'response')), [], 'and so did its record')
+  t.equal(await store.sweepRecords(expiresAt + 3_600_000, 10), 0)
+  t.same(await readdir(join(records, 'expiry')), [], 'an hour that is over is dropped')
+  await mkdir(join(records, 'response', 'resp_2.json'))
+  await t.rejects(store.getRecord('response', 'resp_2'), { code: 'EISDIR' })
+})
+
 t.test('files are private to their owner: 0600 files, 0700 folders', async t => {
   const dir = await tempDir()
   const store = fileStore({ dir })
@@ -727,5 +748,16 @@ t.test('every append, index rewrite and record is flushed before it resolves; wi
     await store.putRecord('response', 'resp_1', { n: 1 })
     t.same(since(seen).map(path => path.startsWith(join(records, 'resp_1.json.')) ? 'record temp' : path),
       fsync ? ['record temp', records] : [], `fsync ${String(fsync)}: a record, then its folder`)
+    // A record of a session, that expires: first the lines that find it (and the folders naming a list just made).
+    const expiresAt = Date.now() + 60_000
+    const lists = { sessions: join('records', 'sessions'), expiry: join('records', 'expiry') }
+    const hour = join(lists.expiry, `${Math.floor(expiresAt / 3_600_000)}.jsonl`)
+    for (const [id, expected] of [['resp_2', [lists.sessions, lists.expiry]], ['resp_3', []]] as const) {
+      seen = flushes.length
+      await store.putRecord('response', id, { n: 2 }, { sessionKey: key, expiresAt })
+      const flushed = since(seen).map(path => path.startsWith(join(records, `${id}.json.`)) ? 'record temp' : path.startsWith(lists.sessions + '/') ? 'session list' : path)
+      t.same(flushed, fsync ? ['session list', ...expected.slice(0, 1), hour, ...expected.slice(1), 'record temp', records] : [],
+        `fsync ${String(fsync)}: ${id}'s session list${expected.length === 0 ? '' : ' and its folder'}, its hour${expected.length === 0 ? '' : ' and its folder'}, then the record`)
+    }
   }
 })

@@ -51,7 +51,7 @@ t.test('migrate: versioned, idempotent, safe from two processes at once, in a sc
   t.same(runs.map(run => run.from).sort(), [0, SCHEMA_VERSION], 'one made the tables, the other found them made')
   t.same(await migrate({ pool: admin, tablePrefix: 'm_' }), { from: SCHEMA_VERSION, to: SCHEMA_VERSION }, 'a third run changes nothing')
   const { rows } = await admin.query('SELECT version FROM public.m_migrations ORDER BY version')
-  t.same(rows.map(row => row.version), [1], 'each version recorded once')
+  t.same(rows.map(row => row.version), [1, 2], 'each version recorded once')
   for (const table of ['sessions', 'generations', 'entries', 'records']) t.ok(await regclass(`public.m_${table}`), `m_${table} is there`)
 
   t.same(await migrate({ pool: admin, schema: 'tenant_a' }), { from: 0, to: SCHEMA_VERSION }, 'a schema that does not exist is made')
@@ -59,6 +59,26 @@ t.test('migrate: versioned, idempotent, safe from two processes at once, in a sc
   await store.ensure(KEY, 'main')
   const { rows: there } = await admin.query('SELECT key FROM tenant_a.fsg_sessions')
   t.same(there, [{ key: KEY }], 'and the store writes there, with the default prefix')
+})
+
+t.test('migrating tables at version 1 adds records\' session and expiry, keeping the records there; doing it again changes nothing', async t => {
+  const tablePrefix = await migrated()
+  // Tables as version 1 left them, with a record in them.
+  await admin.query(`DROP INDEX public."${tablePrefix}records_session", public."${tablePrefix}records_expiry"`)
+  await admin.query(`ALTER TABLE public.${tablePrefix}records DROP COLUMN session_key, DROP COLUMN expires_at`)
+  await admin.query(`DELETE FROM public.${tablePrefix}migrations WHERE version = 2`)
+  await admin.query(`INSERT INTO public.${tablePrefix}records (kind, id, value) VALUES ('response', 'resp_old', '{"kept":true}')`)
+  await t.rejects(new PostgresStore({ pool: admin, tablePrefix }).getRecord('response', 'resp_old'), { code: 'FSG_STORE_SCHEMA', message: /version 1 .*needs version 2/ })
+
+  t.same(await migrate({ pool: admin, tablePrefix }), { from: 1, to: 2 })
+  t.same(await migrate({ pool: admin, tablePrefix }), { from: 2, to: 2 })
+  const store = new PostgresStore({ pool: admin, tablePrefix })
+  t.same(await store.getRecord('response', 'resp_old'), { kept: true }, 'a record from before never expires and belongs to no session')
+  t.equal(await store.sweepRecords(Date.now() + 86_400_000, 10), 0)
+  await store.ensure(KEY, 'main')
+  await store.putRecord('response', 'resp_new', { n: 1 }, { sessionKey: KEY, expiresAt: Date.now() + 60_000 })
+  await store.delete(KEY)
+  t.same([await store.getRecord('response', 'resp_new'), await store.getRecord('response', 'resp_old')], [undefined, { kept: true }])
 })
 
 t.test('a missing schema is a clear error: the store never makes its tables itself', async t => {

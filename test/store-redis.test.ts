@@ -308,3 +308,21 @@ t.test('close() closes the client the store made, not one it was given', async t
   t.equal(await connections(), start, 'its own connection is closed (once, however often it is asked)')
   t.equal(await given.ping(), 'PONG', "the application's client is still open")
 })
+
+t.test('a session\'s set of records lives as long as its longest-lived record, for ever once one has no expiry', async t => {
+  const s = store('recordset:')
+  const set = `recordset:{${KEY}}:records`
+  const now = Date.now()
+  const expiry = async (): Promise<number> => Number(await admin.pexpiretime(set))
+  await s.putRecord('response', 'resp_1', { n: 1 }, { sessionKey: KEY, expiresAt: now + 60_000 })
+  t.equal(await expiry(), now + 60_000)
+  await s.putRecord('response', 'resp_2', { n: 2 }, { sessionKey: KEY, expiresAt: now + 120_000 })
+  t.equal(await expiry(), now + 120_000, 'a later record makes it live longer')
+  await s.putRecord('response', 'resp_3', { n: 3 }, { sessionKey: KEY, expiresAt: now + 30_000 })
+  t.equal(await expiry(), now + 120_000, 'an earlier one does not make it live shorter')
+  await s.putRecord('response', 'resp_4', { n: 4 }, { sessionKey: KEY })
+  t.equal(await expiry(), -1, 'a record without expiry keeps it')
+  await s.putRecord('response', 'resp_5', { n: 5 }, { sessionKey: KEY, expiresAt: now + 30_000 })
+  t.equal(await expiry(), -1)
+  t.same((await admin.smembers(set)).sort(), [1, 2, 3, 4, 5].map(i => `recordset:record:response:resp_${i}`))
+})

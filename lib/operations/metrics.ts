@@ -22,7 +22,7 @@ export interface GatewayMetrics {
 }
 
 // The calls counted: the interface's, not whatever else an adapter class may have.
-const STORE_OPERATIONS = new Set<PropertyKey>([...STORE_METHODS, 'close'])
+const STORE_OPERATIONS = new Set<PropertyKey>([...STORE_METHODS, 'sweepRecords', 'close'])
 const CONNECTION_KINDS: ConnectionKind[] = ['gateway', 'responses_websocket', 'responses_sse']
 const RUN_STATES = ['final', 'aborted', 'error'] as const
 const RESUME_OUTCOMES = ['live', 'replay', 'catchup', 'reset'] as const

@@ -68,6 +68,17 @@ const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (kind, id)
       )`
     ]
+  },
+  {
+    version: 2,
+    description: 'records: the session each belongs to, and when it expires',
+    // A delete of a session deletes its records by the first index; a sweep finds expired ones by the second.
+    statements: ({ name, prefix }) => [
+      `ALTER TABLE ${name('records')} ADD COLUMN IF NOT EXISTS session_key text COLLATE "C"`,
+      `ALTER TABLE ${name('records')} ADD COLUMN IF NOT EXISTS expires_at bigint`,
+      `CREATE INDEX IF NOT EXISTS "${prefix}records_session" ON ${name('records')} (session_key) WHERE session_key IS NOT NULL`,
+      `CREATE INDEX IF NOT EXISTS "${prefix}records_expiry" ON ${name('records')} (expires_at) WHERE expires_at IS NOT NULL`
+    ]
   }
 ]
 

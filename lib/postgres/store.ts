@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { InvalidCursorError, InvalidInputError, SessionNotFoundError, StoreFailedError } from '../errors.js'
 import { decodeListCursor, encodeListCursor, listRows } from '../stores/list-rows.js'
-import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from '../stores/store.js'
+import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RecordOptions, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from '../stores/store.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { checkConnection, connect, inTransaction, reporting, tablesOf, unreachable, type PgConnection, type PgPool, type PostgresConnectionOptions, type Tables } from './connection.js'
 import { checkSchema } from './schema.js'
@@ -150,6 +150,8 @@ export class PostgresStore implements SessionStore {
       // Archived, not erased, as the file store renames a deleted session's files: the
       // entries stay; no key reads them again (see README for removing archives for good).
       await query(`UPDATE ${generations} SET deleted_at = $2 WHERE key = $1 AND deleted_at IS NULL`, [key, Date.now()])
+      // Its records are not archived: they say what the session's responses were, and it is gone.
+      await query(`DELETE FROM ${this.#t.records} WHERE session_key = $1`, [key])
       return true
     })
   }
@@ -199,18 +201,28 @@ export class PostgresStore implements SessionStore {
     return oldest > 1 ? { entries: page, before: String(oldest) } : { entries: page }
   }
 
-  async putRecord (kind: string, id: string, value: unknown): Promise<void> {
+  async putRecord (kind: string, id: string, value: unknown, options: RecordOptions = {}): Promise<void> {
     checkRecordId(kind, id)
     const json = JSON.stringify(value)
     if (json === undefined) throw new InvalidInputError('a record must be a JSON value')
-    await (await this.#pool()).query(`INSERT INTO ${this.#t.records} (kind, id, value) VALUES ($1, $2, $3::json)
-      ON CONFLICT (kind, id) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`, [kind, id, json])
+    await (await this.#pool()).query(`INSERT INTO ${this.#t.records} (kind, id, value, session_key, expires_at) VALUES ($1, $2, $3::json, $4, $5)
+      ON CONFLICT (kind, id) DO UPDATE SET value = EXCLUDED.value, session_key = EXCLUDED.session_key, expires_at = EXCLUDED.expires_at, updated_at = now()`,
+    [kind, id, json, options.sessionKey ?? null, options.expiresAt ?? null])
   }
 
   async getRecord (kind: string, id: string): Promise<unknown> {
     checkRecordId(kind, id)
-    const { rows } = await (await this.#pool()).query(`SELECT value::text AS value FROM ${this.#t.records} WHERE kind = $1 AND id = $2`, [kind, id])
+    const { rows } = await (await this.#pool()).query(`SELECT value::text AS value FROM ${this.#t.records}
+      WHERE kind = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3)`, [kind, id, Date.now()])
     return rows[0] === undefined ? undefined : JSON.parse(rows[0].value as string)
+  }
+
+  async sweepRecords (now: number, limit: number): Promise<number> {
+    // Rows another process's sweep has locked are left to it.
+    const { rowCount } = await (await this.#pool()).query(`DELETE FROM ${this.#t.records} WHERE (kind, id) IN (
+        SELECT kind, id FROM ${this.#t.records} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED
+      )`, [now, limit])
+    return rowCount as number
   }
 
   /** Ends the pool the store made from a connection string; a pool the application passed stays open. */

@@ -6,11 +6,13 @@ import type { ListPosition } from '../stores/list-rows.js'
 //                                  preview, epoch, and our generation and entries counters
 //   <prefix>{<key>}:transcript     stream: every generation's entries, id <generation>-<position>
 //   <prefix>{<key>}:generations    hash: sessionId → generation, current and older
+//   <prefix>{<key>}:records        set: the names of the records put with this session key
+//                                  (expiring with the latest of them; a delete deletes them)
 //   <prefix>{<key>}:deleted:<stamp>:row|transcript|generations   what a delete archived (expiring)
 //   <prefix>session-id:<sessionId> string: the key whose current generation it is
 //   <prefix>{sessions}:all         sorted set: every session, newest first (see listMember)
 //   <prefix>{sessions}:agent:<id>  sorted set: the same, one agent's
-//   <prefix>record:<kind>:<id>     string: a record's JSON
+//   <prefix>record:<kind>:<id>     string: a record's JSON (expiring at its expiresAt)
 //
 // The braces are a Cluster hash tag: every key of one session hashes to one slot (so each
 // change to a session is one atomic script), and both listing indexes to another. Braces
@@ -21,6 +23,7 @@ export interface SessionKeys {
   row: string
   transcript: string
   generations: string
+  records: string
   /** Where a delete archives the three (same slot). */
   archived: (stamp: string) => [row: string, transcript: string, generations: string]
 }
@@ -38,6 +41,7 @@ export class StoreKeys {
       row: `${tag}:row`,
       transcript: `${tag}:transcript`,
       generations: `${tag}:generations`,
+      records: `${tag}:records`,
       archived: stamp => [`${tag}:deleted:${stamp}:row`, `${tag}:deleted:${stamp}:transcript`, `${tag}:deleted:${stamp}:generations`]
     }
   }

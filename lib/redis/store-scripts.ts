@@ -54,8 +54,9 @@ return {row[1], row[2], redis.call('HGETALL', KEYS[1])}
 `)
 
 /**
- * KEYS row, transcript, generations, then where to archive each · ARGV seconds to keep
- * the archive (0: drop at once) → nil | {sessionId, updatedAt, agentId}
+ * KEYS row, transcript, generations, then where to archive each, then the records set ·
+ * ARGV seconds to keep the archive (0: drop at once) → nil | {sessionId, updatedAt,
+ * agentId, {record names}}. The records are not archived: the caller deletes them.
  */
 export const DELETE = new RedisScript(`
 local row = redis.call('HMGET', KEYS[1], 'sessionId', 'updatedAt', 'agentId')
@@ -68,7 +69,20 @@ for i = 1, 3 do
     redis.call('EXPIRE', KEYS[i + 3], ttl)
   end
 end
-return row
+local records = redis.call('SMEMBERS', KEYS[7])
+redis.call('DEL', KEYS[7])
+return {row[1], row[2], row[3], records}
+`)
+
+/**
+ * KEYS records set · ARGV a record's name, its expiresAt or '', now → nil. The set lives
+ * as long as its longest-lived record: for ever once one has no expiry.
+ */
+export const ADD_RECORD = new RedisScript(`
+local ttl = redis.call('PTTL', KEYS[1])
+redis.call('SADD', KEYS[1], ARGV[1])
+if ARGV[2] == '' then redis.call('PERSIST', KEYS[1])
+elseif ttl == -2 or (ttl >= 0 and tonumber(ARGV[3]) + ttl < tonumber(ARGV[2])) then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
 `)
 
 /**

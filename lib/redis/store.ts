@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { InvalidCursorError, InvalidInputError, InvalidOptionError, SessionNotFoundError, StoreUnavailableError } from '../errors.js'
 import { decodeListCursor, encodeListCursor, listRows, rowFilter } from '../stores/list-rows.js'
-import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from '../stores/store.js'
+import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RecordOptions, type RowPatch, type SessionRow, type SessionStore } from '../stores/store.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { connect, DEFAULT_KEY_PREFIX, type RedisConnection, type RedisConnectionOptions } from './connection.js'
 import { listMember, memberPosition, StoreKeys } from './store-keys.js'
-import { APPEND, CREATE, DELETE, PATCH, READ, RESET } from './store-scripts.js'
+import { ADD_RECORD, APPEND, CREATE, DELETE, PATCH, READ, RESET } from './store-scripts.js'
 
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /**
@@ -168,10 +168,12 @@ export class RedisStore implements SessionStore {
     const client = await this.#client()
     const keys = this.#keys.session(key)
     const stamp = `${new Date().toISOString()}-${randomUUID().slice(0, 8)}`
-    const done = await this.#redis(async () => await DELETE.run(client, [keys.row, keys.transcript, keys.generations, ...keys.archived(stamp)], [this.#deletedTtlSeconds])) as [string, string, string] | null
+    const done = await this.#redis(async () => await DELETE.run(client, [keys.row, keys.transcript, keys.generations, ...keys.archived(stamp), keys.records], [this.#deletedTtlSeconds])) as [string, string, string, string[]] | null
     if (done === null) return false
-    const [sessionId, updatedAt, agentId] = done
-    await client.del(this.#keys.sessionId(sessionId)).catch(ignore)
+    const [sessionId, updatedAt, agentId, records] = done
+    // One by one: each is in a slot of its own. A record a crash leaves here still expires.
+    const names = [this.#keys.sessionId(sessionId), ...records]
+    await Promise.all(names.map(async name => await client.del(name).catch(ignore)))
     await this.#reindex(key, agentId, Number(updatedAt), undefined)
     return true
   }
@@ -198,11 +200,14 @@ export class RedisStore implements SessionStore {
     return oldest > 1 ? { entries, before: String(oldest) } : { entries }
   }
 
-  async putRecord (kind: string, id: string, value: unknown): Promise<void> {
+  async putRecord (kind: string, id: string, value: unknown, options: RecordOptions = {}): Promise<void> {
     const json = JSON.stringify(value)
     if (json === undefined) throw new InvalidInputError('a record must be a JSON value')
     const name = this.#recordKey(kind, id)
-    await this.#redis(async client => await client.set(name, json))
+    const { sessionKey, expiresAt } = options
+    // The session's set first: it never misses a record that exists.
+    if (sessionKey !== undefined) await this.#redis(async client => await ADD_RECORD.run(client, [this.#keys.session(sessionKey).records], [name, expiresAt ?? '', Date.now()]))
+    await this.#redis(async client => expiresAt === undefined ? await client.set(name, json) : await client.set(name, json, 'PXAT', expiresAt))
   }
 
   async getRecord (kind: string, id: string): Promise<unknown> {

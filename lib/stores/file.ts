@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises'
+import { mkdir, readdir, rename, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -9,12 +9,13 @@ import { withoutInboundMetadata } from '../inbound-metadata.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { DirectoryLock } from './directory-lock.js'
 import { openFile, replaceFile, syncFolder, type FileLayer, type OpenFile } from './file-layer.js'
+import { FileRecords } from './file-records.js'
 import { withFileLock } from './file-lock.js'
 import { entriesOf, entryOf, readIndex, SESSION_ID_PATTERN, type Index, type IndexEntry } from './index-file.js'
 import { JOURNAL_FILE, readJournal } from './index-journal.js'
 import { readTail, sessionHeader, TranscriptFiles } from './jsonl.js'
 import { listRows } from './list-rows.js'
-import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from './store.js'
+import { previewOf, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RecordOptions, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from './store.js'
 
 export interface FileStoreOptions {
   /** The state directory (OpenClaw's `~/.openclaw` has this layout). Created when missing. */
@@ -57,7 +58,7 @@ const REFRESH_TAIL = 16
  *
  *     <dir>/agents/<agentId>/sessions/sessions.json     key → { sessionId, updatedAt, … }
  *     <dir>/agents/<agentId>/sessions/<sessionId>.jsonl  a header line, then one entry per line
- *     <dir>/records/<kind>/<id>.json                     small transport records
+ *     <dir>/records/…                                    small transport records (file-records.ts)
  *
  * One process per directory: the store holds `<dir>/session-gateway.lock` from its first
  * call (or `open`) to `close`, and a second store on the directory is refused, naming the
@@ -69,6 +70,7 @@ const REFRESH_TAIL = 16
 export class FileStore implements SessionStore {
   readonly dir: string
   readonly #files: TranscriptFiles
+  readonly #records: FileRecords
   readonly #layer: FileLayer
   readonly #lockTimeoutMs: number
   readonly #cache = new Map<string, CachedIndex>()
@@ -105,6 +107,7 @@ export class FileStore implements SessionStore {
     this.dir = resolve(options.dir)
     this.#layer = { root: this.dir, openFile: options.openFile ?? openFile, fsync: options.fsync ?? true }
     this.#files = new TranscriptFiles(this.#layer)
+    this.#records = new FileRecords(this.#layer, this.#files)
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 10_000
   }
 
@@ -206,6 +209,7 @@ export class FileStore implements SessionStore {
         await this.#files.forget(path)
         await rename(path, `${path}.deleted.${stamp}`).catch(() => {})
       }
+      await this.#records.deleteSession(key)
       return true
     }
     return false
@@ -233,22 +237,19 @@ export class FileStore implements SessionStore {
     return page.before === undefined ? { entries: page.entries } : { entries: page.entries, before: String(page.before) }
   }
 
-  async putRecord (kind: string, id: string, value: unknown): Promise<void> {
+  async putRecord (kind: string, id: string, value: unknown, options: RecordOptions = {}): Promise<void> {
     await this.open()
-    const folder = join(this.dir, 'records', checkRecordId(kind))
-    const path = join(folder, `${checkRecordId(id)}.json`)
-    await mkdir(folder, { recursive: true, mode: 0o700 })
-    await replaceFile(this.#layer, path, JSON.stringify(value))
+    await this.#records.put(kind, id, value, options)
   }
 
   async getRecord (kind: string, id: string): Promise<unknown> {
     await this.open()
-    try {
-      return JSON.parse(await readFile(join(this.dir, 'records', checkRecordId(kind), `${checkRecordId(id)}.json`), 'utf8'))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw err
-    }
+    return await this.#records.get(kind, id)
+  }
+
+  async sweepRecords (now: number, limit: number): Promise<number> {
+    await this.open()
+    return await this.#records.sweep(now, limit)
   }
 
   /** Writes what is still pending, waits for this process's writes to finish, and gives the directory back. */
@@ -641,11 +642,6 @@ function checkAgentId (agentId: string): string {
 function checkSessionId (sessionId: string): string {
   if (!SESSION_ID_PATTERN.test(sessionId)) throw new InvalidInputError('a session id the file store cannot use as a file name')
   return sessionId
-}
-
-function checkRecordId (id: string): string {
-  if (!RECORD_ID_PATTERN.test(id)) throw new InvalidInputError('a record kind or id has unsafe characters')
-  return id
 }
 
 function byteOffset (before: string): number {

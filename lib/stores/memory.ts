@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { listRows } from './list-rows.js'
-import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RowPatch, type SessionRow, type SessionStore } from './store.js'
+import { expired, previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RecordOptions, type RowPatch, type SessionRow, type SessionStore } from './store.js'
 
 /**
  * Keeps everything in this process. For tests and demos: a restart loses every
@@ -15,7 +15,7 @@ export class MemoryStore implements SessionStore {
    * Entries are kept as JSON: a copy nobody can change, and cheaper to make than a clone.
    */
   readonly #transcripts = new Map<string, { key: string, entries: string[] }>()
-  readonly #records = new Map<string, string>()
+  readonly #records = new Map<string, StoredRecord>()
 
   async get (key: string): Promise<SessionRow | undefined> {
     const row = this.#rows.get(key)
@@ -65,7 +65,9 @@ export class MemoryStore implements SessionStore {
     for (const [sessionId, transcript] of this.#transcripts) {
       if (transcript.key === key) this.#transcripts.delete(sessionId)
     }
-    return this.#rows.delete(key)
+    if (!this.#rows.delete(key)) return false
+    for (const [name, record] of this.#records) if (record.sessionKey === key) this.#records.delete(name)
+    return true
   }
 
   async append (key: string, entries: TranscriptEntry[]): Promise<void> {
@@ -89,14 +91,30 @@ export class MemoryStore implements SessionStore {
     return start > 0 ? { entries, before: String(start) } : { entries }
   }
 
-  async putRecord (kind: string, id: string, value: unknown): Promise<void> {
-    this.#records.set(recordKey(kind, id), JSON.stringify(value))
+  async putRecord (kind: string, id: string, value: unknown, options: RecordOptions = {}): Promise<void> {
+    this.#records.set(recordKey(kind, id), { ...options, json: JSON.stringify(value) })
   }
 
   async getRecord (kind: string, id: string): Promise<unknown> {
-    const json = this.#records.get(recordKey(kind, id))
-    return json === undefined ? undefined : JSON.parse(json)
+    const record = this.#records.get(recordKey(kind, id))
+    return record === undefined || expired(record, Date.now()) ? undefined : JSON.parse(record.json)
   }
+
+  async sweepRecords (now: number, limit: number): Promise<number> {
+    let swept = 0
+    for (const [name, record] of this.#records) {
+      if (swept === limit) break
+      if (!expired(record, now)) continue
+      this.#records.delete(name)
+      swept++
+    }
+    return swept
+  }
+}
+
+/** A record as kept: its JSON (a copy nobody can change) and what ties it to the rest. */
+interface StoredRecord extends RecordOptions {
+  json: string
 }
 
 function recordKey (kind: string, id: string): string {

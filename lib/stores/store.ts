@@ -60,6 +60,14 @@ export interface ReadPage {
   before?: string
 }
 
+/** What ties a record to the rest of the store. */
+export interface RecordOptions {
+  /** The session the record belongs to: deleting the session deletes the record. */
+  sessionKey?: string
+  /** Milliseconds since the epoch after which the record is gone. */
+  expiresAt?: number
+}
+
 export type RowPatch = Partial<Pick<SessionRow, 'label' | 'epoch'>>
 
 /** What the gateway hands a store when it starts. */
@@ -97,7 +105,7 @@ export interface SessionStore {
   patch (key: string, patch: RowPatch): Promise<SessionRow | undefined>
   /** Points the key at a new, empty generation. Undefined when the key does not exist. */
   reset (key: string): Promise<SessionRow | undefined>
-  /** Removes the row; false when it did not exist. */
+  /** Removes the row, and the records put with its key; false when it did not exist. */
   delete (key: string): Promise<boolean>
   /** Appends to the current generation and bumps `updatedAt` and `preview`. Throws `FSG_SESSION_NOT_FOUND` when the key does not exist. */
   append (key: string, entries: TranscriptEntry[]): Promise<void>
@@ -106,11 +114,18 @@ export interface SessionStore {
   /**
    * Small JSON documents that transports keep beside the sessions (an OpenResponses
    * response by its id, say), so they survive a restart. `kind` and `id` match
-   * `RECORD_ID_PATTERN`; a put replaces. Durable when the promise resolves.
+   * `RECORD_ID_PATTERN`; a put replaces. Durable when the promise resolves. A record
+   * given a `sessionKey` goes when that session is deleted; one given `expiresAt` is
+   * gone from then on (and `sweepRecords` reclaims its space).
    */
-  putRecord (kind: string, id: string, value: unknown): Promise<void>
-  /** Undefined when absent. */
+  putRecord (kind: string, id: string, value: unknown, options?: RecordOptions): Promise<void>
+  /** Undefined when absent, or past its `expiresAt`. */
   getRecord (kind: string, id: string): Promise<unknown>
+  /**
+   * Removes up to `limit` records whose `expiresAt` is at or before `now`; answers how many
+   * it removed. Absent when the backend expires records itself (Redis).
+   */
+  sweepRecords? (now: number, limit: number): Promise<number>
   close? (): Promise<void>
 }
 
@@ -134,6 +149,11 @@ export async function openStore (store: SessionStore, logger: StoreContext['logg
 
 /** What a record kind or id may look like: safe as a file name, a Redis key or a SQL value. */
 export const RECORD_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/
+
+/** Whether a record put with these options is gone at `now`. */
+export function expired (options: RecordOptions, now: number): boolean {
+  return options.expiresAt !== undefined && options.expiresAt <= now
+}
 
 export const PREVIEW_LENGTH = 120
 

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { UpstreamSessions } from '../agents/agent.js'
 import { InvalidCursorError } from '../errors.js'
-import type { ListPage, ListQuery, ReadPage, ReadQuery, RowPatch, SessionRow, SessionStore, StoreContext } from './store.js'
+import type { ListPage, ListQuery, ReadPage, ReadQuery, RecordOptions, RowPatch, SessionRow, SessionStore, StoreContext } from './store.js'
 import type { TranscriptEntry } from '../transcript.js'
 
 // A store that also holds the sessions an agent's upstream keeps itself (OpenClaw's):
@@ -138,8 +138,10 @@ export class UpstreamSessionStore implements SessionStore {
   async delete (key: string): Promise<boolean> { return await this.#store.delete(key) }
   async append (key: string, entries: TranscriptEntry[]): Promise<void> { await this.#store.append(key, entries) }
   async read (key: string, query: ReadQuery): Promise<ReadPage> { return await this.#store.read(key, query) }
-  async putRecord (kind: string, id: string, value: unknown): Promise<void> { await this.#store.putRecord(kind, id, value) }
+  async putRecord (kind: string, id: string, value: unknown, options?: RecordOptions): Promise<void> { await this.#store.putRecord(kind, id, value, options) }
   async getRecord (kind: string, id: string): Promise<unknown> { return await this.#store.getRecord(kind, id) }
+  /** The store's sweep; none (0 swept) when the store expires records itself. */
+  async sweepRecords (now: number, limit: number): Promise<number> { return await this.#store.sweepRecords?.(now, limit) ?? 0 }
   async close (): Promise<void> { await this.#store.close?.() }
 }
 

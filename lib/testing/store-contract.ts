@@ -20,6 +20,7 @@ export interface StoreContractOptions {
 }
 
 const KEY = 'agent:main:contract'
+const OTHER = 'agent:main:other'
 
 export function storeContract ({ test, makeStore }: StoreContractOptions): void {
   const withStore = (name: string, fn: (store: SessionStore) => Promise<void>): void => {
@@ -121,7 +122,7 @@ export function storeContract ({ test, makeStore }: StoreContractOptions): void 
     assert.deepEqual((await store.read(KEY, { limit: 10 })).entries, [])
     assert.deepEqual((await store.read(KEY, { limit: 10, sessionId: first.sessionId })).entries, [entry(0)])
     await assert.rejects(store.read(KEY, { limit: 10, sessionId: '11111111-1111-1111-1111-111111111111' }), { code: 'FSG_SESSION_NOT_FOUND' })
-    const other = await store.ensure('agent:main:other', 'main')
+    const other = await store.ensure(OTHER, 'main')
     await assert.rejects(store.read(KEY, { limit: 10, sessionId: other.sessionId }), { code: 'FSG_SESSION_NOT_FOUND' },
       'a generation of another key is not readable through this one')
   })
@@ -177,6 +178,58 @@ export function storeContract ({ test, makeStore }: StoreContractOptions): void 
     assert.deepEqual(await store.getRecord('response', 'resp_1'), { status: 'completed', n: 2 })
     await assert.rejects(store.putRecord('response', '../escape', {}), { code: 'FSG_INVALID_INPUT' })
     await assert.rejects(store.getRecord('../kind', 'x'), { code: 'FSG_INVALID_INPUT' })
+  })
+
+  withStore('records: one past its expiresAt is gone; one put again with a later one is back; one without either option stays', async store => {
+    const now = Date.now()
+    await store.putRecord('response', 'resp_old', { n: 1 }, { expiresAt: now - 1 })
+    await store.putRecord('response', 'resp_new', { n: 2 }, { sessionKey: KEY, expiresAt: now + 60_000 })
+    await store.putRecord('response', 'resp_kept', { n: 3 })
+    assert.equal(await store.getRecord('response', 'resp_old'), undefined)
+    assert.deepEqual(await store.getRecord('response', 'resp_new'), { n: 2 })
+    assert.deepEqual(await store.getRecord('response', 'resp_kept'), { n: 3 })
+    await store.putRecord('response', 'resp_old', { n: 4 }, { expiresAt: now + 60_000 })
+    assert.deepEqual(await store.getRecord('response', 'resp_old'), { n: 4 })
+  })
+
+  withStore('delete removes the records put with the key, and only those', async store => {
+    const later = Date.now() + 60_000
+    await store.ensure(KEY, 'main')
+    await store.ensure(OTHER, 'main')
+    await store.putRecord('response', 'resp_a', { a: 1 }, { sessionKey: KEY, expiresAt: later })
+    await store.putRecord('response', 'resp_b', { b: 1 }, { sessionKey: KEY })
+    await store.putRecord('response', 'resp_c', { c: 1 }, { sessionKey: OTHER, expiresAt: later })
+    await store.putRecord('response', 'resp_d', { d: 1 })
+    assert.equal(await store.delete(KEY), true)
+    assert.equal(await store.getRecord('response', 'resp_a'), undefined)
+    assert.equal(await store.getRecord('response', 'resp_b'), undefined)
+    assert.deepEqual(await store.getRecord('response', 'resp_c'), { c: 1 }, 'another session\'s record stays')
+    assert.deepEqual(await store.getRecord('response', 'resp_d'), { d: 1 }, 'a record of no session stays')
+    await store.ensure(KEY, 'main')
+    await store.putRecord('response', 'resp_e', { e: 1 }, { sessionKey: KEY, expiresAt: later })
+    assert.equal(await store.delete(KEY), true)
+    assert.equal(await store.getRecord('response', 'resp_e'), undefined, 'the key made again: its new records go with it too')
+    assert.deepEqual(await store.getRecord('response', 'resp_c'), { c: 1 })
+  })
+
+  withStore('sweepRecords removes expired records, a batch at a time, and leaves the others', async store => {
+    if (store.sweepRecords === undefined) return // the backend expires records itself
+    const now = Date.now()
+    for (let i = 0; i < 3; i++) await store.putRecord('response', `resp_gone${i}`, { i }, { sessionKey: KEY, expiresAt: now - 1000 + i })
+    await store.putRecord('response', 'resp_back', { n: 1 }, { expiresAt: now - 1000 })
+    await store.putRecord('response', 'resp_back', { n: 2 }, { expiresAt: now + 60_000 })
+    await store.putRecord('response', 'resp_later', { n: 3 }, { expiresAt: now + 60_000 })
+    await store.putRecord('response', 'resp_forever', { n: 4 })
+    assert.equal(await store.sweepRecords(now, 2), 2)
+    assert.equal(await store.sweepRecords(now, 2), 1)
+    assert.equal(await store.sweepRecords(now, 2), 0, 'nothing expired is left')
+    assert.deepEqual(await store.getRecord('response', 'resp_back'), { n: 2 }, 'a record put again with a later expiry is not swept at the earlier one')
+    assert.deepEqual(await store.getRecord('response', 'resp_later'), { n: 3 })
+    assert.equal(await store.sweepRecords(now + 120_000, 10), 2, 'the later ones, at their time')
+    assert.equal(await store.sweepRecords(now + 86_400_000, 10), 0)
+    assert.deepEqual(await store.getRecord('response', 'resp_forever'), { n: 4 }, 'a record without expiresAt is never swept')
+    await store.ensure(KEY, 'main')
+    assert.equal(await store.delete(KEY), true, 'a session whose records were swept deletes as any other')
   })
 }
 

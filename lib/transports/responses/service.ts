@@ -69,10 +69,13 @@ export class ResponsesService {
   readonly #sessions: SessionService
   readonly #logger: FastifyBaseLogger
   readonly #live = new Map<string, LiveResponse>()
+  /** How long a finished response's record is kept (`responses.recordTtlMs`). */
+  readonly #recordTtlMs: number
 
-  constructor (sessions: SessionService, logger: FastifyBaseLogger) {
+  constructor (sessions: SessionService, logger: FastifyBaseLogger, recordTtlMs: number) {
     this.#sessions = sessions
     this.#logger = logger
+    this.#recordTtlMs = recordTtlMs
   }
 
   /**
@@ -158,7 +161,6 @@ export class ResponsesService {
 
   async #conversation (previousId: string, principal: Principal): Promise<TranscriptMessage[]> {
     const previous = await this.#previous(previousId, principal)
-    if (previous === undefined) throw previousResponseNotFound(previousId)
     await this.#sessions.resolve({ sessionKey: previous.sessionKey }, principal, 'read')
     return await this.#recentMessages(previous.sessionKey)
   }
@@ -188,8 +190,7 @@ export class ResponsesService {
       const named = retried ? { ...hints, sessionKey: `openresponses:retry-${createHash('sha256').update(`${principal.id}\n${options.idempotencyKey as string}`).digest('hex').slice(0, 32)}` } : hints
       return await this.#sessions.resolve(named, principal, 'write', 'fresh')
     }
-    const previous = options.previous?.(previousId) ?? await this.#previous(previousId, principal)
-    if (previous === undefined) throw previousResponseNotFound(previousId)
+    const previous = await this.#previous(previousId, principal, options)
     const session = await this.#sessions.resolve({ sessionKey: previous.sessionKey, agentId: hints.agentId ?? previous.agentId }, principal, 'write')
     if (hints.sessionKey !== undefined) {
       const named = await this.#sessions.resolve(hints, principal, 'write')
@@ -200,10 +201,15 @@ export class ResponsesService {
     return { ...session, ...(hints.model === undefined ? {} : { model: hints.model }) }
   }
 
-  async #previous (id: string, principal: Principal): Promise<PreviousResponse | undefined> {
-    const found = this.#live.get(id) ?? await this.#record(id)
-    // A response whose session the principal may not read is, to it, not there.
-    return found === undefined || !await this.#sessions.allows(principal, found.sessionKey, 'read') ? undefined : { sessionKey: found.sessionKey, agentId: found.agentId }
+  /**
+   * The response `previous_response_id` names, as an unknown one when the principal may not
+   * read its session, or when that session is gone: continuing it must not make it again.
+   */
+  async #previous (id: string, principal: Principal, options: CreateOptions = {}): Promise<PreviousResponse> {
+    const found = options.previous?.(id) ?? this.#live.get(id) ?? await this.#record(id)
+    const readable = found !== undefined && await this.#sessions.allows(principal, found.sessionKey, 'read')
+    if (!readable || await this.#sessions.get(found.sessionKey) === undefined) throw previousResponseNotFound(id)
+    return { sessionKey: found.sessionKey, agentId: found.agentId }
   }
 
   async #input (body: CreateBody, sessionKey: string): Promise<{ messages: TranscriptMessage[], instructions?: string }> {
@@ -241,6 +247,6 @@ export class ResponsesService {
       fields: live.fields,
       createdAt: live.createdAt
     }
-    await this.#sessions.store.putRecord(RECORD_KIND, live.id, record)
+    await this.#sessions.store.putRecord(RECORD_KIND, live.id, record, { sessionKey: live.sessionKey, expiresAt: Date.now() + this.#recordTtlMs })
   }
 }
