@@ -177,6 +177,14 @@ t.test('records: a line per session and per hour finds each; delete and sweep re
   await t.rejects(store.getRecord('response', 'resp_2'), { code: 'EISDIR' })
 })
 
+t.test('a record written before records had a session and an expiry (the value alone) is still read', async t => {
+  const dir = await tempDir()
+  await mkdir(join(dir, 'records', 'response'), { recursive: true })
+  const legacy = { principal: 'p', sessionKey: 'agent:main:old', agentId: 'main', sessionId: 's', cursor: 's:0', fields: {}, createdAt: 1 }
+  await writeFile(join(dir, 'records', 'response', 'resp_old.json'), JSON.stringify(legacy))
+  t.same(await fileStore({ dir }).getRecord('response', 'resp_old'), legacy)
+})
+
 t.test('files are private to their owner: 0600 files, 0700 folders', async t => {
   const dir = await tempDir()
   const store = fileStore({ dir })

@@ -88,7 +88,11 @@ export class FileRecords {
 
   async #read (kind: string, id: string): Promise<StoredRecord | undefined> {
     const text = await readText(this.#path(kind, id))
-    return text === '' ? undefined : JSON.parse(text) as StoredRecord
+    if (text === '') return undefined
+    const stored = JSON.parse(text) as StoredRecord
+    // A record written before records had a session and an expiry is the value alone: it
+    // stays readable (and is on no list, so nothing sweeps it).
+    return Object.hasOwn(stored, 'value') ? stored : { value: stored }
   }
 
   /** Adds a line to a list, durably: a list file just made is named in its folder once that folder is flushed. */
