@@ -87,6 +87,28 @@ async function history (store: string, unit: string, env: Record<string, string>
 const stops: Array<() => unknown> = []
 
 const sections: Record<string, () => Promise<void>> = {
+  async memory () {
+    const MiB = 1024 * 1024
+    // The same floods with the byte limits off (as high as they go) are the baseline: what the
+    // process held before memory was bounded in bytes.
+    const unbounded = JSON.stringify({ maxReplayBytes: Number.MAX_SAFE_INTEGER, maxIdempotencyBytes: Number.MAX_SAFE_INTEGER })
+    for (const [flood, turns] of [['large', 100], ['small', 10_000]] as const) {
+      const measure = async (options: string): Promise<{ grownBytes: number }> => await run('bench/clients/memory.ts', { FLOOD: flood, TURNS: String(turns), OPTIONS: options }, 600_000)
+      const ours = await measure('{}')
+      const base = await measure(unbounded)
+      rows.push({
+        what: flood === 'large'
+          ? `heap held after ${turns} keyed turns of 1 MiB (16 deltas each), one session each, watched over a socket; defaults`
+          : `heap held after ${turns.toLocaleString('en')} one-line turns, one session each, left idle; defaults`,
+        ours: `${round(ours.grownBytes / MiB, 1)} MiB`,
+        baseline: `${round(base.grownBytes / MiB, 1)} MiB (byte limits off)`,
+        ratio: `×${round(ours.grownBytes / base.grownBytes)}`,
+        goal: 'under maxReplayBytes + maxIdempotencyBytes + maxIdleSessions × 2 KiB (100 MiB)',
+        met: ours.grownBytes < 100 * MiB
+      })
+    }
+  },
+
   async roundtrip () {
     for (const connections of [1, 16, 256]) {
       const bare = await roundTrip('bench/servers/bare-gateway.ts', {}, connections)
