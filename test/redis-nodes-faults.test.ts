@@ -231,6 +231,82 @@ t.test('a node that missed the end of another node\'s run stops showing it as ru
   t.same(rows, ['user:-', 'assistant:final'], 'and records nothing: the run answered')
 })
 
+/** A log whose abort answers only once `heard()` says the run's end reached this node (Redis tells the two on different connections). */
+class LateAnswerLog extends FlakyLog {
+  heard: () => boolean = () => true
+
+  override async abort (key: string, runId?: string): Promise<string | undefined> {
+    const stopped = await super.abort(key, runId)
+    await eventually(this.heard)
+    return stopped
+  }
+}
+
+t.test('an abort whose answer comes after the run\'s end (heard on the other connection) does not wait for that end again', async t => {
+  const prefix = `late-abort-${space++}:`
+  const store = new MemoryStore()
+  const gate = gatedAgent()
+  const { app: a } = await node(t, store, gate, prefix)
+  const log = new LateAnswerLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 })
+  const b = await buildApp(t, { store, sessionLog: log, orphanCheckMs: 600_000 })
+  const heard: string[] = []
+  ;(await b.sessionGateway.subscribe('agent:main:late', {}, event => { heard.push(event.type) })).start()
+  // B has heard more runs end than it remembers (the newest eight) before this one.
+  for (let i = 1; i <= 9; i++) {
+    const earlier = await a.sessionGateway.send({ sessionKey: 'agent:main:late', agentId: 'main', input: [user(`turn ${i}`)] })
+    await gate.waitStarted(i)
+    gate.release()
+    await earlier.result
+  }
+  t.ok(await eventually(() => heard.filter(type => type === 'run.finished').length === 9), 'B heard nine runs end')
+  log.heard = () => heard.filter(type => type === 'run.finished').length === 10
+  const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:late', agentId: 'main', input: [user('stop me')], runId: 'run-late' })
+  await gate.waitStarted(10)
+  t.ok(await eventually(() => heard.includes('run.started')), 'B knows the run')
+  const abort = await Promise.race([b.sessionGateway.abort('agent:main:late'), sleep(5000).then(() => 'still waiting')])
+  t.same(abort, { aborted: true, runIds: ['run-late'] }, 'the abort answers: the end it heard first counts')
+  t.equal((await ticket.result).state, 'aborted')
+})
+
+t.test('a repeat that attaches while the run ends during its read of the transcript gets the run\'s answer', async t => {
+  const prefix = `attach-race-${space++}:`
+  const store = new MemoryStore()
+  const gate = gatedAgent()
+  const { app: a } = await node(t, store, gate, prefix)
+  let holdNextRead: (() => Promise<void>) | undefined
+  const seenByB = new Proxy(store, {
+    get (target, property) {
+      if (property === 'read') {
+        return async (...args: Parameters<MemoryStore['read']>) => {
+          const page = await target.read(...args)
+          const hold = holdNextRead
+          holdNextRead = undefined
+          await hold?.()
+          return page
+        }
+      }
+      const value = Reflect.get(target, property, target) as unknown
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+  const { app: b } = await node(t, seenByB, echoAgent(), prefix)
+  const heard: string[] = []
+  ;(await b.sessionGateway.subscribe('agent:main:attach', {}, event => { heard.push(event.type) })).start()
+  const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:attach', agentId: 'main', input: [user('the answer')], runId: 'run-attach', idempotencyKey: 'attach-key' })
+  await gate.waitStarted(1)
+  // B's read of the transcript for the repeat finds no answer yet; before it returns, the run
+  // answers on A and B hears its end.
+  holdNextRead = async () => {
+    gate.release()
+    await ticket.result
+    await eventually(() => heard.includes('run.finished'))
+  }
+  const repeat = await b.sessionGateway.send({ sessionKey: 'agent:main:attach', agentId: 'main', input: [user('the answer')], idempotencyKey: 'attach-key' })
+  t.equal(repeat.runId, 'run-attach', 'the repeat attaches to the run')
+  const result = await Promise.race([repeat.result, sleep(5000).then(() => undefined)])
+  t.match(result, { state: 'final', text: 'the answer' }, 'and gets its answer, not an abort or a wait for ever')
+})
+
 t.test('rows chain across nodes: a row written on B follows the row A wrote before it (parentId, as OpenClaw reads transcripts)', async t => {
   const prefix = `chain-${space++}:`
   const store = new MemoryStore()

@@ -135,6 +135,9 @@ export class SessionHub {
   /** A ticket for a run another process started: `done` with its answer, or `in_flight` with its end to come. */
   async #attach (sessionKey: string, runId: string): Promise<{ ticket: RunTicket, run: Run }> {
     return await this.#registry.use(sessionKey, async state => {
+      // Listened for before reading: an end heard during the read is not missed (one heard
+      // before it is remembered, and the read finds its answer).
+      const finishing = state.finished(runId)
       const rows = await this.#rowsOf(sessionKey, runId)
       const answer = rows.find(entry => entry.runState !== undefined)
       // The position just before the run's first row: watching since it shows the whole run.
@@ -145,7 +148,7 @@ export class SessionHub {
         run.settle(resultOf(sessionKey, runId, entry, at))
       }
       if (answer !== undefined) settle(answer, state.cursor())
-      else void state.finished(runId).then(event => settle(event?.entry, state.cursor()))
+      else void finishing.then(event => settle(event?.entry, state.cursor()))
       const ticket: RunTicket = { runId, sessionKey, sessionId: (state.row as SessionRow).sessionId, status: run.finished ? 'done' : 'in_flight', cursor, result: run.result }
       return { ticket, run }
     })

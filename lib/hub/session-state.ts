@@ -70,6 +70,9 @@ export class Watcher {
   }
 }
 
+/** How many ended runs a session remembers (see `SessionState.finished`). */
+const RECENT_ENDS = 8
+
 export class SessionState {
   row: SessionRow | undefined
   epoch = UNBORN_EPOCH
@@ -130,9 +133,18 @@ export class SessionState {
   /** A run another process executes on this session, as far as its events tell. */
   remote: RemoteRun | undefined
   readonly #finishing = new Map<string, Array<(event: RunFinishedEvent | undefined) => void>>()
+  /**
+   * The runs of other processes whose end was heard lately: the end travels on the
+   * subscriber connection and may come before the answer a wait began after (an abort's).
+   */
+  readonly #ended: string[] = []
 
-  /** Settles with the run's `run.finished` (undefined if the session was reset first). */
+  /**
+   * Settles with the run's `run.finished`; undefined if the session was reset first, or if
+   * the end was heard before the wait began (the transcript has the answer then).
+   */
   async finished (runId: string): Promise<RunFinishedEvent | undefined> {
+    if (this.#ended.includes(runId)) return undefined
     return await new Promise(resolve => {
       const waiting = this.#finishing.get(runId) ?? []
       waiting.push(resolve)
@@ -153,6 +165,7 @@ export class SessionState {
         return
       case 'run.finished':
         if (this.remote?.runId === event.runId) this.remote = undefined
+        if (this.#ended.push(event.runId) > RECENT_ENDS) this.#ended.shift()
         for (const resolve of this.#finishing.get(event.runId) ?? []) resolve(event)
         this.#finishing.delete(event.runId)
         return
