@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { FileStore, type SessionGatewayOptions } from '../lib/index.js'
+import { FileStore, messageText, type Agent, type SessionGatewayOptions, type UserMessage } from '../lib/index.js'
 import { EventRing } from '../lib/hub/event-ring.js'
 import { IdempotencyCache } from '../lib/hub/idempotency.js'
 import { ReplayBudget } from '../lib/hub/replay-budget.js'
@@ -90,6 +90,27 @@ t.test('a keyed turn whose answer the cache let go: a repeat reads it from the t
   t.equal(repeat.runId, first.runId)
   const settled = await Promise.race([repeat.result, new Promise(resolve => setTimeout(() => resolve('never'), 5000))])
   t.match(settled, { state: 'final', text: 'the answer to keep' }, 'with its answer')
+})
+
+t.test('a keyed turn still running keeps its place in the cache however many answers come after it: its repeat gets its end', async t => {
+  let finishLong = (): void => {}
+  const held = new Promise<void>(resolve => { finishLong = resolve })
+  const agent: Agent = {
+    async * respond (request) {
+      const text = messageText(request.input.findLast(message => message.role === 'user') as UserMessage)
+      if (text === 'long') await held
+      yield { type: 'text', delta: text }
+    }
+  }
+  const app = await buildApp(t, { agent, maxIdempotencyBytes: 2000 })
+  const gw = app.sessionGateway
+  const long = await gw.send({ sessionKey: 'agent:main:long', agentId: 'main', input: [user('long')], idempotencyKey: 'long' })
+  for (let i = 0; i < 4; i++) await (await gw.send({ sessionKey: `agent:main:other-${i}`, agentId: 'main', input: [user('x'.repeat(500))], idempotencyKey: `other-${i}` })).result
+  const repeat = await gw.send({ sessionKey: 'agent:main:long', agentId: 'main', input: [user('long')], idempotencyKey: 'long' })
+  t.match(repeat, { runId: long.runId, status: 'in_flight' }, 'answers past the limit pushed out finished answers only')
+  finishLong()
+  const settled = await Promise.race([repeat.result, new Promise(resolve => setTimeout(() => resolve('never'), 5000))])
+  t.match(settled, { state: 'final', text: 'long' }, 'and the repeat learns the run\'s end')
 })
 
 t.test('the idempotency cache counts the bytes it is told and lets the oldest go past its limit', async t => {

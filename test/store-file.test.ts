@@ -182,7 +182,12 @@ t.test('a record written before records had a session and an expiry (the value a
   await mkdir(join(dir, 'records', 'response'), { recursive: true })
   const legacy = { principal: 'p', sessionKey: 'agent:main:old', agentId: 'main', sessionId: 's', cursor: 's:0', fields: {}, createdAt: 1 }
   await writeFile(join(dir, 'records', 'response', 'resp_old.json'), JSON.stringify(legacy))
-  t.same(await fileStore({ dir }).getRecord('response', 'resp_old'), legacy)
+  await writeFile(join(dir, 'records', 'response', 'resp_null.json'), 'null')
+  await writeFile(join(dir, 'records', 'response', 'resp_text.json'), '"text"')
+  const store = fileStore({ dir })
+  t.same(await store.getRecord('response', 'resp_old'), legacy)
+  t.equal(await store.getRecord('response', 'resp_null'), null, 'whatever JSON it held')
+  t.equal(await store.getRecord('response', 'resp_text'), 'text')
 })
 
 t.test('files are private to their owner: 0600 files, 0700 folders', async t => {

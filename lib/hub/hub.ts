@@ -137,7 +137,8 @@ export class SessionHub {
     return await this.#registry.use(sessionKey, async state => {
       // Listened for before reading: an end heard during the read is not missed (one heard
       // before it is remembered, and the read finds its answer).
-      const finishing = state.finished(runId)
+      const found = new AbortController()
+      const finishing = state.finished(runId, found.signal)
       const rows = await this.#rowsOf(sessionKey, runId)
       const answer = rows.find(entry => entry.runState !== undefined)
       // The position just before the run's first row: watching since it shows the whole run.
@@ -147,8 +148,10 @@ export class SessionHub {
         run.finished = true
         run.settle(resultOf(sessionKey, runId, entry, at))
       }
-      if (answer !== undefined) settle(answer, state.cursor())
-      else void finishing.then(event => settle(event?.entry, state.cursor()))
+      if (answer !== undefined) {
+        found.abort()
+        settle(answer, state.cursor())
+      } else void finishing.then(event => settle(event?.entry, state.cursor()))
       const ticket: RunTicket = { runId, sessionKey, sessionId: (state.row as SessionRow).sessionId, status: run.finished ? 'done' : 'in_flight', cursor, result: run.result }
       return { ticket, run }
     })

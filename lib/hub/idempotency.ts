@@ -35,7 +35,12 @@ export class IdempotencyCache<V> {
     if (bytes > this.maxBytes) return this.delete(key)
     this.#bytes += bytes - entry.bytes
     entry.bytes = bytes
-    while (this.#bytes > this.maxBytes) this.delete(this.#entries.keys().next().value as string)
+    // The oldest answers go first; a run still going (no size yet) stays, or a repeat of it
+    // would have nothing here to wait on.
+    for (const [other, { bytes }] of this.#entries) {
+      if (this.#bytes <= this.maxBytes) break
+      if (bytes > 0) this.delete(other)
+    }
   }
 
   delete (key: string): void {

@@ -132,7 +132,8 @@ export class SessionState {
 
   /** A run another process executes on this session, as far as its events tell. */
   remote: RemoteRun | undefined
-  readonly #finishing = new Map<string, Array<(event: RunFinishedEvent | undefined) => void>>()
+  /** Waits for the end of a run of another process. */
+  readonly #finishing = new Set<{ runId: string, resolve: (event: RunFinishedEvent | undefined) => void }>()
   /**
    * The runs of other processes whose end was heard lately: the end travels on the
    * subscriber connection and may come before the answer a wait began after (an abort's).
@@ -143,12 +144,13 @@ export class SessionState {
    * Settles with the run's `run.finished`; undefined if the session was reset first, or if
    * the end was heard before the wait began (the transcript has the answer then).
    */
-  async finished (runId: string): Promise<RunFinishedEvent | undefined> {
+  async finished (runId: string, signal?: AbortSignal): Promise<RunFinishedEvent | undefined> {
     if (this.#ended.includes(runId)) return undefined
     return await new Promise(resolve => {
-      const waiting = this.#finishing.get(runId) ?? []
-      waiting.push(resolve)
-      this.#finishing.set(runId, waiting)
+      const waiting = { runId, resolve }
+      this.#finishing.add(waiting)
+      // Given up (its answer was found elsewhere): the wait leaves nothing behind.
+      signal?.addEventListener('abort', () => { this.#finishing.delete(waiting) })
     })
   }
 
@@ -166,12 +168,14 @@ export class SessionState {
       case 'run.finished':
         if (this.remote?.runId === event.runId) this.remote = undefined
         if (this.#ended.push(event.runId) > RECENT_ENDS) this.#ended.shift()
-        for (const resolve of this.#finishing.get(event.runId) ?? []) resolve(event)
-        this.#finishing.delete(event.runId)
+        for (const waiting of [...this.#finishing].filter(waiting => waiting.runId === event.runId)) {
+          this.#finishing.delete(waiting)
+          waiting.resolve(event)
+        }
         return
       case 'session.reset':
         this.remote = undefined
-        for (const waiting of this.#finishing.values()) for (const resolve of waiting) resolve(undefined)
+        for (const waiting of this.#finishing) waiting.resolve(undefined)
         this.#finishing.clear()
     }
   }

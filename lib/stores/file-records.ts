@@ -92,7 +92,7 @@ export class FileRecords {
     const stored = JSON.parse(text) as StoredRecord
     // A record written before records had a session and an expiry is the value alone: it
     // stays readable (and is on no list, so nothing sweeps it).
-    return Object.hasOwn(stored, 'value') ? stored : { value: stored }
+    return typeof stored === 'object' && stored !== null && Object.hasOwn(stored, 'value') ? stored : { value: stored }
   }
 
   /** Adds a line to a list, durably: a list file just made is named in its folder once that folder is flushed. */

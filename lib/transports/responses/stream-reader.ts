@@ -30,6 +30,7 @@ export function readStream (stream: ResponseStream, after: number, sink: StreamS
   const firstLive = events.length
   let next = after + 1
   let liveWaiting = 0
+  let inFlight = 0
   let stopped = false
   let unsubscribe = (): void => {}
 
@@ -37,12 +38,19 @@ export function readStream (stream: ResponseStream, after: number, sink: StreamS
     stopped = true
     unsubscribe()
   }
+  const written = (): void => {
+    inFlight--
+    pump()
+  }
   // Sinks call `written` later, once the network took the event, never from inside `write`.
+  // With none of ours in flight the next goes whatever else the socket holds (another
+  // frame's bytes would otherwise stop the stream with no callback left to restart it).
   const pump = (): void => {
-    while (!stopped && next < events.length && sink.buffered() <= limits.maxBufferedBytes) {
+    while (!stopped && next < events.length && (inFlight === 0 || sink.buffered() <= limits.maxBufferedBytes)) {
       const event = events[next++] as StreamEvent
       if (event.sequence_number >= firstLive) liveWaiting -= event.json.length
-      sink.write(event, pump)
+      inFlight++
+      sink.write(event, written)
     }
     if (!stopped && next >= events.length && stream.finished) {
       stop()
