@@ -44,6 +44,31 @@ class FlakyStore extends MemoryStore {
   }
 }
 
+/** The same store, seen through reads that can be held back once read (at the worst moment). */
+class HeldReads {
+  /** Runs after the next read and before its page is returned. */
+  holdNextRead: (() => Promise<void>) | undefined
+  readonly store: MemoryStore
+
+  constructor (target: MemoryStore) {
+    this.store = new Proxy(target, {
+      get: (target, property) => {
+        if (property === 'read') {
+          return async (...args: Parameters<MemoryStore['read']>) => {
+            const page = await target.read(...args)
+            const hold = this.holdNextRead
+            this.holdNextRead = undefined
+            await hold?.()
+            return page
+          }
+        }
+        const value = Reflect.get(target, property, target) as unknown
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+  }
+}
+
 async function node (t: Test, store: SessionStore, agent: Agent, prefix: string, lines: string[] = [], options: Partial<SessionGatewayOptions> = {}): Promise<{ app: FastifyInstance, log: FlakyLog }> {
   const log = new FlakyLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 })
   const stream = new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } })
@@ -137,23 +162,8 @@ t.test('a run that answers while another node checks it is not recorded twice: t
   const gate = gatedAgent()
   const { app: a } = await node(t, store, gate, prefix)
   // B sees the same store, but its reads can be held back at the worst moment.
-  let holdNextRead: (() => Promise<void>) | undefined
-  const seenByB = new Proxy(store, {
-    get (target, property) {
-      if (property === 'read') {
-        return async (...args: Parameters<MemoryStore['read']>) => {
-          const page = await target.read(...args)
-          const hold = holdNextRead
-          holdNextRead = undefined
-          await hold?.()
-          return page
-        }
-      }
-      const value = Reflect.get(target, property, target) as unknown
-      return typeof value === 'function' ? value.bind(target) : value
-    }
-  })
-  const { app: b } = await node(t, seenByB, echoAgent(), prefix)
+  const seenByB = new HeldReads(store)
+  const { app: b } = await node(t, seenByB.store, echoAgent(), prefix)
   const watcher = await watchSession(t, b, 'race')
   const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:race', agentId: 'main', input: [user('answer me')], runId: 'run-a' })
   await gate.waitStarted(1)
@@ -162,7 +172,7 @@ t.test('a run that answers while another node checks it is not recorded twice: t
   // B's next check reads the transcript while run-a is unanswered; before B goes on, run-a
   // answers on A and A lets the lane go.
   let held = false
-  holdNextRead = async () => {
+  seenByB.holdNextRead = async () => {
     gate.release()
     await ticket.result
     held = true
@@ -274,30 +284,15 @@ t.test('a repeat that attaches while the run ends during its read of the transcr
   const store = new MemoryStore()
   const gate = gatedAgent()
   const { app: a } = await node(t, store, gate, prefix)
-  let holdNextRead: (() => Promise<void>) | undefined
-  const seenByB = new Proxy(store, {
-    get (target, property) {
-      if (property === 'read') {
-        return async (...args: Parameters<MemoryStore['read']>) => {
-          const page = await target.read(...args)
-          const hold = holdNextRead
-          holdNextRead = undefined
-          await hold?.()
-          return page
-        }
-      }
-      const value = Reflect.get(target, property, target) as unknown
-      return typeof value === 'function' ? value.bind(target) : value
-    }
-  })
-  const { app: b } = await node(t, seenByB, echoAgent(), prefix)
+  const seenByB = new HeldReads(store)
+  const { app: b } = await node(t, seenByB.store, echoAgent(), prefix)
   const heard: string[] = []
   ;(await b.sessionGateway.subscribe('agent:main:attach', {}, event => { heard.push(event.type) })).start()
   const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:attach', agentId: 'main', input: [user('the answer')], runId: 'run-attach', idempotencyKey: 'attach-key' })
   await gate.waitStarted(1)
   // B's read of the transcript for the repeat finds no answer yet; before it returns, the run
   // answers on A and B hears its end.
-  holdNextRead = async () => {
+  seenByB.holdNextRead = async () => {
     gate.release()
     await ticket.result
     await eventually(() => heard.includes('run.finished'))
