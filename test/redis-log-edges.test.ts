@@ -1,8 +1,11 @@
+import { once } from 'node:events'
+import { Redis } from 'ioredis'
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { RedisSessionLog } from '../lib/redis/index.js'
 import { sessionLogContract } from '../lib/testing/index.js'
 import type { SessionEvent } from '../lib/events.js'
+import { startRedisProxy } from './redis-proxy.js'
 import { startRedis } from './redis-server.js'
 
 // The Redis session log where the contract does not reach: on sharded pub/sub with a client
@@ -132,6 +135,49 @@ t.test('a message on the channel that is not ours is ignored, and the next event
   await log.append(KEY, [delta(1)])
   await eventually(() => heard.length === 1, 'the event after the garbage is heard')
   t.same(heard.map(e => e.seq), [1])
+})
+
+t.test('closed while its subscriber joins its channels again after a lost connection: no reply left waiting rejects unhandled', async t => {
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
+  for (const sharded of [false, true]) {
+    const proxy = await startRedisProxy(redis.port)
+    t.teardown(async () => await proxy.close())
+    const log = new RedisSessionLog({ url: proxy.url, keyPrefix: `rejoin-${String(sharded)}:`, sharded })
+    await log.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
+    await log.subscribe(KEY, () => {})
+    const rejoining = proxy.holdAnswersAfter(sharded ? 'SSUBSCRIBE' : 'SUBSCRIBE')
+    proxy.dropAll()
+    // The subscriber is back and has asked for its channel again; the answer never comes.
+    await rejoining
+    await log.close()
+    await sleep(50)
+    t.same(unhandled.map(String), [], `${sharded ? 'sharded' : 'plain'}: the closed connection failed the waiting subscribe, and someone was there to hear it`)
+  }
+})
+
+t.test('a subscriber that lost its connection while it needed no channel joins the next one it needs', async t => {
+  const proxy = await startRedisProxy(redis.port)
+  t.teardown(async () => await proxy.close())
+  // The application's client, whose duplicate (the log's subscriber) the test keeps, to know when it is back.
+  const client = new Redis(proxy.url)
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  let subscriber: Redis | undefined
+  const duplicate = client.duplicate.bind(client)
+  client.duplicate = override => (subscriber = duplicate(override))
+  const log = new RedisSessionLog({ client, keyPrefix: 'rejoin-none:' })
+  t.teardown(async () => await log.close())
+  await log.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
+  ;(await log.subscribe(KEY, () => {})).unsubscribe()
+  proxy.dropAll()
+  await once(subscriber as Redis, 'ready')
+  const heard: SessionEvent[] = []
+  await log.subscribe(KEY, event => { heard.push(event) })
+  await log.append(KEY, [delta(1)])
+  await eventually(() => heard.length === 1, 'the event is heard')
 })
 
 t.test('a lane whose key vanished (an operator, an eviction) is told to stop at the next check', async t => {

@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Cluster, type Redis } from 'ioredis'
+import { Cluster, type ClusterOptions, type Redis } from 'ioredis'
 import t from 'tap'
 import type { TranscriptEntry } from '../lib/index.js'
-import { RedisStore } from '../lib/redis/index.js'
-import { storeContract } from '../lib/testing/index.js'
+import { RedisSessionLog, RedisStore } from '../lib/redis/index.js'
+import { sessionLogContract, storeContract } from '../lib/testing/index.js'
 import { startRedis } from './redis-server.js'
 
 // A Redis Cluster of one node that holds every slot: Redis refuses a script or a
@@ -14,8 +14,8 @@ const admin = node.client()
 await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
 for (let i = 0; i < 200 && !String(await admin.call('CLUSTER', 'INFO')).includes('cluster_state:ok'); i++) await sleep(25)
 
-function cluster (): Redis {
-  const client = new Cluster([{ host: '127.0.0.1', port: node.port }])
+function cluster (options: ClusterOptions = {}): Redis {
+  const client = new Cluster([{ host: '127.0.0.1', port: node.port }], options)
   t.teardown(() => client.disconnect())
   return client as unknown as Redis
 }
@@ -60,4 +60,17 @@ t.test('every key of one session shares a slot; both listing indexes share one',
   t.equal(new Set([...slots.keys()].filter(owner => owner.startsWith('{')).map(owner => [...slots.get(owner) as Set<number>][0])).size, keys.length + 1,
     'and those slots differ, so sessions spread over the cluster')
   await store.close()
+})
+
+// The session log on the same cluster, on sharded pub/sub: each session's keys and channel share its slot.
+let logs = 0
+t.test('the session log contract, on a cluster with sharded pub/sub', async t => {
+  t.throws(() => new RedisSessionLog({ client: cluster(), sharded: true }), { code: 'FSG_INVALID_OPTION', message: /shardedSubscribers: true/ },
+    'a Cluster that would deliver no sharded message is refused when the log is made')
+  sessionLogContract({
+    test: (name, fn) => t.test(name, fn),
+    makeLog: async ({ replay, claimTtlMs }) => new RedisSessionLog({
+      client: cluster({ shardedSubscribers: true }), sharded: true, keyPrefix: `log${++logs}:`, replay, claimTtlMs, laneTtlMs: 2000, idleTtlMs: 60_000, checkIntervalMs: 1000
+    })
+  })
 })

@@ -20,8 +20,8 @@ export interface RedisConnectionOptions {
 export interface RedisConnection {
   client: Redis
   owned: boolean
-  /** Another connection to the same server (a subscriber needs its own). */
-  duplicate: () => Redis
+  /** Another connection to the same server (a subscriber needs its own), with `override` options. */
+  duplicate: (override?: RedisOptions) => Redis
   prefix: string
 }
 
@@ -39,7 +39,9 @@ export async function connect (options: RedisConnectionOptions, who: string): Pr
   const prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX
   if (options.client !== undefined) {
     const client = options.client
-    return { client, owned: false, duplicate: () => client.duplicate(), prefix }
+    // A Cluster's duplicate takes startup nodes first, and subscribes through its own nodes: it keeps its options.
+    const duplicate = (override?: RedisOptions): Redis => client.isCluster ? client.duplicate() : client.duplicate(override)
+    return { client, owned: false, duplicate, prefix }
   }
   let Redis: typeof import('ioredis').Redis
   try {
@@ -49,8 +51,8 @@ export async function connect (options: RedisConnectionOptions, who: string): Pr
     throw new InvalidOptionError(who, 'the ioredis package, which is not installed: npm install ioredis')
   }
   const url = options.url as string
-  const make = (): Redis => {
-    const client = new Redis(url, { maxRetriesPerRequest: 2, ...options.redisOptions })
+  const make = (override?: RedisOptions): Redis => {
+    const client = new Redis(url, { maxRetriesPerRequest: 2, ...options.redisOptions, ...override })
     // A lost connection is retried by ioredis and reported by the commands that needed it.
     client.on('error', () => {})
     return client

@@ -2,8 +2,9 @@ import type { Redis } from 'ioredis'
 
 // The one subscriber connection of a process: a channel per session some part of this
 // process needs (a listener, a waiting turn, a held lane), joined once however many need
-// it. ioredis subscribes again by itself after a reconnect; we are told, so every session
-// can be checked for what it missed while the connection was down.
+// it. After a reconnect we join them again ourselves (ioredis's own resubscribe leaves a
+// promise nobody awaits, which rejects unhandled if the connection closes before Redis
+// answers), and once Redis confirmed, every session is checked for what it missed.
 
 export interface ChannelEvents {
   message: (channel: string, message: string) => void
@@ -25,7 +26,7 @@ export class LogChannels {
     subscriber.on('ready', () => {
       if (!this.#lost) return
       this.#lost = false
-      events.resubscribed()
+      void this.#rejoin().then(() => { events.resubscribed() })
     })
     // A subscriber that cannot connect is retried by ioredis; its errors are not ours to throw.
     subscriber.on('error', () => {})
@@ -40,6 +41,18 @@ export class LogChannels {
       joining.catch(() => this.#joined.delete(channel))
     }
     await joining
+  }
+
+  /** Every channel joined before the connection was lost, again, in one command. */
+  async #rejoin (): Promise<void> {
+    const channels = [...this.#joined.keys()]
+    if (channels.length === 0) return
+    // One SUBSCRIBE for all; SSUBSCRIBE one by one (on a Cluster, channels of several slots may not share one).
+    const asked = this.#sharded ? channels.map(channel => this.#subscriber.ssubscribe(channel)) : [this.#subscriber.subscribe(...channels)]
+    // Lost again before Redis answered: the next reconnect joins them again.
+    const again = Promise.all(asked).then(() => {}, () => {})
+    for (const channel of channels) this.#joined.set(channel, again)
+    await again
   }
 
   leave (channel: string): void {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
-import { RunAbortedError, sessionBusy, SessionLogUnavailableError } from '../errors.js'
+import type { Cluster, Redis } from 'ioredis'
+import { InvalidOptionError, RunAbortedError, sessionBusy, SessionLogUnavailableError } from '../errors.js'
 import { formatCursor, type SessionEvent } from '../events.js'
 import type { Lane, LaneOptions, LogListener, LogPosition, LogSubscription, RestartNotice, SessionLog } from '../hub/session-log.js'
 import { checkConnection, connect, DEFAULT_KEY_PREFIX, type RedisConnection, type RedisConnectionOptions } from './connection.js'
@@ -26,7 +26,11 @@ export interface RedisSessionLogOptions extends RedisConnectionOptions {
   claimTtlMs?: number
   /** How often watched sessions are checked against Redis (a silently dead subscription, a lane that waits), in ms. Default 5000. */
   checkIntervalMs?: number
-  /** Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH), so a session's messages stay on its slot's node. Default false. */
+  /**
+   * Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH), so a session's messages stay on its
+   * slot's node. Default false. On an ioredis `Cluster` this needs one made with
+   * `{ shardedSubscribers: true }` (without it ioredis delivers no sharded message).
+   */
   sharded?: boolean
 }
 
@@ -97,6 +101,10 @@ export class RedisSessionLog implements SessionLog {
       sharded: options.sharded ?? false
     }
     checkConnection(options, 'RedisSessionLog')
+    const cluster = options.client?.isCluster === true ? options.client as unknown as Cluster : undefined
+    if (this.#options.sharded && cluster !== undefined && cluster.options.shardedSubscribers !== true) {
+      throw new InvalidOptionError('sharded', 'sharded pub/sub on an ioredis Cluster needs one made with { shardedSubscribers: true }')
+    }
     this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX
     this.#connection = connect(options, 'RedisSessionLog')
     // A connection that cannot be made is reported by the call that needed it.
@@ -304,7 +312,7 @@ export class RedisSessionLog implements SessionLog {
   }
 
   async #subscriber (): Promise<LogChannels> {
-    this.#channels ??= this.#connection.then(connection => new LogChannels(connection.duplicate(), this.#options.sharded, {
+    this.#channels ??= this.#connection.then(connection => new LogChannels(connection.duplicate({ autoResubscribe: false }), this.#options.sharded, {
       message: (channel, message) => this.#message(channel, message),
       resubscribed: () => { for (const watch of this.#watches.values()) this.#queue(watch, async () => await this.#resync(watch)) }
     }))
