@@ -47,6 +47,10 @@ export const RunAbortedError = createError<'FSG_RUN_ABORTED', 409, [string]>(
 export const SessionBusyError = createError<'FSG_SESSION_BUSY', 409, [string, string]>(
   'FSG_SESSION_BUSY', 'Session "%s" is busy with run "%s"', 409)
 
+/** A gateway connection asked to watch one session more than `gateway.maxWatchedSessions`. */
+export const TooManyWatchesError = createError<'FSG_TOO_MANY_WATCHES', 429, [number]>(
+  'FSG_TOO_MANY_WATCHES', 'This connection watches %d sessions, its most (gateway.maxWatchedSessions): stop watching one (sessions.messages.unsubscribe) first', 429)
+
 export const GatewayClosedError = createError<'FSG_GATEWAY_CLOSED', 503, []>(
   'FSG_GATEWAY_CLOSED', 'The session gateway is shutting down', 503)
 

@@ -140,6 +140,12 @@ export interface GatewayProtocolOptions {
   maxQueuedBytes?: number
   /** How long a new connection has to complete `connect`. Default 10000. */
   handshakeTimeoutMs?: number
+  /**
+   * The most sessions one connection watches at once (each `chat.send`, `chat.startup`,
+   * `sessions.open` or `sessions.messages.subscribe` of another session adds one; a watch
+   * costs a few KB). One more is refused with FSG_TOO_MANY_WATCHES. Default 256.
+   */
+  maxWatchedSessions?: number
 }
 
 // An object (or class instance) with these methods: the schema checks the shape, TypeScript the signatures.
@@ -178,9 +184,10 @@ const OptionsSchema = Type.Object({
     tickIntervalMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000 })),
     maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
     maxQueuedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
-    handshakeTimeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 600_000 }))
+    handshakeTimeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 600_000 })),
+    maxWatchedSessions: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 }))
   }, { additionalProperties: false })], {
-    expected: 'false, or { path: "/…", tickIntervalMs: 10…3600000, maxBufferedBytes: ≥1024, maxQueuedBytes: ≥1024, handshakeTimeoutMs: 10…600000 }'
+    expected: 'false, or { path: "/…", tickIntervalMs: 10…3600000, maxBufferedBytes: ≥1024, maxQueuedBytes: ≥1024, handshakeTimeoutMs: 10…600000, maxWatchedSessions: 1…1000000 }'
   })),
   maxPayload: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_073_741_824, expected: 'an integer from 1024 to 1073741824 (bytes)' })),
   responses: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
@@ -296,7 +303,8 @@ export function resolveOptions (options: SessionGatewayOptions): ResolvedOptions
           maxBufferedBytes: given.gateway?.maxBufferedBytes ?? 1024 * 1024,
           // Room for the frames of several turns at the largest message a client may send.
           maxQueuedBytes: given.gateway?.maxQueuedBytes ?? 16 * maxPayload,
-          handshakeTimeoutMs: given.gateway?.handshakeTimeoutMs ?? 10_000
+          handshakeTimeoutMs: given.gateway?.handshakeTimeoutMs ?? 10_000,
+          maxWatchedSessions: given.gateway?.maxWatchedSessions ?? 256
         },
     health: given.health === false
       ? false

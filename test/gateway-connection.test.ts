@@ -59,6 +59,7 @@ async function connected (
       maxBufferedBytes: LIMIT,
       maxQueuedBytes: 4 * LIMIT,
       handshakeTimeoutMs: 5000,
+      maxWatchedSessions: 256,
       serverVersion: 'test',
       defaultAgentId: 'main',
       mainKey: 'main'
@@ -240,7 +241,7 @@ t.test('requests sent before hello-ok are refused, not lost silently', async t =
     principal: null,
     authenticate: async () => { await new Promise<void>(resolve => { letIn = resolve }); return { id: 'late' } },
     defaultHints: {},
-    options: { tickIntervalMs: 30_000, maxPayload: 65536, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' },
+    options: { tickIntervalMs: 30_000, maxPayload: 65536, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, maxWatchedSessions: 256, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' },
     logger: app.log
   })
   t.teardown(() => connection.dispose())
@@ -319,7 +320,7 @@ t.test('a session reset between a send and its subscription is announced, not re
 t.test('the connection lifecycle: oversize frames, password auth, closing mid-handshake, leftovers after close', async t => {
   const agent = gatedAgent(() => [{ type: 'text', delta: 'counted' }, { type: 'usage', inputTokens: 3, outputTokens: 1 }])
   const app = await buildApp(t, { agent })
-  const options = { tickIntervalMs: 30_000, maxPayload: 70_000, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' }
+  const options = { tickIntervalMs: 30_000, maxPayload: 70_000, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, maxWatchedSessions: 256, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' }
   const make = (authenticate: (credentials: { token?: string, password?: string }) => Promise<{ id: string }>): { socket: FakeSocket, connection: OpenClawConnection } => {
     const socket = new FakeSocket()
     const connection = new OpenClawConnection(socket, { sessions: app.sessionGateway, principal: null, authenticate, defaultHints: {}, options, logger: app.log })

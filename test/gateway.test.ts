@@ -306,6 +306,29 @@ t.test('watchers: every watcher of a session sees the same events; nobody else s
   t.equal(b.frames.length, before, 'after unsubscribing, nothing more')
 })
 
+t.test('maxWatchedSessions: a watch of one session more is refused (a send before its turn starts); one already watched, or after one is let go, is not', async t => {
+  const app = await gatewayApp(t, { gateway: { maxWatchedSessions: 2 } })
+  const socket = await open(t, app)
+  const refused = { ok: false, error: { code: 'INVALID_REQUEST', message: /watches 2 sessions/, details: { code: 'FSG_TOO_MANY_WATCHES' } } }
+  t.equal((await socket.request('sessions.messages.subscribe', { key: 'w1' })).ok, true)
+  t.equal((await socket.request('chat.send', { sessionKey: 'w2', message: 'two', idempotencyKey: 'w2-1' })).ok, true)
+  await socket.next(f => f.event === 'chat' && f.payload.state === 'final' && f.payload.runId === 'w2-1')
+  t.match(await socket.request('chat.send', { sessionKey: 'w3', message: 'three', idempotencyKey: 'w3-1' }), refused, 'chat.send')
+  t.equal(await app.sessionGateway.get('agent:main:w3'), undefined, 'the refused send started nothing')
+  t.match(await socket.request('sessions.open', { key: 'w3' }), refused, 'sessions.open')
+  t.match(await socket.request('chat.startup', { sessionKey: 'w3' }), refused, 'chat.startup')
+  t.match(await socket.request('sessions.messages.subscribe', { key: 'w3' }), refused, 'sessions.messages.subscribe')
+  t.equal((await socket.request('chat.send', { sessionKey: 'w2', message: 'again', idempotencyKey: 'w2-2' })).ok, true, 'a session it watches takes more sends')
+  t.equal((await socket.request('sessions.open', { key: 'w1' })).ok, true, 'and may be opened again')
+  await socket.request('sessions.messages.unsubscribe', { key: 'w1' })
+  t.equal((await socket.request('sessions.open', { key: 'w3' })).ok, true, 'after one is let go, another may be watched')
+
+  // Asked at once, before any is answered: the limit counts the watches still being made.
+  const other = await open(t, app)
+  const answers = await Promise.all(['c1', 'c2', 'c3'].map(async key => await other.request('sessions.open', { key })))
+  t.same(answers.map(answer => answer.ok).sort(), [false, true, true], 'two of three opened at once')
+})
+
 t.test('a turn started outside the gateway protocol streams live to its watchers', async t => {
   const app = await gatewayApp(t)
   const socket = await open(t, app)

@@ -77,6 +77,7 @@ t.test('every bounded option is taken at its bounds and refused just past them',
     ['gateway', value => ({ gateway: { tickIntervalMs: value } }), 10, 3_600_000],
     ['gateway', value => ({ gateway: { maxBufferedBytes: value } }), 1024],
     ['gateway', value => ({ gateway: { handshakeTimeoutMs: value } }), 10, 600_000],
+    ['gateway', value => ({ gateway: { maxWatchedSessions: value } }), 1, 1_000_000],
     ['responses', value => ({ responses: { bodyLimit: value } }), 1024, 1_073_741_824],
     ['responses', value => ({ responses: { websocketMaxAgeMs: value } }), 10, 2_147_483_647],
     ['responses', value => ({ responses: { recordTtlMs: value } }), 10]

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { AgentModel } from '../../agents/agent.js'
 import type { Credentials, Principal } from '../../auth.js'
+import { TooManyWatchesError } from '../../errors.js'
 import type { SessionService } from '../../session-service.js'
 import type { SessionEvent } from '../../events.js'
 import type { Subscription } from '../../hub/hub.js'
@@ -35,6 +36,8 @@ export interface OpenClawConnectionOptions {
   /** Live frames waiting past this close the connection (1008, a slow consumer). */
   maxQueuedBytes: number
   handshakeTimeoutMs: number
+  /** The most sessions one connection watches at once. */
+  maxWatchedSessions: number
   serverVersion: string
   defaultAgentId: string
   mainKey: string
@@ -82,6 +85,8 @@ export class OpenClawConnection {
   readonly #agentSeq = new Map<string, number>()
   /** How to stop each watch: only that, so a watch does not keep its replay's events alive. */
   readonly #watches = new Map<string, () => void>()
+  /** Watches being made (their requests have not finished): they count against the limit too. */
+  #watchesComing = 0
   #stopWatchingList: (() => void) | undefined
   readonly #outbox: Outbox<OutboxItem>
   #handshakeTimer: NodeJS.Timeout | undefined
@@ -112,6 +117,7 @@ export class OpenClawConnection {
       get withCursor () { return connection.#withCursor },
       resolve: async (hints, action, whenMissing) => await this.#resolve(hints, action, whenMissing),
       watching: sessionKey => this.#watches.has(sessionKey),
+      holdRoomToWatch: sessionKey => this.#holdRoomToWatch(sessionKey),
       watch: (sessionKey, subscription) => this.#watch(sessionKey, subscription),
       unwatch: sessionKey => this.#unwatch(sessionKey),
       watchList: () => this.#watchList(),
@@ -270,6 +276,14 @@ export class OpenClawConnection {
   }
 
   // ── watching sessions ──────────────────────────────────────────────────────
+
+  #holdRoomToWatch (sessionKey: string): () => void {
+    if (this.#watches.has(sessionKey)) return () => {}
+    const most = this.#options.maxWatchedSessions
+    if (this.#watches.size + this.#watchesComing >= most) throw new TooManyWatchesError(most)
+    this.#watchesComing++
+    return () => { this.#watchesComing-- }
+  }
 
   #watch (sessionKey: string, subscription: Subscription): void {
     // A subscription that completes after the connection closed is let go at once.

@@ -38,6 +38,12 @@ export interface MethodContext {
   resolve: (hints: SessionHints, action: SessionAction, whenMissing?: WhenMissing) => Promise<ResolvedSession>
   /** Whether the connection already hears this session. */
   watching: (sessionKey: string) => boolean
+  /**
+   * Holds room for a watch on the session until the function it returns is called (once the
+   * watch is made, or was not); refuses (FSG_TOO_MANY_WATCHES) when the connection watches
+   * `maxWatchedSessions` other sessions already.
+   */
+  holdRoomToWatch: (sessionKey: string) => () => void
   /** Makes `subscription` the connection's watch on the session, replacing any earlier one. */
   watch: (sessionKey: string, subscription: Subscription) => void
   unwatch: (sessionKey: string) => boolean
@@ -65,20 +71,20 @@ const DEFAULT_OPEN_LIMIT = 50
 const handlers: { [M in MethodName]: Handler<M> } = {
   async 'chat.send' (context, params) {
     const { sessionKey, agentId } = await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'write')
-    const ticket = await context.sessions.send({
-      sessionKey,
-      agentId,
-      input: [userMessage(params.message, params.attachments)],
-      idempotencyKey: params.idempotencyKey,
-      ...(params.timeoutMs === undefined || params.timeoutMs === 0 ? {} : { timeoutMs: params.timeoutMs })
+    // A connection hears the sessions it sends to: refused before the turn starts if it may watch no more.
+    const { ticket, after } = await withRoomToWatch(context, sessionKey, async () => {
+      const ticket = await context.sessions.send({
+        sessionKey,
+        agentId,
+        input: [userMessage(params.message, params.attachments)],
+        idempotencyKey: params.idempotencyKey,
+        ...(params.timeoutMs === undefined || params.timeoutMs === 0 ? {} : { timeoutMs: params.timeoutMs })
+      })
+      if (context.watching(sessionKey)) return { ticket, after: undefined }
+      // From the run's start, so nothing is missed.
+      const subscription = await subscribe(context, sessionKey, ticket.status === 'done' ? undefined : ticket.cursor)
+      return { ticket, after: () => deliver(context, sessionKey, subscription) }
     })
-    // A connection hears the sessions it sends to. From the run's start, so nothing is missed.
-    let after: (() => void) | undefined
-    if (!context.watching(sessionKey)) {
-      const since = ticket.status === 'done' ? undefined : ticket.cursor
-      const subscription = await subscribe(context, sessionKey, since)
-      after = () => deliver(context, sessionKey, subscription)
-    }
     if (ticket.status !== 'done') return { payload: { runId: ticket.runId, status: ticket.status }, after }
     const result = await ticket.result
     return { payload: { runId: ticket.runId, status: 'done', state: result.state, message: result.message }, after }
@@ -109,8 +115,11 @@ const handlers: { [M in MethodName]: Handler<M> } = {
   async 'chat.startup' (context, params) {
     const { sessionKey, agentId } = await context.resolve({ sessionKey: params.sessionKey, agentId: params.agentId }, 'read')
     // sessions.open's snapshot: history, row and running turn from one instant, and the watch.
-    const opened = await context.sessions.open(sessionKey, { limit: params.limit ?? DEFAULT_HISTORY_LIMIT }, context.listener)
-    context.watch(sessionKey, opened.subscription)
+    const opened = await withRoomToWatch(context, sessionKey, async () => {
+      const opened = await context.sessions.open(sessionKey, { limit: params.limit ?? DEFAULT_HISTORY_LIMIT }, context.listener)
+      context.watch(sessionKey, opened.subscription)
+      return opened
+    })
     const { row, running, cursor, subscription } = opened
     let page = { entries: opened.entries, ...(opened.before === undefined ? {} : { before: opened.before }) }
     if (params.maxBytes !== undefined) {
@@ -233,7 +242,7 @@ const handlers: { [M in MethodName]: Handler<M> } = {
       const cursor = (await context.sessions.get(sessionKey))?.cursor ?? UNBORN_CURSOR
       return { payload: { subscribed: true, key: sessionKey, cursor } }
     }
-    const subscription = await subscribe(context, sessionKey, undefined)
+    const subscription = await withRoomToWatch(context, sessionKey, async () => await subscribe(context, sessionKey, undefined))
     return { payload: { subscribed: true, key: sessionKey, cursor: subscription.cursor }, after: () => subscription.start() }
   },
 
@@ -255,11 +264,14 @@ const handlers: { [M in MethodName]: Handler<M> } = {
 
   async 'sessions.open' (context, params) {
     const { sessionKey, agentId } = await context.resolve({ sessionKey: params.key, agentId: params.agentId }, 'read')
-    const opened = await context.sessions.open(sessionKey, {
-      limit: params.limit ?? DEFAULT_OPEN_LIMIT,
-      ...(params.since === undefined ? {} : { since: params.since })
-    }, context.listener)
-    context.watch(sessionKey, opened.subscription)
+    const opened = await withRoomToWatch(context, sessionKey, async () => {
+      const opened = await context.sessions.open(sessionKey, {
+        limit: params.limit ?? DEFAULT_OPEN_LIMIT,
+        ...(params.since === undefined ? {} : { since: params.since })
+      }, context.listener)
+      context.watch(sessionKey, opened.subscription)
+      return opened
+    })
     const { row, entries, cursor, running, subscription } = opened
     return {
       payload: {
@@ -317,6 +329,16 @@ const handlers: { [M in MethodName]: Handler<M> } = {
 
 export async function callMethod<M extends MethodName> (context: MethodContext, method: M, params: MethodParams<M>): Promise<MethodResult> {
   return await (handlers[method] as Handler<M>)(context, params)
+}
+
+/** Runs `work` (which watches the session) with room held for that watch; refused at the connection's limit. */
+async function withRoomToWatch<T> (context: MethodContext, sessionKey: string, work: () => Promise<T>): Promise<T> {
+  const release = context.holdRoomToWatch(sessionKey)
+  try {
+    return await work()
+  } finally {
+    release()
+  }
 }
 
 async function subscribe (context: MethodContext, sessionKey: string, since: string | undefined): Promise<Subscription> {
