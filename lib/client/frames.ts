@@ -280,6 +280,13 @@ export interface ChatEvent {
   cursor?: string
 }
 
+/** `agent`: OpenClaw's run events that are not text (the session is in `data`); `seq` counts the run's `agent` frames. */
+export type AgentEvent = { runId: string, seq: number, ts: number, cursor?: string } & (
+  | { stream: 'lifecycle', data: { phase: 'start', sessionKey: string, model?: string } }
+  | { stream: 'thinking', data: { text: string, delta: string, sessionKey: string } }
+  | { stream: 'tool', data: { phase: 'start', name: string, toolCallId: string, args: Record<string, unknown>, sessionKey: string } }
+)
+
 export interface SessionMessageEvent {
   sessionKey: string
   messageId: string
@@ -308,6 +315,7 @@ export interface EventPayloads {
   tick: { ts: number }
   shutdown: Record<string, unknown>
   chat: ChatEvent
+  agent: AgentEvent
   'session.message': SessionMessageEvent
   'session.reset': SessionResetEvent
   'sessions.changed': SessionsChangedEvent

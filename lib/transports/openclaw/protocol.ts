@@ -16,7 +16,8 @@ export const ErrorCode = {
 export interface ErrorShape {
   code: string
   message: string
-  details?: unknown
+  /** Our precise `FSG_*` code and what a caller needs to act on it (a busy session's run and cursor); on a protocol mismatch, OpenClaw's `expectedProtocol`. */
+  details?: { code?: string, runId?: string, cursor?: string, sessionKey?: string, expectedProtocol?: number }
   retryable?: boolean
   retryAfterMs?: number
 }
