@@ -256,6 +256,88 @@ t.test('requests sent before hello-ok are refused, not lost silently', async t =
   t.equal(socket.frames.filter(frame => frame.type === 'res').length, 2)
 })
 
+t.test('maxWatchedSessions counts a session once, however many requests are making its watch', async t => {
+  const app = await buildApp(t)
+  /** A connection whose `sessions.open` calls wait for `letOpen`; `opening` names them as they come. */
+  const gatedConnection = async (maxWatchedSessions: number): Promise<{ connection: OpenClawConnection, socket: FakeSocket, opening: string[], letOpen: () => void }> => {
+    const opening: string[] = []
+    let letOpen: () => void = () => {}
+    const gate = new Promise<void>(resolve => { letOpen = resolve })
+    const sessions = new Proxy(app.sessionGateway, {
+      get (target, name: keyof SessionService) {
+        if (name === 'open') {
+          return async (...args: Parameters<SessionService['open']>) => {
+            opening.push(args[0])
+            await gate
+            return await target.open(...args)
+          }
+        }
+        const value = target[name]
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+    const socket = new FakeSocket()
+    const connection = new OpenClawConnection(socket, {
+      sessions,
+      principal: null,
+      authenticate: async () => ({ id: 'tester' }),
+      defaultHints: {},
+      options: { tickIntervalMs: 30_000, maxPayload: 65536, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, maxWatchedSessions, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' },
+      logger: app.log
+    })
+    t.teardown(() => connection.dispose())
+    connection.open()
+    request(connection, 'c', 'connect', { minProtocol: 4, maxProtocol: 4, client: { id: 'x', version: '1', platform: 'node', mode: 'backend' } })
+    await until(() => socket.answer('c'))
+    request(connection, 'w', 'sessions.messages.subscribe', { key: 'watched' })
+    await until(() => socket.answer('w'))
+    return { connection, socket, opening, letOpen }
+  }
+  /** Waits (up to 2.5 s) until `found` gives something. */
+  const until = async (found: () => unknown): Promise<void> => {
+    for (let i = 0; i < 500 && found() === undefined; i++) await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  const opened = (socket: FakeSocket, ids: string[]): Array<boolean | undefined> => ids.map(id => socket.answer(id)?.ok)
+
+  // One place left: two requests making the watch of one session both fit in it.
+  const one = await gatedConnection(2)
+  request(one.connection, 'o1', 'sessions.open', { key: 'x' })
+  request(one.connection, 'o2', 'chat.startup', { sessionKey: 'x' })
+  await until(() => one.opening.length === 2 ? true : undefined)
+  one.letOpen()
+  await until(() => answered(one.socket, ['o1', 'o2']))
+  t.same(opened(one.socket, ['o1', 'o2']), [true, true], 'the second request for the session takes no second place')
+
+  // Two places left: a session two requests are watching takes one, and another still fits; a third does not.
+  const two = await gatedConnection(3)
+  request(two.connection, 'o1', 'sessions.open', { key: 'x' })
+  request(two.connection, 'o2', 'chat.startup', { sessionKey: 'x' })
+  await until(() => two.opening.length === 2 ? true : undefined)
+  request(two.connection, 'o3', 'sessions.open', { key: 'y' })
+  await until(() => two.opening.length === 3 ? true : undefined)
+  request(two.connection, 'o4', 'sessions.open', { key: 'z' })
+  await until(() => two.socket.answer('o4'))
+  t.match(two.socket.answer('o4'), { ok: false, error: { details: { code: 'FSG_TOO_MANY_WATCHES' } } }, 'z: watched, x and y coming fill the three places')
+  two.letOpen()
+  await until(() => answered(two.socket, ['o1', 'o2', 'o3']))
+  t.same(opened(two.socket, ['o1', 'o2', 'o3']), [true, true, true])
+
+  // A request on a session watched already takes no place while it runs.
+  const three = await gatedConnection(2)
+  request(three.connection, 'o1', 'chat.startup', { sessionKey: 'watched' })
+  await until(() => three.opening.length === 1 ? true : undefined)
+  request(three.connection, 'o2', 'sessions.open', { key: 'y' })
+  await until(() => three.opening.length === 2 ? true : undefined)
+  three.letOpen()
+  await until(() => answered(three.socket, ['o1', 'o2']))
+  t.same(opened(three.socket, ['o1', 'o2']), [true, true], 'the watched session and one more fill the two places')
+})
+
+/** True once every request named is answered. */
+function answered (socket: FakeSocket, ids: string[]): true | undefined {
+  return ids.every(id => socket.answer(id) !== undefined) ? true : undefined
+}
+
 t.test('a failure that is not ours is answered "internal error", without its message', async t => {
   const store = new MemoryStore()
   const { app, connection, until } = await connected(t, { store })

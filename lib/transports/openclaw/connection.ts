@@ -85,8 +85,8 @@ export class OpenClawConnection {
   readonly #agentSeq = new Map<string, number>()
   /** How to stop each watch: only that, so a watch does not keep its replay's events alive. */
   readonly #watches = new Map<string, () => void>()
-  /** Watches being made (their requests have not finished): they count against the limit too. */
-  #watchesComing = 0
+  /** Sessions whose watch is being made (by how many requests): each counts against the limit once. */
+  readonly #watchesComing = new Map<string, number>()
   #stopWatchingList: (() => void) | undefined
   readonly #outbox: Outbox<OutboxItem>
   #handshakeTimer: NodeJS.Timeout | undefined
@@ -278,11 +278,19 @@ export class OpenClawConnection {
   // ── watching sessions ──────────────────────────────────────────────────────
 
   #holdRoomToWatch (sessionKey: string): () => void {
-    if (this.#watches.has(sessionKey)) return () => {}
-    const most = this.#options.maxWatchedSessions
-    if (this.#watches.size + this.#watchesComing >= most) throw new TooManyWatchesError(most)
-    this.#watchesComing++
-    return () => { this.#watchesComing-- }
+    // Held even for a session watched now: it may be let go before the request watches it again.
+    const holds = this.#watchesComing.get(sessionKey) ?? 0
+    if (holds === 0 && !this.#watches.has(sessionKey)) {
+      const coming = [...this.#watchesComing.keys()].filter(key => !this.#watches.has(key)).length
+      const most = this.#options.maxWatchedSessions
+      if (this.#watches.size + coming >= most) throw new TooManyWatchesError(most)
+    }
+    this.#watchesComing.set(sessionKey, holds + 1)
+    return () => {
+      const left = (this.#watchesComing.get(sessionKey) as number) - 1
+      if (left === 0) this.#watchesComing.delete(sessionKey)
+      else this.#watchesComing.set(sessionKey, left)
+    }
   }
 
   #watch (sessionKey: string, subscription: Subscription): void {
