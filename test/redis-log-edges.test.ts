@@ -180,21 +180,22 @@ t.test('a subscriber that lost its connection while it needed no channel joins t
   await eventually(() => heard.length === 1, 'the event is heard')
 })
 
-/** `count` deltas of one run that make up a long answer, each with its text so far. */
-function answer (count: number, first = 1): Array<SessionEvent & { type: 'run.delta' }> {
-  let text = ''
+/** `count` deltas of one run that make up a long answer, each with its text so far; with `reasoning`, every third is the reasoning's. */
+function answer (count: number, reasoning = false): Array<SessionEvent & { type: 'run.delta' | 'run.reasoning' }> {
+  const texts = { 'run.delta': '', 'run.reasoning': '' }
   return Array.from({ length: count }, (_, i) => {
-    const delta = `${String(i).padStart(5, '0')} of a long answer, `
-    text += delta
-    return { type: 'run.delta' as const, sessionKey: KEY, epoch: 'e1', seq: first + i, at: 1_700_000_000_000 + i, runId: 'r1', delta, text }
+    const type = reasoning && i % 3 === 0 ? 'run.reasoning' as const : 'run.delta' as const
+    const delta = `${String(i).padStart(5, '0')} of a long ${type === 'run.delta' ? 'answer' : 'thought'}, `
+    texts[type] += delta
+    return { type, sessionKey: KEY, epoch: 'e1', seq: 1 + i, at: 1_700_000_000_000 + i, runId: 'r1', delta, text: texts[type] }
   })
 }
 
-t.test("a turn's deltas are stored without their text so far: Redis holds the answer's length, not its square, and every reader gets each text whole", async t => {
+t.test("a turn's deltas (of its answer and of its reasoning) are stored without their text so far: Redis holds the turn's length, not its square, and every reader gets each text whole", async t => {
   const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'texts:', replay: 5000 })
   t.teardown(async () => await log.close())
   await log.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
-  const deltas = answer(1000)
+  const deltas = answer(1000, true)
   const live: SessionEvent[] = []
   await log.subscribe(KEY, event => { live.push(event) })
   for (let i = 0; i < deltas.length; i += 10) await log.append(KEY, deltas.slice(i, i + 10))

@@ -167,15 +167,13 @@ export class RedisSessionLog implements SessionLog {
 
   async read (key: string, epoch: string, after: number): Promise<SessionEvent[] | undefined> {
     const redis = await this.#redis()
-    // From as far back as a delta's text may have to be rebuilt from.
-    const [meta, entries] = await this.#call(Promise.all([
-      redis.hmget(this.#key(key, 'meta'), 'e', 's'),
-      redis.xrange(this.#key(key, 'log'), `${Math.max(0, after + 1 - TEXT_CHECKPOINT)}-0`, '+')
-    ]))
-    const [current, seq] = meta
+    const [current, seq] = await this.#call(redis.hmget(this.#key(key, 'meta'), 'e', 's'))
     if (current !== epoch) return undefined
     const head = Number(seq)
+    // Nothing new (what every periodic check finds, mostly): one round trip.
     if (after === head) return []
+    // From as far back as a delta's text may have to be rebuilt from.
+    const entries = await this.#call(redis.xrange(this.#key(key, 'log'), `${Math.max(0, after + 1 - TEXT_CHECKPOINT)}-0`, '+'))
     // Found by contiguity: the very next position must be there, or the gap was trimmed.
     const next = entries.findIndex(([id]) => id === `${after + 1}-0`)
     if (next === -1) return undefined
@@ -196,6 +194,9 @@ export class RedisSessionLog implements SessionLog {
       listening.epoch = epoch ?? ''
       listening.seq = Number(seq ?? 0)
       listening.ready = true
+      // Checked now and then against Redis: a subscription that died without a word (a
+      // Cluster's shard subscriber reconnects unseen) cannot lose an event for good.
+      this.#startChecks()
       // What was published after the position but handled before it was known comes now, in turn.
       this.#queue(watch, async () => { await this.#fill(watch, listening) })
     } catch (err) {
