@@ -180,6 +180,61 @@ t.test('a subscriber that lost its connection while it needed no channel joins t
   await eventually(() => heard.length === 1, 'the event is heard')
 })
 
+/** `count` deltas of one run that make up a long answer, each with its text so far; with `reasoning`, every third is the reasoning's. */
+function answer (count: number, reasoning = false): Array<SessionEvent & { type: 'run.delta' | 'run.reasoning' }> {
+  const texts = { 'run.delta': '', 'run.reasoning': '' }
+  return Array.from({ length: count }, (_, i) => {
+    const type = reasoning && i % 3 === 0 ? 'run.reasoning' as const : 'run.delta' as const
+    const delta = `${String(i).padStart(5, '0')} of a long ${type === 'run.delta' ? 'answer' : 'thought'}, `
+    texts[type] += delta
+    return { type, sessionKey: KEY, epoch: 'e1', seq: 1 + i, at: 1_700_000_000_000 + i, runId: 'r1', delta, text: texts[type] }
+  })
+}
+
+t.test("a turn's deltas (of its answer and of its reasoning) are stored without their text so far: Redis holds the turn's length, not its square, and every reader gets each text whole", async t => {
+  const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'texts:', replay: 5000 })
+  t.teardown(async () => await log.close())
+  await log.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
+  const deltas = answer(1000, true)
+  const live: SessionEvent[] = []
+  await log.subscribe(KEY, event => { live.push(event) })
+  for (let i = 0; i < deltas.length; i += 10) await log.append(KEY, deltas.slice(i, i + 10))
+  const stored = await redis.client().xrange(`texts:log:{${KEY}}:log`, '-', '+')
+  const bytes = stored.reduce((sum, [, fields]) => sum + Buffer.byteLength(fields[1] as string), 0)
+  const whole = deltas.reduce((sum, event) => sum + Buffer.byteLength(JSON.stringify(event)), 0)
+  t.ok(bytes * 20 < whole, `the stream holds ${bytes} bytes, where every text would take ${whole}`)
+  t.same(await log.read(KEY, 'e1', 0), deltas, 'read from the start')
+  for (const after of [1, 62, 63, 64, 65, 66, 500, 998, 999]) {
+    t.same(await log.read(KEY, 'e1', after), deltas.slice(after), `read after ${after}`)
+  }
+  await eventually(() => live.length === deltas.length, 'a live listener hears every delta')
+  t.same(live, deltas, 'with its text')
+})
+
+t.test('a delta whose earlier text was trimmed away is never given with a wrong text: a read says it cannot, a watcher is reset past it', async t => {
+  const proxy = await startRedisProxy(redis.port)
+  t.teardown(async () => await proxy.close())
+  const log = new RedisSessionLog({ url: proxy.url, keyPrefix: 'trimmed:' })
+  const writer = new RedisSessionLog({ url: redis.url, keyPrefix: 'trimmed:', replay: 5000 })
+  t.teardown(async () => { await log.close(); await writer.close() })
+  await writer.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
+  const heard: SessionEvent[] = []
+  await log.subscribe(KEY, event => { heard.push(event) })
+  // The watcher's process loses Redis while the turn goes on, and the stream is cut to its last ten.
+  proxy.refusing = true
+  proxy.dropAll()
+  const deltas = answer(200)
+  for (let i = 0; i < deltas.length; i += 10) await writer.append(KEY, deltas.slice(i, i + 10))
+  await redis.client().xtrim(`trimmed:log:{${KEY}}:log`, 'MAXLEN', 10)
+  // 191-200 are left; 193 carries its text (a checkpoint), 191 and 192 do not and cannot be rebuilt.
+  t.equal(await writer.read(KEY, 'e1', 190), undefined, 'from before 191: not given')
+  t.same(await writer.read(KEY, 'e1', 192), deltas.slice(192), 'from 192 on: given whole')
+  proxy.refusing = false
+  await eventually(() => heard.length === 9, 'back, the watcher hears a reset and what can be given')
+  t.same(heard[0], { type: 'session.reset', sessionKey: KEY, epoch: 'e1', seq: 192, at: heard[0]?.at, deleted: false })
+  t.same(heard.slice(1), deltas.slice(192), 'then 193-200, each with its text')
+})
+
 t.test('a lane whose key vanished (an operator, an eviction) is told to stop at the next check', async t => {
   const log = new RedisSessionLog({ url: redis.url, keyPrefix: 'vanish:', laneTtlMs: 300 })
   t.teardown(async () => await log.close())

@@ -13,6 +13,8 @@ export interface RedisProxy {
    * did. The held connection ends when the server ends it (a QUIT), its answers unsent.
    */
   holdAnswersAfter: (command: string) => Promise<void>
+  /** While true, a new connection is cut at once (the server seems away). */
+  refusing: boolean
   close: () => Promise<void>
 }
 
@@ -20,6 +22,10 @@ export async function startRedisProxy (target: number): Promise<RedisProxy> {
   const pairs = new Set<[Socket, Socket]>()
   let hold: { command: string, held: () => void } | undefined
   const server = createServer(client => {
+    if (proxy.refusing) {
+      client.destroy()
+      return
+    }
     const upstream = connect(target, '127.0.0.1')
     const pair: [Socket, Socket] = [client, upstream]
     pairs.add(pair)
@@ -47,7 +53,8 @@ export async function startRedisProxy (target: number): Promise<RedisProxy> {
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const { port } = server.address() as AddressInfo
-  return {
+  const proxy: RedisProxy = {
+    refusing: false,
     url: `redis://127.0.0.1:${port}`,
     dropAll: () => { for (const [client, upstream] of pairs) { client.destroy(); upstream.destroy() } },
     holdAnswersAfter: async command => await new Promise<void>(resolve => { hold = { command: command.toUpperCase(), held: resolve } }),
@@ -57,4 +64,5 @@ export async function startRedisProxy (target: number): Promise<RedisProxy> {
       await once(server, 'close')
     }
   }
+  return proxy
 }

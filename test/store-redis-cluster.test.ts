@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Cluster, type ClusterOptions, type Redis } from 'ioredis'
 import t from 'tap'
-import type { TranscriptEntry } from '../lib/index.js'
+import type { SessionEvent, TranscriptEntry } from '../lib/index.js'
 import { RedisSessionLog, RedisStore } from '../lib/redis/index.js'
 import { sessionLogContract, storeContract } from '../lib/testing/index.js'
 import { startRedis } from './redis-server.js'
@@ -73,4 +73,21 @@ t.test('the session log contract, on a cluster with sharded pub/sub', async t =>
       client: cluster({ shardedSubscribers: true }), sharded: true, keyPrefix: `log${++logs}:`, replay, claimTtlMs, laneTtlMs: 2000, idleTtlMs: 60_000, checkIntervalMs: 1000
     })
   })
+})
+
+t.test("a shard subscriber that ioredis reconnects unseen: the log's checks find what it missed", async t => {
+  const KEY = 'agent:main:shard-lost'
+  const log = new RedisSessionLog({ client: cluster({ shardedSubscribers: true }), sharded: true, keyPrefix: 'shard-lost:', checkIntervalMs: 100 })
+  const writer = new RedisSessionLog({ client: cluster({ shardedSubscribers: true }), sharded: true, keyPrefix: 'shard-lost:' })
+  t.teardown(async () => { await log.close(); await writer.close() })
+  await writer.position(KEY, async () => ({ epoch: 'e1', seq: 0 }))
+  const heard: number[] = []
+  await log.subscribe(KEY, event => { heard.push(event.seq) })
+  const event = (seq: number): SessionEvent => ({ type: 'run.started', sessionKey: KEY, epoch: 'e1', seq, at: seq, runId: `r${seq}` })
+  await writer.append(KEY, [event(1)])
+  for (let i = 0; i < 200 && heard.length < 1; i++) await sleep(25)
+  await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  await writer.append(KEY, [event(2)])
+  for (let i = 0; i < 200 && heard.length < 2; i++) await sleep(25)
+  t.same(heard, [1, 2], 'the event published while the subscriber was away is heard, with no later event to reveal the gap')
 })

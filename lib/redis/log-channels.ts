@@ -38,7 +38,12 @@ export class LogChannels {
     if (joining === undefined) {
       joining = this.#sharded ? this.#subscriber.ssubscribe(channel) : this.#subscriber.subscribe(channel)
       this.#joined.set(channel, joining)
-      joining.catch(() => this.#joined.delete(channel))
+      joining.catch(() => {
+        // Only its own entry: a later join or rejoin of the channel may have replaced it (not
+        // to be staged from outside: it needs a reply to fail after the connection came back).
+        /* c8 ignore next */
+        if (this.#joined.get(channel) === joining) this.#joined.delete(channel)
+      })
     }
     await joining
   }

@@ -5,6 +5,7 @@ import { formatCursor, type SessionEvent } from '../events.js'
 import type { Lane, LaneOptions, LogListener, LogPosition, LogSubscription, RestartNotice, SessionLog } from '../hub/session-log.js'
 import { checkConnection, connect, DEFAULT_KEY_PREFIX, type RedisConnection, type RedisConnectionOptions } from './connection.js'
 import { LogChannels } from './log-channels.js'
+import { DeltaWriter, rebuildTexts, TEXT_CHECKPOINT, type StoredEvent } from './stored-deltas.js'
 import { LaneAbort } from '../hub/lane-abort.js'
 import { ABORT, ACQUIRE, APPEND, CLAIM, RELEASE, RENEW, RESTART, SEED } from './log-scripts.js'
 
@@ -81,6 +82,8 @@ export class RedisSessionLog implements SessionLog {
   readonly #options: Required<Omit<RedisSessionLogOptions, keyof RedisConnectionOptions>>
   readonly #connection: Promise<RedisConnection>
   readonly #watches = new Map<string, Watch>()
+  /** How this process stores the deltas it appends (most without their text). */
+  readonly #deltas = new DeltaWriter()
   /** The same watches, by their channel: how a message finds its session. */
   readonly #byChannel = new Map<string, Watch>()
   readonly #seeding = new Map<string, Promise<LogPosition>>()
@@ -144,28 +147,39 @@ export class RedisSessionLog implements SessionLog {
     })
     const redis = await this.#redis()
     const held = lane as HeldLane | undefined
-    const answer = await this.#call(redis.eval(APPEND, 4,
-      this.#key(key, 'meta'), this.#key(key, 'log'), this.#key(key, 'lane'), this.#key(key, 'abort'),
-      first.epoch, first.seq, held?.value ?? '', this.#options.replay, this.#options.idleTtlMs, this.#options.laneTtlMs,
-      this.#key(key, 'ch'), JSON.stringify({ t: 'e', events }), this.#options.sharded ? '1' : '0',
-      ...events.map(event => JSON.stringify(event))))
+    let answer
+    try {
+      answer = await this.#call(redis.eval(APPEND, 4,
+        this.#key(key, 'meta'), this.#key(key, 'log'), this.#key(key, 'lane'), this.#key(key, 'abort'),
+        first.epoch, first.seq, held?.value ?? '', this.#options.replay, this.#options.idleTtlMs, this.#options.laneTtlMs,
+        this.#key(key, 'ch'), JSON.stringify({ t: 'e', events }), this.#options.sharded ? '1' : '0',
+        ...events.map(event => JSON.stringify(this.#deltas.stored(key, event)))))
+    } catch (err) {
+      this.#deltas.forget(key)
+      throw err
+    }
     if (answer === 'ABORT') held?.abort()
-    else if (answer !== 'OK') throw new Error(`session log: ${REFUSALS[answer as string] as string} (${formatCursor(first.epoch, first.seq)})`)
+    else if (answer !== 'OK') {
+      this.#deltas.forget(key)
+      throw new Error(`session log: ${REFUSALS[answer as string] as string} (${formatCursor(first.epoch, first.seq)})`)
+    }
   }
 
   async read (key: string, epoch: string, after: number): Promise<SessionEvent[] | undefined> {
     const redis = await this.#redis()
-    const [meta, entries] = await this.#call(Promise.all([
-      redis.hmget(this.#key(key, 'meta'), 'e', 's'),
-      redis.xrange(this.#key(key, 'log'), `${after + 1}-0`, '+')
-    ]))
-    const [current, seq] = meta
+    const [current, seq] = await this.#call(redis.hmget(this.#key(key, 'meta'), 'e', 's'))
     if (current !== epoch) return undefined
     const head = Number(seq)
+    // Nothing new (what every periodic check finds, mostly): one round trip.
     if (after === head) return []
-    // Found by contiguity: the first entry must be the very next position, or the gap was trimmed.
-    if (entries[0]?.[0] !== `${after + 1}-0`) return undefined
-    return entries.map(([, fields]) => JSON.parse(fields[1] as string) as SessionEvent).filter(event => event.seq <= head)
+    // From as far back as a delta's text may have to be rebuilt from.
+    const entries = await this.#call(redis.xrange(this.#key(key, 'log'), `${Math.max(0, after + 1 - TEXT_CHECKPOINT)}-0`, '+'))
+    // Found by contiguity: the very next position must be there, or the gap was trimmed.
+    const next = entries.findIndex(([id]) => id === `${after + 1}-0`)
+    if (next === -1) return undefined
+    const events = rebuildTexts(entries.map(parseEntry)).slice(next).filter(event => event === undefined || event.seq <= head)
+    // A delta whose earlier text was trimmed away cannot be given as it was.
+    return events.includes(undefined) ? undefined : events as SessionEvent[]
   }
 
   async subscribe (key: string, listener: LogListener): Promise<LogSubscription> {
@@ -180,6 +194,9 @@ export class RedisSessionLog implements SessionLog {
       listening.epoch = epoch ?? ''
       listening.seq = Number(seq ?? 0)
       listening.ready = true
+      // Checked now and then against Redis: a subscription that died without a word (a
+      // Cluster's shard subscriber reconnects unseen) cannot lose an event for good.
+      this.#startChecks()
       // What was published after the position but handled before it was known comes now, in turn.
       this.#queue(watch, async () => { await this.#fill(watch, listening) })
     } catch (err) {
@@ -267,12 +284,14 @@ export class RedisSessionLog implements SessionLog {
   }
 
   forget (key: string): void {
+    this.#deltas.forget(key)
     const watch = this.#watches.get(key)
     if (watch !== undefined) this.#leave(watch, () => {})
   }
 
   async close (): Promise<void> {
     this.#closed = true
+    this.#deltas.clear()
     clearInterval(this.#timer)
     for (const watch of this.#watches.values()) this.#drop(watch)
     const channels = await this.#channels?.catch(() => undefined)
@@ -458,9 +477,9 @@ export class RedisSessionLog implements SessionLog {
     if (typeof epoch !== 'string') return undefined
     let from = Number(seq)
     const events: SessionEvent[] = []
-    for (const [, fields] of entries.reverse()) {
-      const event = JSON.parse(fields[1] as string) as SessionEvent
-      if (event.seq !== from || event.epoch !== epoch) break // older than a gap
+    for (const event of rebuildTexts(entries.map(parseEntry)).reverse()) {
+      // Older than a gap, or a delta whose earlier text was trimmed away.
+      if (event === undefined || event.seq !== from || event.epoch !== epoch) break
       events.unshift(event)
       from--
     }
@@ -492,6 +511,10 @@ export class RedisSessionLog implements SessionLog {
       this.#queue(watch, async () => await this.#resync(watch))
     }
   }
+}
+
+function parseEntry ([, fields]: [string, string[]]): StoredEvent {
+  return JSON.parse(fields[1] as string) as StoredEvent
 }
 
 function resetEvent (sessionKey: string, position: LogPosition, notice: RestartNotice): SessionEvent {
