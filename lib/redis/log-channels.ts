@@ -48,7 +48,7 @@ export class LogChannels {
     await joining
   }
 
-  /** Every channel joined before the connection was lost, again, in one command. */
+  /** Joins every channel again that was joined before the connection was lost. */
   async #rejoin (): Promise<void> {
     const channels = [...this.#joined.keys()]
     if (channels.length === 0) return

@@ -178,8 +178,9 @@ export class RedisSessionLog implements SessionLog {
     const next = entries.findIndex(([id]) => id === `${after + 1}-0`)
     if (next === -1) return undefined
     const events = rebuildTexts(entries.map(parseEntry)).slice(next).filter(event => event === undefined || event.seq <= head)
-    // A delta whose earlier text was trimmed away cannot be given as it was.
-    return events.includes(undefined) ? undefined : events as SessionEvent[]
+    // A delta whose earlier text was trimmed away cannot be given as it was; an event of
+    // another epoch means the log began a new life between the two reads.
+    return events.some(event => event?.epoch !== epoch) ? undefined : events as SessionEvent[]
   }
 
   async subscribe (key: string, listener: LogListener): Promise<LogSubscription> {
