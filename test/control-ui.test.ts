@@ -51,6 +51,17 @@ t.test('the UI\'s files, its page for its own routes, and nothing from outside i
   t.equal((await app.inject({ url: '/v1/responses/resp_none', headers: { authorization: `Bearer ${TOKEN}` } })).statusCode, 404)
 })
 
+t.test("a GET the UI does not have reaches the application's own not-found handler", async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.setNotFoundHandler(async (request, reply) => await reply.code(404).send({ ours: request.url }))
+  await app.register(sessionGateway, { auth: { token: TOKEN }, store: new MemoryStore(), controlUi: { root: await uiDir(t) } })
+  const missing = await app.inject({ url: '/missing.js' })
+  t.equal(missing.statusCode, 404)
+  t.same(missing.json(), { ours: '/missing.js' })
+  t.match((await app.inject({ url: '/leak.txt' })).json(), { ours: '/leak.txt' }, 'nor does a link out of its directory')
+})
+
 t.test('the UI\'s WebSocket at / speaks the gateway protocol, its token in connect', async t => {
   const app = await buildApp(t, { controlUi: { root: await uiDir(t) } })
   await listen(app)

@@ -64,7 +64,8 @@ export class ControlUi {
 
   /**
    * Every other path under `/`: a file of the UI, else, for a browser navigating to one
-   * of the UI's own routes (`/chat/…`), the page; anything else is 404.
+   * of the UI's own routes (`/chat/…`), the page; anything else goes to the application's
+   * not-found handler (Fastify's 404 unless it set its own).
    */
   routes (app: FastifyInstance): void {
     app.get('/*', async (request, reply) => {
@@ -72,7 +73,8 @@ export class ControlUi {
       if (file !== undefined) return await this.#send(reply, file)
       const path = request.url.split('?')[0] as string
       if (extname(path) === '' && String(request.headers.accept ?? '').includes('text/html')) return await this.index(request, reply)
-      return await reply.code(404).send({ error: 'not found' })
+      reply.callNotFound()
+      return reply
     })
   }
 
