@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import { OpenClawConnection, type OpenClawSocket } from '../lib/transports/openclaw/connection.js'
+import { OpenClawConnection, type OpenClawConnectionOptions, type OpenClawSocket } from '../lib/transports/openclaw/connection.js'
 import { MemoryStore, type SessionService } from '../lib/index.js'
 import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
 
@@ -37,6 +37,11 @@ class FakeSocket implements OpenClawSocket {
 
 const LIMIT = 1000
 
+/** The protocol core's options as the plugin would give them, with `overrides`. */
+function connectionOptions (overrides: Partial<OpenClawConnectionOptions> = {}): OpenClawConnectionOptions {
+  return { tickIntervalMs: 30_000, maxPayload: 64 * 1024, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, maxWatchedSessions: 256, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main', ...overrides }
+}
+
 async function connected (
   t: Test,
   options: Parameters<typeof buildApp>[1] = {},
@@ -53,17 +58,7 @@ async function connected (
       return { id: 'tester' }
     },
     defaultHints: {},
-    options: {
-      tickIntervalMs: 30_000,
-      maxPayload: 64 * 1024,
-      maxBufferedBytes: LIMIT,
-      maxQueuedBytes: 4 * LIMIT,
-      handshakeTimeoutMs: 5000,
-      maxWatchedSessions: 256,
-      serverVersion: 'test',
-      defaultAgentId: 'main',
-      mainKey: 'main'
-    },
+    options: connectionOptions(),
     logger: app.log
   })
   t.teardown(() => connection.dispose())
@@ -241,7 +236,7 @@ t.test('requests sent before hello-ok are refused, not lost silently', async t =
     principal: null,
     authenticate: async () => { await new Promise<void>(resolve => { letIn = resolve }); return { id: 'late' } },
     defaultHints: {},
-    options: { tickIntervalMs: 30_000, maxPayload: 65536, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, maxWatchedSessions: 256, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' },
+    options: connectionOptions(),
     logger: app.log
   })
   t.teardown(() => connection.dispose())
@@ -282,20 +277,21 @@ t.test('maxWatchedSessions counts a session once, however many requests are maki
       principal: null,
       authenticate: async () => ({ id: 'tester' }),
       defaultHints: {},
-      options: { tickIntervalMs: 30_000, maxPayload: 65536, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, maxWatchedSessions, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' },
+      options: connectionOptions({ maxWatchedSessions }),
       logger: app.log
     })
     t.teardown(() => connection.dispose())
     connection.open()
     request(connection, 'c', 'connect', { minProtocol: 4, maxProtocol: 4, client: { id: 'x', version: '1', platform: 'node', mode: 'backend' } })
-    await until(() => socket.answer('c'))
+    await until(() => socket.answer('c') !== undefined)
     request(connection, 'w', 'sessions.messages.subscribe', { key: 'watched' })
-    await until(() => socket.answer('w'))
+    await until(() => socket.answer('w') !== undefined)
     return { connection, socket, opening, letOpen }
   }
-  /** Waits (up to 2.5 s) until `found` gives something. */
-  const until = async (found: () => unknown): Promise<void> => {
-    for (let i = 0; i < 500 && found() === undefined; i++) await new Promise(resolve => setTimeout(resolve, 5))
+  /** Waits (up to 2.5 s) until `done` says so. */
+  const until = async (done: () => boolean): Promise<void> => {
+    for (let i = 0; i < 500 && !done(); i++) await new Promise(resolve => setTimeout(resolve, 5))
+    if (!done()) throw new Error('waited 2.5 s in vain')
   }
   const opened = (socket: FakeSocket, ids: string[]): Array<boolean | undefined> => ids.map(id => socket.answer(id)?.ok)
 
@@ -303,7 +299,7 @@ t.test('maxWatchedSessions counts a session once, however many requests are maki
   const one = await gatedConnection(2)
   request(one.connection, 'o1', 'sessions.open', { key: 'x' })
   request(one.connection, 'o2', 'chat.startup', { sessionKey: 'x' })
-  await until(() => one.opening.length === 2 ? true : undefined)
+  await until(() => one.opening.length === 2)
   one.letOpen()
   await until(() => answered(one.socket, ['o1', 'o2']))
   t.same(opened(one.socket, ['o1', 'o2']), [true, true], 'the second request for the session takes no second place')
@@ -312,11 +308,11 @@ t.test('maxWatchedSessions counts a session once, however many requests are maki
   const two = await gatedConnection(3)
   request(two.connection, 'o1', 'sessions.open', { key: 'x' })
   request(two.connection, 'o2', 'chat.startup', { sessionKey: 'x' })
-  await until(() => two.opening.length === 2 ? true : undefined)
+  await until(() => two.opening.length === 2)
   request(two.connection, 'o3', 'sessions.open', { key: 'y' })
-  await until(() => two.opening.length === 3 ? true : undefined)
+  await until(() => two.opening.length === 3)
   request(two.connection, 'o4', 'sessions.open', { key: 'z' })
-  await until(() => two.socket.answer('o4'))
+  await until(() => two.socket.answer('o4') !== undefined)
   t.match(two.socket.answer('o4'), { ok: false, error: { details: { code: 'FSG_TOO_MANY_WATCHES' } } }, 'z: watched, x and y coming fill the three places')
   two.letOpen()
   await until(() => answered(two.socket, ['o1', 'o2', 'o3']))
@@ -325,17 +321,17 @@ t.test('maxWatchedSessions counts a session once, however many requests are maki
   // A request on a session watched already takes no place while it runs.
   const three = await gatedConnection(2)
   request(three.connection, 'o1', 'chat.startup', { sessionKey: 'watched' })
-  await until(() => three.opening.length === 1 ? true : undefined)
+  await until(() => three.opening.length === 1)
   request(three.connection, 'o2', 'sessions.open', { key: 'y' })
-  await until(() => three.opening.length === 2 ? true : undefined)
+  await until(() => three.opening.length === 2)
   three.letOpen()
   await until(() => answered(three.socket, ['o1', 'o2']))
   t.same(opened(three.socket, ['o1', 'o2']), [true, true], 'the watched session and one more fill the two places')
 })
 
-/** True once every request named is answered. */
-function answered (socket: FakeSocket, ids: string[]): true | undefined {
-  return ids.every(id => socket.answer(id) !== undefined) ? true : undefined
+/** Whether every request named is answered. */
+function answered (socket: FakeSocket, ids: string[]): boolean {
+  return ids.every(id => socket.answer(id) !== undefined)
 }
 
 t.test('a failure that is not ours is answered "internal error", without its message', async t => {
@@ -402,7 +398,7 @@ t.test('a session reset between a send and its subscription is announced, not re
 t.test('the connection lifecycle: oversize frames, password auth, closing mid-handshake, leftovers after close', async t => {
   const agent = gatedAgent(() => [{ type: 'text', delta: 'counted' }, { type: 'usage', inputTokens: 3, outputTokens: 1 }])
   const app = await buildApp(t, { agent })
-  const options = { tickIntervalMs: 30_000, maxPayload: 70_000, maxBufferedBytes: LIMIT, maxQueuedBytes: 4 * LIMIT, handshakeTimeoutMs: 5000, maxWatchedSessions: 256, serverVersion: 'test', defaultAgentId: 'main', mainKey: 'main' }
+  const options = connectionOptions({ maxPayload: 70_000 })
   const make = (authenticate: (credentials: { token?: string, password?: string }) => Promise<{ id: string }>): { socket: FakeSocket, connection: OpenClawConnection } => {
     const socket = new FakeSocket()
     const connection = new OpenClawConnection(socket, { sessions: app.sessionGateway, principal: null, authenticate, defaultHints: {}, options, logger: app.log })

@@ -84,10 +84,12 @@ t.test("a shard subscriber that ioredis reconnects unseen: the log's checks find
   const heard: number[] = []
   await log.subscribe(KEY, event => { heard.push(event.seq) })
   const event = (seq: number): SessionEvent => ({ type: 'run.started', sessionKey: KEY, epoch: 'e1', seq, at: seq, runId: `r${seq}` })
+  /** Waits up to 5 s for `count` events to be heard. */
+  const hearing = async (count: number): Promise<void> => { for (let i = 0; i < 200 && heard.length < count; i++) await sleep(25) }
   await writer.append(KEY, [event(1)])
-  for (let i = 0; i < 200 && heard.length < 1; i++) await sleep(25)
+  await hearing(1)
   await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
   await writer.append(KEY, [event(2)])
-  for (let i = 0; i < 200 && heard.length < 2; i++) await sleep(25)
+  await hearing(2)
   t.same(heard, [1, 2], 'the event published while the subscriber was away is heard, with no later event to reveal the gap')
 })
