@@ -303,6 +303,29 @@ t.test('a repeat that attaches while the run ends during its read of the transcr
   t.match(result, { state: 'final', text: 'the answer' }, 'and gets its answer, not an abort or a wait for ever')
 })
 
+/** A log whose process never hears a row committed: what it knows of a session comes from the store. */
+class RowDeafLog extends FlakyLog {
+  override async subscribe (key: string, listener: (event: SessionEvent) => void): ReturnType<RedisSessionLog['subscribe']> {
+    return await super.subscribe(key, event => { if (event.type !== 'message') listener(event) })
+  }
+}
+
+t.test('a repeat on a node that has not heard the session created attaches to the run all the same', async t => {
+  const prefix = `unheard-${space++}:`
+  const store = new MemoryStore()
+  const gate = gatedAgent()
+  const { app: a } = await node(t, store, gate, prefix)
+  const b = await buildApp(t, { store, sessionLog: new RowDeafLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 }), orphanCheckMs: 600_000 })
+  // B holds the session from before it existed, and never hears its first row.
+  ;(await b.sessionGateway.subscribe('agent:main:unheard', {}, () => {})).start()
+  const ticket = await a.sessionGateway.send({ sessionKey: 'agent:main:unheard', agentId: 'main', input: [user('the answer')], runId: 'run-unheard', idempotencyKey: 'unheard-key' })
+  await gate.waitStarted(1)
+  const repeat = await b.sessionGateway.send({ sessionKey: 'agent:main:unheard', agentId: 'main', input: [user('the answer')], idempotencyKey: 'unheard-key' })
+  t.match(repeat, { runId: 'run-unheard', sessionId: ticket.sessionId, status: 'in_flight' }, 'the repeat attaches to the run, in the session the store has')
+  gate.release()
+  t.match(await Promise.race([repeat.result, sleep(5000).then(() => undefined)]), { state: 'final', text: 'the answer' })
+})
+
 t.test('rows chain across nodes: a row written on B follows the row A wrote before it (parentId, as OpenClaw reads transcripts)', async t => {
   const prefix = `chain-${space++}:`
   const store = new MemoryStore()

@@ -135,6 +135,8 @@ export class SessionHub {
   /** A ticket for a run another process started: `done` with its answer, or `in_flight` with its end to come. */
   async #attach (sessionKey: string, runId: string): Promise<{ ticket: RunTicket, run: Run }> {
     return await this.#registry.use(sessionKey, async state => {
+      // Created by the other process since this one last looked, its first row not heard yet.
+      state.row ??= await this.#store.get(sessionKey)
       // Listened for before reading: an end heard during the read is not missed (one heard
       // before it is remembered, and the read finds its answer).
       const found = new AbortController()
