@@ -113,6 +113,24 @@ t.test('the lane holds across nodes: turns never interleave; busy, idempotency a
   t.equal(gate.started.length, 3, 'no second run started anywhere')
 })
 
+t.test('a repeat on B of a send that A claimed but has not yet created the session for is told the session is busy with that run', async t => {
+  const [a, b] = await nodes(t, 2) as [FastifyInstance, FastifyInstance]
+  const key = 'agent:main:claimed-first'
+  // A's first step of a send: the idempotency claim, before the session's row exists anywhere.
+  t.equal(await (logs.get(a) as RedisSessionLog).claim(key, 'idem-w', 'run-w'), undefined)
+  await t.rejects(b.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('hi')], idempotencyKey: 'idem-w' }), { code: 'FSG_SESSION_BUSY', runId: 'run-w', sessionKey: key }, 'the hub names the run that holds the claim')
+  const socket = await GatewaySocket.open(b)
+  t.teardown(() => socket.close())
+  const answer = await socket.request('chat.send', { sessionKey: key, message: 'hi', idempotencyKey: 'idem-w' })
+  t.equal(answer.ok, false)
+  t.match(answer.error, { code: 'UNAVAILABLE', retryable: true, details: { code: 'FSG_SESSION_BUSY', runId: 'run-w' } }, 'a gateway client is told to retry, not given an internal error')
+  t.equal(await (logs.get(a) as RedisSessionLog).claim(key, 'idem-h', 'resp_h'), undefined)
+  const posted = await b.inject({ method: 'POST', url: '/v1/responses', headers: { authorization: `Bearer ${TOKEN}`, 'x-openclaw-session-key': key, 'idempotency-key': 'idem-h' }, payload: { model: 'openclaw', input: 'hi' } })
+  t.equal(posted.statusCode, 409, posted.body)
+  t.match(posted.json(), { error: { code: 'session_busy', running_response_id: 'resp_h' } }, 'an HTTP retry is told which response holds the key')
+  t.equal(await b.sessionGateway.get(key), undefined, 'and nothing was created by the repeats')
+})
+
 t.test('a node that dies mid-turn: its lane expires, another node records the run as aborted, and the session goes on', async t => {
   const stuck: Agent = { async * respond () { await new Promise(() => {}) } }
   const [a, b] = await nodes(t, 2, { agentPerNode: [stuck, echoAgent()] }) as [FastifyInstance, FastifyInstance]

@@ -1,4 +1,4 @@
-import { GatewayClosedError, SessionNotFoundError } from '../errors.js'
+import { GatewayClosedError, sessionBusy, SessionNotFoundError } from '../errors.js'
 import { formatCursor } from '../events.js'
 import type { AssistantMessage, ToolCallPart, TranscriptEntry } from '../transcript.js'
 import type { ListPage, ListQuery, ReadPage, SessionRow, SessionStore } from '../stores/store.js'
@@ -137,6 +137,9 @@ export class SessionHub {
     return await this.#registry.use(sessionKey, async state => {
       // Created by the other process since this one last looked, its first row not heard yet.
       state.row ??= await this.#store.get(sessionKey)
+      // Claimed there a moment ago, its session not created yet: nothing to attach to so far,
+      // so the repeat is told the session is busy with that run, as any send would be.
+      if (state.row === undefined) throw sessionBusy(sessionKey, runId, state.cursor())
       // Listened for before reading: an end heard during the read is not missed (one heard
       // before it is remembered, and the read finds its answer).
       const found = new AbortController()
@@ -154,7 +157,7 @@ export class SessionHub {
         found.abort()
         settle(answer, state.cursor())
       } else void finishing.then(event => settle(event?.entry, state.cursor()))
-      const ticket: RunTicket = { runId, sessionKey, sessionId: (state.row as SessionRow).sessionId, status: run.finished ? 'done' : 'in_flight', cursor, result: run.result }
+      const ticket: RunTicket = { runId, sessionKey, sessionId: state.row.sessionId, status: run.finished ? 'done' : 'in_flight', cursor, result: run.result }
       return { ticket, run }
     })
   }
