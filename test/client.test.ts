@@ -99,6 +99,40 @@ t.test('open(): history, the running turn and live updates from one instant, eac
   t.same(texts(session), ['user:one', 'assistant:one', 'user:two', 'assistant:'])
 })
 
+t.test("a session hears its turns begin, reason and call tools, from OpenClaw's agent frames", async t => {
+  const agent: Agent = {
+    async * respond () {
+      yield { type: 'reasoning', delta: 'let me ' }
+      yield { type: 'reasoning', delta: 'look' }
+      yield { type: 'text', delta: 'looking' }
+      yield { type: 'function_call', name: 'lookup', arguments: { q: 'x' }, callId: 'call-1' }
+    }
+  }
+  const app = await gateway(t, { agent })
+  const client = await clientOf(t, app)
+  const session = await client.open('tools')
+  const updates: SessionUpdate[] = []
+  session.on(update => updates.push(update))
+  const ended = nextUpdate(session, update => update.type === 'run.end')
+  // A turn with the caller's own tools, as OpenResponses takes them, watched from the portal.
+  const posted = await app.inject({
+    method: 'POST',
+    url: '/v1/responses',
+    headers: { authorization: `Bearer ${TOKEN}`, 'x-openclaw-session-key': 'tools' },
+    payload: { model: 'openclaw', input: 'go', tools: [{ type: 'function', name: 'lookup', parameters: { type: 'object' } }] }
+  })
+  const runId = posted.json().id as string
+  await ended
+  t.same(updates.map(update => update.type), ['message', 'run.start', 'reasoning', 'reasoning', 'delta', 'tool', 'message', 'run.end'], 'in the order they happened')
+  t.match(updates[1], { type: 'run.start', runId })
+  t.same(updates.slice(2, 4), [
+    { type: 'reasoning', runId, text: 'let me ', delta: 'let me ' },
+    { type: 'reasoning', runId, text: 'let me look', delta: 'look' }
+  ])
+  t.same(updates[5], { type: 'tool', runId, name: 'lookup', toolCallId: 'call-1', args: { q: 'x' } })
+  t.equal(session.cursor, (await client.sessions.open({ key: 'tools' })).cursor, 'the cursor moved past every event')
+})
+
 t.test('events() yields the updates in order and ends after closed', async t => {
   const app = await gateway(t)
   const client = await clientOf(t, app)
@@ -112,7 +146,7 @@ t.test('events() yields the updates in order and ends after closed', async t => 
   })()
   await session.send('hi')
   await reading
-  t.same(seen, ['message', 'delta', 'message', 'run.end', 'closed'])
+  t.same(seen, ['message', 'run.start', 'delta', 'message', 'run.end', 'closed'])
   const after = session.events()
   t.same(await after.next(), { done: true, value: undefined }, 'a closed session iterates nothing')
   session.close() // twice is fine
@@ -431,6 +465,9 @@ t.test('without a WebSocket to use, the constructor says what to pass', async t 
 t.test('a session applies each event once: repeats are dropped by cursor, snapshots replace, a reset answer replaces the history', async t => {
   const message = (role: string, text: string): unknown => ({ role, content: [{ type: 'text', text }], timestamp: 1 })
   const event = (name: string, payload: Record<string, unknown>): string => JSON.stringify({ type: 'event', event: name, payload: { sessionKey: 'agent:main:s', ...payload } })
+  // OpenClaw's `agent` frames carry their session in `data`.
+  const agentEvent = (stream: string, data: Record<string, unknown>, cursor: string): string =>
+    JSON.stringify({ type: 'event', event: 'agent', payload: { runId: 'r3', seq: 1, stream, ts: 1, data: { ...data, sessionKey: 'agent:main:s' }, cursor } })
   const fake = await fakeGateway(t, async (socket, frames) => {
     socket.send(CHALLENGE)
     for await (const frame of frames) {
@@ -449,11 +486,17 @@ t.test('a session applies each event once: repeats are dropped by cursor, snapsh
           event('chat', { runId: 'r1', state: 'delta', deltaText: 'hello', replace: true, cursor: 'e:2' }),
           event('chat', { runId: 'r1', state: 'error', errorMessage: 'boom', cursor: 'e:3' }),
           event('chat', { runId: 'r1', state: 'error', errorMessage: 'boom', cursor: 'e:3' }),
-          event('chat', { runId: 'other', state: 'final', message: message('assistant', 'x'), cursor: 'e:4' })
+          event('chat', { runId: 'other', state: 'final', message: message('assistant', 'x'), cursor: 'e:4' }),
+          agentEvent('lifecycle', { phase: 'start', model: 'm1' }, 'e:5'),
+          agentEvent('lifecycle', { phase: 'start', model: 'm1' }, 'e:5'),
+          agentEvent('tool', { phase: 'start', name: 'lookup', toolCallId: 'c1', args: { q: 1 } }, 'e:6'),
+          agentEvent('tool', { phase: 'start', name: 'lookup', toolCallId: 'c1', args: { q: 1 } }, 'e:6'),
+          agentEvent('thinking', { text: 'hm', delta: 'hm' }, 'e:7'),
+          agentEvent('thinking', { text: 'hm', delta: 'hm' }, 'e:7')
         ]) socket.send(text)
         socket.close(1012, 'restart')
       } else if (frame.method === 'sessions.open') {
-        t.equal(frame.params.since, 'e:4', 'resumed from the last event applied')
+        t.equal(frame.params.since, 'e:7', 'resumed from the last event applied')
         answer({ key: 'agent:main:s', agentId: 'main', sessionId: 'g2', entry: { key: 'agent:main:s' }, replay: 'reset', messages: [{ ...message('user', 'fresh') as object, id: 'f1' }], cursor: 'g2:1', running: { runId: 'r2', text: 'so far' } })
       }
     }
@@ -474,6 +517,9 @@ t.test('a session applies each event once: repeats are dropped by cursor, snapsh
     { type: 'delta', runId: 'r1', text: 'hello', delta: 'llo' },
     { type: 'run.end', runId: 'r1', state: 'error', errorMessage: 'boom' },
     { type: 'run.end', runId: 'other', state: 'final', message: message('assistant', 'x') },
+    { type: 'run.start', runId: 'r3', model: 'm1' },
+    { type: 'tool', runId: 'r3', name: 'lookup', toolCallId: 'c1', args: { q: 1 } },
+    { type: 'reasoning', runId: 'r3', text: 'hm', delta: 'hm' },
     { type: 'reset', messages: [{ role: 'user', content: [{ type: 'text', text: 'fresh' }], timestamp: 1, id: 'f1' }], running: { runId: 'r2', text: 'so far' }, deleted: false }
   ])
   t.same(session.running, { runId: 'r2', text: 'so far' })

@@ -260,7 +260,8 @@ export class GatewayClient {
     if (frame.type !== 'event') return
     if (frame.event === 'connect.challenge' && this.#handshakeId === undefined) return this.#sendConnect(socket)
     notify(this.#eventListeners, frame)
-    const sessionKey = (frame.payload as { sessionKey?: unknown }).sessionKey
+    // OpenClaw's `agent` frames name their session in `data`.
+    const sessionKey = frame.event === 'agent' ? frame.payload.data.sessionKey : (frame.payload as { sessionKey?: unknown }).sessionKey
     if (typeof sessionKey === 'string') this.#sessions.get(sessionKey)?.receive(frame)
   }
 

@@ -19,8 +19,14 @@ export interface SessionHost {
 export type SessionUpdate =
   /** A row was committed: the user's message, a tool result, or the answer at the end of a turn. */
   | { type: 'message', message: HistoryMessage, runId?: string }
+  /** A turn began (`model`: the one it runs on, when the agent says). */
+  | { type: 'run.start', runId: string, model?: string }
   /** The running turn's text grew by `delta`; `text` is all of it so far (render that). */
   | { type: 'delta', runId: string, text: string, delta: string }
+  /** The running turn's reasoning grew by `delta`; `text` is all of it so far. */
+  | { type: 'reasoning', runId: string, text: string, delta: string }
+  /** The running turn called a tool; its result comes later as a `message` with role `toolResult`. */
+  | { type: 'tool', runId: string, name: string, toolCallId: string, args: Record<string, unknown> }
   /** A turn ended; its answer came just before as a `message`. */
   | { type: 'run.end', runId: string, state: RunState, message?: Partial<AssistantMessage>, errorMessage?: string }
   /** The history was replaced (the session was reset or deleted, or its past could not be resumed). */
@@ -192,6 +198,20 @@ export class Session {
         const text = replaced ? deltaText : before + deltaText
         this.running = { runId: payload.runId, text }
         this.#emit({ type: 'delta', runId: payload.runId, text, delta: text.slice(before.length) })
+        return
+      }
+      case 'agent': {
+        const { payload } = frame
+        if (!this.#advance(payload.cursor as string)) return
+        const { runId } = payload
+        if (payload.stream === 'lifecycle') {
+          this.#emit({ type: 'run.start', runId, ...(payload.data.model === undefined ? {} : { model: payload.data.model }) })
+        } else if (payload.stream === 'thinking') {
+          this.#emit({ type: 'reasoning', runId, text: payload.data.text, delta: payload.data.delta })
+        } else {
+          const { name, toolCallId, args } = payload.data
+          this.#emit({ type: 'tool', runId, name, toolCallId, args })
+        }
         return
       }
       case 'session.reset': {
