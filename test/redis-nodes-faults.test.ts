@@ -326,6 +326,56 @@ t.test('a repeat on a node that has not heard the session created attaches to th
   t.match(await Promise.race([repeat.result, sleep(5000).then(() => undefined)]), { state: 'final', text: 'the answer' })
 })
 
+/** A log whose process never hears anything of one run (as if Redis had not told it yet). */
+class DeafToRunLog extends FlakyLog {
+  constructor (options: ConstructorParameters<typeof RedisSessionLog>[0], readonly unheard: string) {
+    super(options)
+  }
+
+  override async subscribe (key: string, listener: (event: SessionEvent) => void): ReturnType<RedisSessionLog['subscribe']> {
+    return await super.subscribe(key, event => {
+      const runId = event.type === 'message' ? event.entry.runId : 'runId' in event ? event.runId : undefined
+      if (runId !== this.unheard) listener(event)
+    })
+  }
+}
+
+/** A log whose process never hears of a reset made elsewhere. */
+class DeafToResetLog extends FlakyLog {
+  override async subscribe (key: string, listener: (event: SessionEvent) => void): ReturnType<RedisSessionLog['subscribe']> {
+    return await super.subscribe(key, event => { if (event.type !== 'session.reset') listener(event) })
+  }
+}
+
+t.test('a node that has not heard the rows another node wrote chains its next row to the newest row stored', async t => {
+  const prefix = `unheard-rows-${space++}:`
+  const store = new MemoryStore()
+  // B's turn reaches A late: not before A's next turn has begun (Redis tells it on another connection).
+  const a = await buildApp(t, { store, sessionLog: new DeafToRunLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 }, 'run-b'), orphanCheckMs: 600_000 })
+  const { app: b } = await node(t, store, echoAgent(), prefix)
+  const key = 'agent:main:unheard-rows'
+  await (await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('from a')] })).result
+  await (await b.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('from b')], runId: 'run-b' })).result
+  await (await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('from a again')] })).result
+  const { entries } = await store.read(key, { limit: 10 })
+  t.same(entries.map(entry => entry.message?.role), ['user', 'assistant', 'user', 'assistant', 'user', 'assistant'])
+  t.same(entries.map(entry => entry.parentId), entries.map((_, i) => i === 0 ? null : entries[i - 1]?.id), 'A\'s second turn follows B\'s answer, not A\'s first')
+})
+
+t.test('a node that has not heard a reset made on another node starts the new transcript\'s chain afresh', async t => {
+  const prefix = `unheard-reset-${space++}:`
+  const store = new MemoryStore()
+  const a = await buildApp(t, { store, sessionLog: new DeafToResetLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 }), orphanCheckMs: 600_000 })
+  const { app: b } = await node(t, store, echoAgent(), prefix)
+  const key = 'agent:main:unheard-reset'
+  await (await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('before')] })).result
+  await b.sessionGateway.reset(key)
+  await (await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('after')] })).result
+  const { entries } = await store.read(key, { limit: 10 })
+  t.same(entries.map(entry => entry.message?.role), ['user', 'assistant'], 'the new generation has the new turn only')
+  t.same(entries.map(entry => entry.parentId), [null, entries[0]?.id], 'whose first row has no parent: the old generation\'s rows are not in this transcript')
+})
+
 t.test('rows chain across nodes: a row written on B follows the row A wrote before it (parentId, as OpenClaw reads transcripts)', async t => {
   const prefix = `chain-${space++}:`
   const store = new MemoryStore()

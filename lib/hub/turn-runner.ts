@@ -69,7 +69,9 @@ export class TurnRunner {
         throw err
       }
     }
-    if (position.epoch !== state.epoch || position.seq !== state.head) {
+    // The log is ahead of what this process heard: rows another process wrote are not known here yet.
+    const behind = position.epoch !== state.epoch || position.seq !== state.head
+    if (behind) {
       state.epoch = position.epoch
       state.head = position.seq
     }
@@ -79,6 +81,9 @@ export class TurnRunner {
     try {
       if (this.#options.closed()) throw new GatewayClosedError()
       if (state.row === undefined) await this.#options.create(state, request.agentId)
+      // Our rows follow the newest row stored (the store has every row the log's position covers),
+      // not the newest this process heard of, as OpenClaw chains a transcript by `parentId`.
+      if (behind) state.lastEntryId = (await state.context.store.read(state.key, { limit: 1 })).entries.at(-1)?.id ?? null
       cursor = state.cursor()
       await state.commit(request.input.map(message => ({ message, runId })))
     } catch (err) {
