@@ -2,7 +2,9 @@
 // OpenClaw's shapes. Every answer is checked against OpenClaw's schema as it arrives.
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { MemoryStore } from '../lib/index.js'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { FileStore, MemoryStore } from '../lib/index.js'
 import { GatewaySocket, listen, openChecked } from './gateway-frames.js'
 import { buildApp, TOKEN } from './helpers.js'
 
@@ -59,4 +61,23 @@ t.test('history reads user text OpenClaw wrote as OpenClaw shows it; the gateway
     { id: 'ours', seq: 1, runId: 'run-1', idempotencyKey: 'run-1:user' },
     { id: 'answer', seq: 3, runId: 'run-1', idempotencyKey: 'run-1' }
   ])
+})
+
+t.test('sessions.reset on the file store: sessions.json points the key at a new transcript, as OpenClaw\'s /new does, and the old one stays readable by its id', async t => {
+  const dir = t.testdir()
+  const store = new FileStore({ dir })
+  const socket = await open(t, await buildApp(t, { store }))
+  await socket.request('chat.send', { sessionKey: 'kept', message: 'first words', idempotencyKey: 'kept-1' })
+  await socket.next(f => f.event === 'chat' && f.payload.state === 'final' && f.payload.runId === 'kept-1')
+  const before = (await socket.request('chat.history', { sessionKey: 'kept' })).payload.sessionId
+  const reset = await socket.request('sessions.reset', { key: 'kept' })
+  t.equal(reset.ok, true)
+  await store.close() // writes what the index still owes
+  const index = JSON.parse(await readFile(join(dir, 'agents', 'main', 'sessions', 'sessions.json'), 'utf8'))
+  const entry = index['agent:main:kept']
+  t.not(entry.sessionId, before, 'the key points at a new transcript')
+  t.same(entry.gatewayGenerations, [before], 'the one before is listed as an earlier generation')
+  const old = new FileStore({ dir })
+  t.teardown(() => old.close())
+  t.same((await old.read('agent:main:kept', { limit: 10, sessionId: before })).entries.map(e => e.message?.role), ['user', 'assistant'], 'and is read by its id')
 })
