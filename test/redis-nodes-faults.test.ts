@@ -365,12 +365,23 @@ t.test('a node that has not heard the rows another node wrote chains its next ro
 t.test('a node that has not heard a reset made on another node starts the new transcript\'s chain afresh', async t => {
   const prefix = `unheard-reset-${space++}:`
   const store = new MemoryStore()
-  const a = await buildApp(t, { store, sessionLog: new DeafToResetLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 }), orphanCheckMs: 600_000 })
+  // A's agent says how much history it was given.
+  const historyLengths: number[] = []
+  const agent: Agent = {
+    async * respond (request) {
+      historyLengths.push((await request.history()).length)
+      yield { type: 'text', delta: 'ok' }
+    }
+  }
+  const a = await buildApp(t, { store, agent, sessionLog: new DeafToResetLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 }), orphanCheckMs: 600_000 })
   const { app: b } = await node(t, store, echoAgent(), prefix)
   const key = 'agent:main:unheard-reset'
   await (await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('before')] })).result
   await b.sessionGateway.reset(key)
-  await (await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('after')] })).result
+  const after = await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('after')] })
+  await after.result
+  t.equal(after.sessionId, (await store.get(key))?.sessionId, 'the turn is in the generation the reset began')
+  t.same(historyLengths, [0, 0], 'and its agent is not given the old generation\'s history')
   const { entries } = await store.read(key, { limit: 10 })
   t.same(entries.map(entry => entry.message?.role), ['user', 'assistant'], 'the new generation has the new turn only')
   t.same(entries.map(entry => entry.parentId), [null, entries[0]?.id], 'whose first row has no parent: the old generation\'s rows are not in this transcript')

@@ -69,8 +69,10 @@ export class TurnRunner {
         throw err
       }
     }
-    // The log is ahead of what this process heard: rows another process wrote are not known here yet.
-    const behind = position.epoch !== state.epoch || position.seq !== state.head
+    // The log is ahead of what this process heard: rows another process wrote are not known here
+    // yet, or (another life of the log) a reset or delete made there.
+    const lifeChanged = position.epoch !== state.epoch
+    const behind = lifeChanged || position.seq !== state.head
     if (behind) {
       state.epoch = position.epoch
       state.head = position.seq
@@ -80,6 +82,8 @@ export class TurnRunner {
     let cursor: string
     try {
       if (this.#options.closed()) throw new GatewayClosedError()
+      // The row here may be of a generation that is gone: the turn goes to the one stored now.
+      if (lifeChanged) state.row = await state.context.store.get(state.key)
       if (state.row === undefined) await this.#options.create(state, request.agentId)
       // Our rows follow the newest row stored (the store has every row the log's position covers),
       // not the newest this process heard of, as OpenClaw chains a transcript by `parentId`.
