@@ -347,6 +347,25 @@ class DeafToResetLog extends FlakyLog {
   }
 }
 
+/** A log whose process hears of a reset made elsewhere only at `tellHeld()` (Redis told it late). */
+class LateResetLog extends FlakyLog {
+  readonly #held: Array<() => void> = []
+
+  override async subscribe (key: string, listener: (event: SessionEvent) => void): ReturnType<RedisSessionLog['subscribe']> {
+    return await super.subscribe(key, event => {
+      if (event.type === 'session.reset') this.#held.push(() => listener(event))
+      else listener(event)
+    })
+  }
+
+  /** Delivers what was held; says how many. */
+  tellHeld (): number {
+    const held = this.#held.splice(0)
+    for (const deliver of held) deliver()
+    return held.length
+  }
+}
+
 t.test('a node that has not heard the rows another node wrote chains its next row to the newest row stored', async t => {
   const prefix = `unheard-rows-${space++}:`
   const store = new MemoryStore()
@@ -385,6 +404,27 @@ t.test('a node that has not heard a reset made on another node starts the new tr
   const { entries } = await store.read(key, { limit: 10 })
   t.same(entries.map(entry => entry.message?.role), ['user', 'assistant'], 'the new generation has the new turn only')
   t.same(entries.map(entry => entry.parentId), [null, entries[0]?.id], 'whose first row has no parent: the old generation\'s rows are not in this transcript')
+})
+
+t.test('a reset made elsewhere that a node hears only once its next turn has begun does not move that turn back', async t => {
+  const prefix = `late-reset-${space++}:`
+  const store = new MemoryStore()
+  const gate = gatedAgent()
+  const log = new LateResetLog({ url: redis.url, keyPrefix: prefix, laneTtlMs: 600 })
+  const a = await buildApp(t, { store, agent: gate, sessionLog: log, orphanCheckMs: 600_000 })
+  const { app: b } = await node(t, store, echoAgent(), prefix)
+  const key = 'agent:main:late-reset'
+  const first = await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('before')] })
+  gate.release()
+  await first.result
+  await b.sessionGateway.reset(key)
+  const second = await a.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('after')] })
+  await gate.waitStarted(2)
+  t.equal(log.tellHeld(), 1, 'the reset reaches A while its turn runs')
+  gate.release()
+  t.match(await second.result, { state: 'final', text: 'after' }, 'the turn goes on where the lane put it')
+  const { entries } = await store.read(key, { limit: 10 })
+  t.same(entries.map(entry => entry.parentId), [null, entries[0]?.id], 'and its rows chain in the new transcript')
 })
 
 t.test('rows chain across nodes: a row written on B follows the row A wrote before it (parentId, as OpenClaw reads transcripts)', async t => {

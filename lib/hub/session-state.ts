@@ -111,6 +111,17 @@ export class SessionState {
 
   /** Takes the log's events: the position moves, and every local watcher hears them. */
   readonly deliver = (event: SessionEvent): void => {
+    // While a run of ours holds the lane nobody else appends: an event heard now is our own or
+    // a late one, which the lane's position counted already (it must not move the head back).
+    if (this.running === undefined) this.#move(event)
+    // Another process created, reset or deleted the session: the row here is out of date.
+    if (event.type === 'session.reset' || (this.row === undefined && event.type === 'message')) this.stale = true
+    if (this.running === undefined || !('runId' in event) || event.runId !== this.running.runId) this.#follow(event)
+    for (const watcher of this.watchers) watcher.deliver(event)
+  }
+
+  /** Where the log stands after another process's event. */
+  #move (event: SessionEvent): void {
     // A row another process committed, newer than ours: the next row we write follows it.
     if (event.type === 'message' && (event.epoch !== this.epoch || event.seq > this.head)) this.lastEntryId = event.entry.id
     // A reset, or events of another life of the log (another process restarted it).
@@ -121,10 +132,6 @@ export class SessionState {
       // Events this process appended moved the head already; others' move it here.
       this.head = Math.max(this.head, event.seq)
     }
-    // Another process created, reset or deleted the session: the row here is out of date.
-    if (event.type === 'session.reset' || (this.row === undefined && event.type === 'message')) this.stale = true
-    if (this.running === undefined || !('runId' in event) || event.runId !== this.running.runId) this.#follow(event)
-    for (const watcher of this.watchers) watcher.deliver(event)
   }
 
   /** The row must be read again before it is used (the log told of a change made elsewhere). */
