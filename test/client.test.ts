@@ -492,11 +492,16 @@ t.test('a session applies each event once: repeats are dropped by cursor, snapsh
           agentEvent('tool', { phase: 'start', name: 'lookup', toolCallId: 'c1', args: { q: 1 } }, 'e:6'),
           agentEvent('tool', { phase: 'start', name: 'lookup', toolCallId: 'c1', args: { q: 1 } }, 'e:6'),
           agentEvent('thinking', { text: 'hm', delta: 'hm' }, 'e:7'),
-          agentEvent('thinking', { text: 'hm', delta: 'hm' }, 'e:7')
+          agentEvent('thinking', { text: 'hm', delta: 'hm' }, 'e:7'),
+          // OpenClaw's other agent streams and phases, and one without data: none is an update.
+          agentEvent('lifecycle', { phase: 'end' }, 'e:8'),
+          agentEvent('tool', { phase: 'result', name: 'lookup', toolCallId: 'c1' }, 'e:9'),
+          agentEvent('assistant', { text: 'x' }, 'e:10'),
+          JSON.stringify({ type: 'event', event: 'agent', payload: { runId: 'r3', seq: 9, stream: 'tool', ts: 1, cursor: 'e:11' } })
         ]) socket.send(text)
         socket.close(1012, 'restart')
       } else if (frame.method === 'sessions.open') {
-        t.equal(frame.params.since, 'e:7', 'resumed from the last event applied')
+        t.equal(frame.params.since, 'e:10', 'resumed from the last event applied')
         answer({ key: 'agent:main:s', agentId: 'main', sessionId: 'g2', entry: { key: 'agent:main:s' }, replay: 'reset', messages: [{ ...message('user', 'fresh') as object, id: 'f1' }], cursor: 'g2:1', running: { runId: 'r2', text: 'so far' } })
       }
     }
@@ -505,8 +510,10 @@ t.test('a session applies each event once: repeats are dropped by cursor, snapsh
   t.teardown(() => client.close())
   const session = await client.open('s', { agentId: 'main' })
   const updates: SessionUpdate[] = []
+  let runningAtStart: unknown
   const reset = new Promise<void>(resolve => session.on(update => {
     updates.push(update)
+    if (update.type === 'run.start') runningAtStart = session.running
     if (update.type === 'reset') resolve()
   }))
   await client.sessions.list()
@@ -522,6 +529,7 @@ t.test('a session applies each event once: repeats are dropped by cursor, snapsh
     { type: 'reasoning', runId: 'r3', text: 'hm', delta: 'hm' },
     { type: 'reset', messages: [{ role: 'user', content: [{ type: 'text', text: 'fresh' }], timestamp: 1, id: 'f1' }], running: { runId: 'r2', text: 'so far' }, deleted: false }
   ])
+  t.same(runningAtStart, { runId: 'r3', text: '' }, 'a turn that starts is the running turn, with no text yet')
   t.same(session.running, { runId: 'r2', text: 'so far' })
   t.equal(session.cursor, 'g2:1')
   t.equal(session.sessionId, 'g2')

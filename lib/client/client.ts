@@ -261,7 +261,7 @@ export class GatewayClient {
     if (frame.event === 'connect.challenge' && this.#handshakeId === undefined) return this.#sendConnect(socket)
     notify(this.#eventListeners, frame)
     // OpenClaw's `agent` frames name their session in `data`.
-    const sessionKey = frame.event === 'agent' ? frame.payload.data.sessionKey : (frame.payload as { sessionKey?: unknown }).sessionKey
+    const sessionKey = frame.event === 'agent' ? frame.payload.data?.sessionKey : (frame.payload as { sessionKey?: unknown }).sessionKey
     if (typeof sessionKey === 'string') this.#sessions.get(sessionKey)?.receive(frame)
   }
 

@@ -204,14 +204,16 @@ export class Session {
         const { payload } = frame
         if (!this.#advance(payload.cursor as string)) return
         const { runId } = payload
-        if (payload.stream === 'lifecycle') {
+        if (payload.stream === 'lifecycle' && payload.data.phase === 'start') {
+          this.running = { runId, text: '' }
           this.#emit({ type: 'run.start', runId, ...(payload.data.model === undefined ? {} : { model: payload.data.model }) })
         } else if (payload.stream === 'thinking') {
           this.#emit({ type: 'reasoning', runId, text: payload.data.text, delta: payload.data.delta })
-        } else {
+        } else if (payload.stream === 'tool' && payload.data.phase === 'start') {
           const { name, toolCallId, args } = payload.data
           this.#emit({ type: 'tool', runId, name, toolCallId, args })
         }
+        // OpenClaw's other agent streams (a tool's result, say) are not ours to send: let them be.
         return
       }
       case 'session.reset': {
