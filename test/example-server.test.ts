@@ -19,7 +19,7 @@ const [command, SERVER, ...extra] = (JSON.parse(readFileSync(join(root, 'package
 t.same([command, extra], ['node', []], 'npm start is plain node, one file, no loader')
 
 /** Starts the built example as `npm start` does (plain `node`, no loader), and reads its first lines. */
-async function start (env: Record<string, string>): Promise<{ url: string, port: number, tokenLine: string, dataLine: string, stop: (signal: NodeJS.Signals) => Promise<number | null> }> {
+async function start (env: Record<string, string>): Promise<{ url: string, port: number, tokenLine: string, dataLine: string, pageLine: string, stop: (signal: NodeJS.Signals) => Promise<number | null> }> {
   const child = spawn(process.execPath, [SERVER as string], {
     cwd: root,
     env: childEnv({ PORT: '0', LOG_LEVEL: 'warn', ...env }),
@@ -31,20 +31,21 @@ async function start (env: Record<string, string>): Promise<{ url: string, port:
     const timer = setTimeout(() => reject(new Error(`no start-up lines; got ${JSON.stringify(out)}`)), 20_000)
     child.stdout.on('data', (chunk: string) => {
       out += chunk
-      if (out.split('\n').length > 3) {
+      if (out.split('\n').length > 5) {
         clearTimeout(timer)
         resolve()
       }
     })
     child.once('exit', code => reject(new Error(`exited with ${code}`)))
   })
-  const [listening, tokenLine, dataLine] = out.split('\n') as [string, string, string]
+  const [listening, tokenLine, dataLine, , pageLine] = out.split('\n') as [string, string, string, string, string]
   const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(listening)?.[1] as string
   return {
     url,
     port: Number(new URL(url).port),
     tokenLine,
     dataLine,
+    pageLine,
     async stop (signal) {
       child.kill(signal)
       const [code] = await once(child, 'exit') as [number | null]
@@ -65,10 +66,23 @@ t.test('npm start: prints its URL and token, and stops cleanly on SIGTERM', asyn
   t.equal(server.dataLine, `sessions in ${dir}`)
   t.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/)
   t.match(server.tokenLine, /^token: [\w-]{32}$/, 'a generated token is printed once')
+  t.equal(server.pageLine, 'page: the demo portal')
   const token = server.tokenLine.slice('token: '.length)
   const res = await fetch(`${server.url}/nothing-here`, { headers: { authorization: `Bearer ${token}` } })
   t.equal(res.status, 404, 'the server answers')
   t.equal(await server.stop('SIGTERM'), 0)
+})
+
+t.test('CONTROL_UI_ROOT puts OpenClaw\'s Control UI at / in place of the demo portal', async t => {
+  const ui = await dataDir(t)
+  await writeFile(join(ui, 'index.html'), '<!doctype html><title>OpenClaw Control</title>')
+  const server = await start({ GATEWAY_DATA_DIR: await dataDir(t), CONTROL_UI_ROOT: ui })
+  t.teardown(() => server.stop('SIGKILL'))
+  t.equal(server.pageLine, `page: OpenClaw's Control UI from ${ui}`)
+  const page = await fetch(`${server.url}/`)
+  t.equal(page.status, 200)
+  t.match(await page.text(), /<title>OpenClaw Control<\/title>/, 'the UI\'s page at /')
+  t.equal((await fetch(`${server.url}/portal.js`)).status, 404, 'the demo portal is not served beside it')
 })
 
 t.test('a token from GATEWAY_TOKEN is used and never echoed; SIGINT stops too', async t => {
@@ -171,6 +185,8 @@ t.test('every start failure is one line on stderr that says what and how to fix 
     ['an empty token', { GATEWAY_TOKEN: '', GATEWAY_DATA_DIR: own('token') }, /^cannot start: GATEWAY_TOKEN is set but empty: give it a value, or unset it for a random token/],
     ['a negative delay', { ECHO_DELAY_MS: '-5', GATEWAY_DATA_DIR: own('delay') }, /^cannot start: ECHO_DELAY_MS="-5" is not valid/],
     ['a host that is not here', { HOST: '192.0.2.1', GATEWAY_DATA_DIR: own('host') }, /^cannot start: HOST=192\.0\.2\.1 is not an address of this machine: set HOST to one of its addresses/],
+    ['a Control UI root with no Control UI', { CONTROL_UI_ROOT: own('no-ui'), GATEWAY_DATA_DIR: own('ui') }, /^cannot start: CONTROL_UI_ROOT=.*no-ui holds no Control UI \(its index\.html\): point it at the dist\/control-ui directory of the openclaw npm package/],
+    ['an empty Control UI root', { CONTROL_UI_ROOT: ' ', GATEWAY_DATA_DIR: own('empty-ui') }, /^cannot start: CONTROL_UI_ROOT is set but empty: give it a value, or unset it for the demo portal at \//],
     ['a host name that does not resolve', { HOST: 'no-such-host.invalid', GATEWAY_DATA_DIR: own('resolve') }, /^cannot start: HOST=no-such-host\.invalid cannot be resolved: set HOST to an address of this machine/]
   ]
   // Each case is its own process; they run side by side.
