@@ -842,14 +842,24 @@ t.test('sessions with watchers or turns stay in memory whatever the limit', asyn
   sub.unsubscribe()
 })
 
-t.test('catch-up reads back as many pages as the gap needs', async t => {
+t.test('catch-up reads back as many pages as the gap needs, up to `limit` rows; past them the newest page comes as a reset', async t => {
   const app = await buildApp(t, { replay: 0 })
   const gw = app.sessionGateway
   const first = await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('start')] })).result
   for (let i = 0; i < 70; i++) await (await gw.send({ sessionKey: KEY, agentId: 'main', input: [user(`turn ${i}`)] })).result
-  const sub = await gw.subscribe(KEY, { since: first.cursor }, () => {})
+  // The gap: 70 turns of two rows each.
+  const sub = await gw.subscribe(KEY, { since: first.cursor, limit: 140 }, () => {})
   t.equal(sub.replay.kind === 'catchup' && sub.replay.events.length, 70 * 3, 'two rows and the end of the run, per turn')
   sub.unsubscribe()
+  const past = await gw.subscribe(KEY, { since: first.cursor, limit: 139 }, () => {})
+  t.equal(past.replay.kind, 'reset', 'one row more than a page: not held in memory as a catch-up')
+  const entries = past.replay.kind === 'reset' ? past.replay.entries : []
+  t.equal(entries.length, 139, 'the newest page of history instead')
+  t.match(entries.at(-1)?.message, { role: 'assistant', content: [{ text: 'turn 69' }] })
+  past.unsubscribe()
+  const byDefault = await gw.subscribe(KEY, { since: first.cursor }, () => {})
+  t.same(byDefault.replay.kind === 'reset' && byDefault.replay.entries.length, 50, 'a page is 50 rows unless asked')
+  byDefault.unsubscribe()
 })
 
 t.test('rows written by OpenClaw itself (no seq) count as before any cursor', async t => {

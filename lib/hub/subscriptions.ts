@@ -45,8 +45,13 @@ export class Subscriptions {
         }
         const recent = await state.context.log.read(state.key, epoch, since.seq)
         if (recent !== undefined) return subscription({ kind: 'replay', events: recent.filter(event => event.seq <= head) })
-        const events = await eventsBetween(state, epoch, since.seq, head)
-        return subscription({ kind: 'catchup', events, ...(running === undefined ? {} : { running }) })
+        const limit = options.limit ?? 50
+        const events = await eventsBetween(state, epoch, since.seq, head, limit)
+        if (events !== undefined) return subscription({ kind: 'catchup', events, ...(running === undefined ? {} : { running }) })
+        // More rows missed than a page of history holds: the newest page instead, as a reset
+        // (a catch-up of a whole long transcript would be held in memory for each resume).
+        const { entries } = await readUpTo(state, limit, head)
+        return subscription({ kind: 'reset', entries, ...(running === undefined ? {} : { running }) })
       } catch (err) {
         state.watchers.delete(watcher)
         throw err
@@ -93,16 +98,21 @@ async function readUpTo (state: SessionState, limit: number, head: number): Prom
   return page.before === undefined ? { entries } : { entries, before: page.before }
 }
 
-/** The log's events with `after < seq <= head`, rebuilt from the transcript read from the newest backwards. */
-async function eventsBetween (state: SessionState, epoch: string, after: number, head: number): Promise<SessionEvent[]> {
+/**
+ * The log's events with `after < seq <= head`, rebuilt from the transcript read from the
+ * newest backwards; undefined when they span more than `maxRows` rows.
+ */
+async function eventsBetween (state: SessionState, epoch: string, after: number, head: number, maxRows: number): Promise<SessionEvent[] | undefined> {
   const events: SessionEvent[] = []
+  let rows = 0
   let before: string | undefined
   for (;;) {
-    const page = await state.context.store.read(state.key, { limit: 100, ...(before === undefined ? {} : { before }) })
+    const page = await state.context.store.read(state.key, { limit: Math.min(100, maxRows + 1), ...(before === undefined ? {} : { before }) })
     for (let i = page.entries.length - 1; i >= 0; i--) {
       const entry = page.entries[i] as TranscriptEntry
       const seq = entry.seq ?? 0
       if (seq + 1 <= after) return events.reverse()
+      if (++rows > maxRows) return undefined
       const rebuilt = rowEvents(state.key, epoch, entry)
       for (let j = rebuilt.length - 1; j >= 0; j--) {
         const event = rebuilt[j] as SessionEvent
