@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import t from 'tap'
-import type { FastifyInstance } from 'fastify'
-import { echoAgent, type Agent } from '../lib/index.js'
+import Fastify, { type FastifyInstance } from 'fastify'
+import sessionGateway, { echoAgent, MemoryStore, type Agent } from '../lib/index.js'
 import { listen } from './gateway-frames.js'
 import { buildApp, TOKEN, user } from './helpers.js'
 
@@ -24,7 +24,7 @@ async function until (done: () => Promise<boolean>, what: string): Promise<void>
 interface Sse { id?: string, event: string, data: any }
 
 /** Reads Server-Sent Events from a listening app until `until` says stop (bounded). */
-async function readEvents (app: FastifyInstance, path: string, headers: Record<string, string>, until: (events: Sse[]) => boolean, timeoutMs = 5000): Promise<{ events: Sse[], comments: number, status: number, ended: boolean }> {
+async function readEvents (app: FastifyInstance, path: string, headers: Record<string, string>, until: (events: Sse[]) => boolean, timeoutMs = 5000): Promise<{ events: Sse[], comments: number, status: number, ended: boolean, headers: IncomingMessage['headers'] }> {
   const port = (app.server.address() as { port: number }).port
   return await new Promise((resolve, reject) => {
     const events: Sse[] = []
@@ -34,7 +34,7 @@ async function readEvents (app: FastifyInstance, path: string, headers: Record<s
       const finish = (ended: boolean): void => {
         clearTimeout(timer)
         req.destroy()
-        resolve({ events, comments, status: res.statusCode as number, ended })
+        resolve({ events, comments, status: res.statusCode as number, ended, headers: res.headers })
       }
       const timer = setTimeout(() => reject(new Error(`events so far: ${JSON.stringify(events).slice(0, 500)}`)), timeoutMs)
       res.setEncoding('utf8')
@@ -307,4 +307,37 @@ t.test('rest: false turns the routes off; prefix moves them; the options are che
     await t.rejects(buildApp(t, { rest: rest as never }), { code: 'FSG_INVALID_OPTION', message: /"rest(\.\w+)?": false, or \{ prefix/ })
   }
   await buildApp(t, { rest: { keepAliveMs: 10, maxBufferedBytes: 1024, prefix: '' } })
+})
+
+t.test('an event stream asked for as the server closes, while the store is slow, is refused with 503: the close does not wait for its reader', async t => {
+  let release = (): void => {}
+  let reading = (): void => {}
+  let held = false
+  const readStarted = new Promise<void>(resolve => { reading = resolve })
+  const hold = new Promise<void>(resolve => { release = resolve })
+  class SlowStore extends MemoryStore {
+    override async read (...args: Parameters<MemoryStore['read']>): ReturnType<MemoryStore['read']> {
+      if (held) {
+        reading()
+        await hold
+      }
+      return await super.read(...args)
+    }
+  }
+  const app = Fastify()
+  await app.register(sessionGateway, { auth: { token: TOKEN }, store: new SlowStore() })
+  // Registered after the plugin's: the store answers once the shutdown has ended the streams it had.
+  app.addHook('preClose', done => {
+    setImmediate(release)
+    done()
+  })
+  await listen(app)
+  await app.sessionGateway.create('agent:main:slow', 'main')
+  held = true
+  const open = readEvents(app, '/v1/sessions/slow/events', auth, () => false)
+  await readStarted
+  const closed = app.close()
+  t.match(await open, { status: 503, headers: { connection: 'close' } }, 'told to come back, on a connection not kept for another request')
+  await closed
+  t.pass('and the server closed')
 })

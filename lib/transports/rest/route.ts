@@ -1,7 +1,7 @@
 import type { Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Principal } from '../../auth.js'
-import { SessionNotFoundError } from '../../errors.js'
+import { GatewayClosedError, SessionNotFoundError } from '../../errors.js'
 import type { ResolvedSession, SessionAction } from '../../resolver.js'
 import type { SessionRow } from '../../stores/store.js'
 import type { TranscriptEntry } from '../../transcript.js'
@@ -43,7 +43,9 @@ export async function restRoutes (scope: FastifyInstance, options: RestRouteOpti
 
   // A shutdown ends every event stream, or closing the server would wait for their readers.
   const streams = new Set<EventStream>()
+  let closing = false
   scope.addHook('preClose', function endEventStreams (done) {
+    closing = true
     for (const stream of streams) stream.end()
     done()
   })
@@ -127,6 +129,14 @@ export async function restRoutes (scope: FastifyInstance, options: RestRouteOpti
     }, event => { for (const sse of sseEvents(event)) stream?.send(sse) })
     const { row, subscription, running } = opened
     const replay = subscription.replay
+    // The server began to close while the session opened (a slow store): a stream begun now
+    // would outlive the shutdown's end of streams, so the reader is told to come back.
+    if (closing) {
+      subscription.unsubscribe()
+      // Nor may the connection be kept for another request: the close would wait for it.
+      void reply.header('connection', 'close')
+      throw new GatewayClosedError()
+    }
 
     reply.hijack()
     const live = new EventStream(reply.raw, options, () => {
