@@ -2,9 +2,9 @@ import { request as httpRequest } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import OpenAI from 'openai'
 import t from 'tap'
-import { echoAgent } from '../lib/index.js'
+import { echoAgent, InProcessSessionLog, type Lane, type LaneOptions } from '../lib/index.js'
 import { listen } from './gateway-frames.js'
-import { buildApp, TOKEN } from './helpers.js'
+import { buildApp, gatedAgent, TOKEN, user } from './helpers.js'
 import { eventProblem, parseSse, schemaProblem } from './openresponses-schema.js'
 
 // Real clients on a real socket: the official `openai` package, unchanged, and a raw
@@ -99,6 +99,54 @@ function openStream (app: FastifyInstance, body: unknown, headers: Record<string
     req.end(JSON.stringify(body))
   })
 }
+
+t.test('a streamed turn whose client left while it waited behind another: aborted with onDisconnect abort, and no stream counted', async t => {
+  for (const onDisconnect of ['abort', 'continue'] as const) {
+    // The log says when a second turn begins to wait for the session's lane.
+    let waiting = (): void => {}
+    const queued = new Promise<void>(resolve => { waiting = resolve })
+    let asked = 0
+    class TellsWaits extends InProcessSessionLog {
+      override async acquire (key: string, runId: string, options: LaneOptions): Promise<Lane> {
+        const lane = super.acquire(key, runId, options)
+        if (++asked === 2) waiting()
+        return await lane
+      }
+    }
+    const agent = gatedAgent()
+    const app = await buildApp(t, { agent, sessionLog: new TellsWaits({ replay: 64, claimTtlMs: 60_000 }), responses: { onDisconnect }, metrics: {} })
+    await listen(app)
+    const key = `agent:main:left-${onDisconnect}`
+    const first = await app.sessionGateway.send({ sessionKey: key, agentId: 'main', input: [user('first')] })
+    await agent.waitStarted(1)
+    const req = httpRequest(`${baseUrl(app)}/v1/responses`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'x-openclaw-session-key': key }
+    })
+    req.on('error', () => {})
+    req.end(JSON.stringify({ input: 'second', stream: true }))
+    await queued
+    req.destroy()
+    // The server has seen the socket close before the first turn ends (bounded wait).
+    for (let i = 0; i < 500 && await new Promise<number>(resolve => app.server.getConnections((_err, n) => resolve(n))) > 0; i++) {
+      await new Promise(resolve => setTimeout(resolve, 2))
+    }
+    agent.release()
+    await first.result
+    let last
+    for (let i = 0; i < 200; i++) {
+      last = (await app.sessionGateway.history(key, { limit: 5 })).entries.at(-1)
+      if (last?.message?.role === 'assistant' && last.message.content.some(part => part.type === 'text' && part.text === 'second')) break
+      if (last?.message?.role === 'assistant' && (last.message as { stopReason?: string }).stopReason === 'aborted') break
+      if (onDisconnect === 'continue' && agent.started.length === 2) agent.release()
+      await new Promise(resolve => setTimeout(resolve, 10))
+    }
+    if (onDisconnect === 'abort') t.match(last?.message, { role: 'assistant', stopReason: 'aborted' }, 'abort: the turn is stopped')
+    else t.match(last?.message, { role: 'assistant', content: [{ text: 'second' }] }, 'continue: the turn answers, to be fetched later')
+    const metrics = await (await fetch(`${baseUrl(app)}/metrics`)).text()
+    t.match(metrics, /session_gateway_open_connections\{transport="responses_sse"\} 0/, `${onDisconnect}: no SSE stream is left counted`)
+  }
+})
 
 t.test('a client that drops a stream does not lose the turn, and resumes it from where it was', async t => {
   const app = await buildApp(t, { agent: echoAgent({ delayMs: 10 }) })

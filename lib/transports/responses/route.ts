@@ -59,12 +59,17 @@ export async function responsesRoutes (scope: FastifyInstance, options: Response
     const principal = request.gatewayPrincipal as Principal
     const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key'])
     const live = await service.create(body, principal, requestHints(request), idempotencyKey === undefined ? {} : { idempotencyKey })
+    // A client that left while its turn waited behind another: its close came before any listener.
+    const gone = request.raw.socket.destroyed
     if (onDisconnect === 'abort') {
-      reply.raw.once('close', () => {
+      const abort = (): void => {
         if (!live.stream.finished) void sessions.abort(live.sessionKey, live.id).catch(() => {})
-      })
+      }
+      if (gone) abort()
+      else reply.raw.once('close', abort)
     }
-    if (body.stream === true) return streamEvents(reply, streaming, live, -1)
+    // Nobody to stream to (nor a connection whose close would be counted).
+    if (body.stream === true) return gone ? reply.hijack() : streamEvents(reply, streaming, live, -1)
     await live.stream.ended()
     return await reply.header(SESSION_HEADER, live.sessionKey).type('application/json; charset=utf-8').send(live.stream.responseJson())
   })
