@@ -1,10 +1,26 @@
 import type { FastifyRequest } from 'fastify'
 
 // Browsers put the token in the query string of a WebSocket URL; it must never reach a log.
-const SECRET_QUERY = /([?&](?:token|password|access_token)=)[^&#]*/gi
+const SECRET_NAMES = new Set(['token', 'password', 'access_token'])
 
+/** The URL with the value of every secret query parameter redacted, however its name is encoded. */
 export function redactUrl (url: string): string {
-  return url.replace(SECRET_QUERY, '$1[redacted]')
+  const at = url.indexOf('?')
+  if (at === -1) return url
+  const parts = url.slice(at + 1).split('&').map(part => {
+    const equals = part.indexOf('=')
+    // Named as the query parser reads it: `%74oken` is `token` to it.
+    return equals !== -1 && SECRET_NAMES.has(decodedName(part.slice(0, equals))) ? `${part.slice(0, equals)}=[redacted]` : part
+  })
+  return `${url.slice(0, at + 1)}${parts.join('&')}`
+}
+
+function decodedName (name: string): string {
+  try {
+    return decodeURIComponent(name.replaceAll('+', ' ')).toLowerCase()
+  } catch {
+    return name.toLowerCase()
+  }
 }
 
 /** Fastify's default request serializer, with secrets in the query string redacted. */

@@ -88,4 +88,13 @@ t.test('a token in the query string never reaches the log', async t => {
   const incoming = lines.map(line => JSON.parse(line)).find(entry => entry.msg === 'incoming request')
   t.equal(incoming.req.url, '/me?sessionKey=k&token=[redacted]')
   t.notOk(lines.join('').includes(TOKEN), 'the token appears nowhere in the log')
+  // The query parser decodes names: `%74oken` is the token to it, and must be to the log too.
+  lines.length = 0
+  const encoded = await app.inject({ url: `/me?%74oken=${TOKEN}&%zz=1&Password=p&plain` })
+  t.equal(encoded.statusCode, 200, 'accepted as the token')
+  t.equal(lines.map(line => JSON.parse(line)).find(entry => entry.msg === 'incoming request').req.url, '/me?%74oken=[redacted]&%zz=1&Password=[redacted]&plain')
+  t.notOk(lines.join('').includes(TOKEN), 'nor when its name is encoded')
+  lines.length = 0
+  await app.inject({ url: '/me', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(lines.map(line => JSON.parse(line)).find(entry => entry.msg === 'incoming request').req.url, '/me', 'a URL without a query is as it came')
 })
