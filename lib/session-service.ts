@@ -153,8 +153,8 @@ export class SessionService {
     const { principal, ...rest } = options
     const limit = Math.min(Math.max(1, rest.limit ?? 50), MAX_LIST_LIMIT)
     const query: ListQuery = { ...rest, limit }
-    const authorize = this.#options.authorize
-    if (principal === undefined || authorize === undefined) return await this.#hub.list(query)
+    // With an agent allow-list, rows of other agents (a store shared with OpenClaw) are not ours to show.
+    if (principal === undefined || (this.#options.authorize === undefined && this.#options.agents === undefined)) return await this.#hub.list(query)
 
     return await listReadable(async page => await this.#hub.list(page), query, principal.id, async row => await this.allows(principal, row.key, 'read'))
   }

@@ -341,3 +341,14 @@ t.test('an event stream asked for as the server closes, while the store is slow,
   await closed
   t.pass('and the server closed')
 })
+
+t.test('with an agent allow-list, GET /v1/sessions lists no session of another agent, as GET of its key finds none', async t => {
+  const store = new MemoryStore()
+  // A store shared with OpenClaw, which has an agent this gateway does not serve.
+  await store.ensure('agent:ops:elsewhere', 'ops')
+  await store.ensure('agent:main:here', 'main')
+  const app = await buildApp(t, { store, agents: ['main'] })
+  const listed = await app.inject({ url: '/v1/sessions', headers: auth })
+  t.same(listed.json().sessions.map((row: { key: string }) => row.key), ['agent:main:here'])
+  t.equal((await app.inject({ url: '/v1/sessions/agent:ops:elsewhere', headers: auth })).statusCode, 404)
+})
