@@ -123,7 +123,7 @@ function recordKey (kind: string, id: string): string {
 }
 
 function beforeIndex (before: string): number {
-  const index = Number(before)
-  if (!Number.isSafeInteger(index) || index < 0) throw new InvalidCursorError(before.slice(0, 80))
-  return index
+  // Digits only, as the cursors this store gives: Number() would also take ' ', '0x2' and '1e1'.
+  if (!/^\d{1,15}$/.test(before)) throw new InvalidCursorError(before.slice(0, 80))
+  return Number(before)
 }
