@@ -147,6 +147,8 @@ t.test('every route goes through the resolver and authorize; bad input is a 400 
     ['GET', '/v1/sessions', undefined, 401, { error: { type: 'authentication_error', code: 'unauthenticated' } }],
     ['GET', '/v1/sessions?limit=0', undefined, 400, { error: { param: 'limit', code: 'invalid_value', message: /^limit: expected integer to be greater or equal to 1/ } }],
     ['GET', '/v1/sessions?limit=ten', undefined, 400, { error: { param: 'limit', message: 'limit: expected integer' } }],
+    ['GET', '/v1/sessions?limit=1.5', undefined, 400, { error: { param: 'limit', message: 'limit: expected integer' } }],
+    ['GET', '/v1/sessions/k/messages?limit=0x10', undefined, 400, { error: { param: 'limit', message: 'limit: expected integer' } }],
     ['GET', '/v1/sessions?color=red', undefined, 400, { error: { param: 'color', code: 'unknown_parameter', message: "Unknown parameter: 'color'." } }],
     ['GET', '/v1/sessions/subagent:x', undefined, 400, { error: { code: 'reserved_session_key' } }],
     ['GET', '/v1/sessions/agent:ops:x?agentId=main', undefined, 400, { error: { code: 'agent_mismatch' } }],

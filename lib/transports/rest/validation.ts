@@ -1,4 +1,4 @@
-import type { TSchema } from '@sinclair/typebox'
+import type { TObject, TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
 import { Value } from '@sinclair/typebox/value'
@@ -12,7 +12,11 @@ import { invalidParam } from '../responses/errors.js'
  */
 export const typeboxValidator: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = TypeCompiler.Compile(schema)
+  const integers = httpPart === 'body' ? [] : integerFields(schema as TObject)
   return (data: unknown) => {
+    // Conversion would read '1.5' as 1 and '0x10' as 16: an integer in text is digits.
+    const loose = integers.find(field => notDigits((data as Record<string, unknown>)[field]))
+    if (loose !== undefined) return { error: invalidParam(loose, `${loose}: expected integer`) }
     const value = httpPart === 'body' ? data : Value.Convert(schema, data)
     if (check.Check(value)) return { value }
     // Only reached when the check failed, so there is a first error.
@@ -24,4 +28,13 @@ export const typeboxValidator: FastifySchemaCompiler<TSchema> = ({ schema, httpP
         : invalidParam(field, `${field}: ${error.message.toLowerCase()}`)
     }
   }
+}
+
+/** The fields of a query or path schema (an object, in every route here) that hold integers. */
+function integerFields (schema: TObject): string[] {
+  return Object.entries(schema.properties).filter(([, property]) => property.type === 'integer').map(([field]) => field)
+}
+
+function notDigits (value: unknown): boolean {
+  return typeof value === 'string' && !/^\d+$/.test(value)
 }
