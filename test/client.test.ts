@@ -534,3 +534,111 @@ t.test('a session applies each event once: repeats are dropped by cursor, snapsh
   t.equal(session.cursor, 'g2:1')
   t.equal(session.sessionId, 'g2')
 })
+
+/** A fake gateway's script: the handshake, then `onRequest` for every other request of the connection (its number, from 1). */
+function scripted (onRequest: (frame: any, answer: (payload: unknown) => void, socket: import('ws').WebSocket, connection: number) => void): { script: Parameters<typeof fakeGateway>[1], connections: () => number } {
+  let connections = 0
+  return {
+    connections: () => connections,
+    script: async (socket, frames) => {
+      const connection = ++connections
+      socket.send(CHALLENGE)
+      for await (const frame of frames) {
+        if (frame.method === 'connect') {
+          socket.send(hello(frame.id))
+          continue
+        }
+        onRequest(frame, payload => socket.send(JSON.stringify({ type: 'res', id: frame.id, ok: true, payload })), socket, connection)
+      }
+    }
+  }
+}
+
+const userMessage = (text: string): unknown => ({ role: 'user', content: [{ type: 'text', text }], timestamp: 1 })
+
+t.test('loadOlder(): calls made while a page loads share it, and a page of a history replaced meanwhile is let go', async t => {
+  let histories = 0
+  let answerHeld = (): void => {}
+  const fake = scripted((frame, answer, socket) => {
+    if (frame.method === 'sessions.open') answer({ key: 'agent:main:o', agentId: 'main', replay: 'live', messages: [userMessage('m3')], before: 'B', cursor: 'e:3' })
+    if (frame.method !== 'chat.history') return
+    histories++
+    if (frame.params.before === 'B') {
+      answer({ sessionKey: 'agent:main:o', messages: [userMessage('m2')], before: 'A' })
+      return
+    }
+    // The second page waits while the session is reset elsewhere.
+    answerHeld = () => {
+      socket.send(JSON.stringify({ type: 'event', event: 'session.reset', payload: { sessionKey: 'agent:main:o', sessionId: 'g2', deleted: false, cursor: 'g2:0' } }))
+      answer({ sessionKey: 'agent:main:o', messages: [userMessage('m1')] })
+    }
+  })
+  const server = await fakeGateway(t, fake.script)
+  const client = await GatewayClient.connect({ url: server.url, WebSocket: WS, reconnect: false })
+  t.teardown(() => client.close())
+  const session = await client.open('o')
+  const [one, two] = await Promise.all([session.loadOlder(), session.loadOlder()])
+  t.equal(histories, 1, 'one request for both calls')
+  t.same([one, two], [[userMessage('m2')], [userMessage('m2')]])
+  t.same(texts(session), ['user:m2', 'user:m3'], 'the page is put in front once')
+  const third = session.loadOlder()
+  await new Promise<void>(resolve => { const wait = (): void => { if (histories === 2) resolve(); else setTimeout(wait, 2) }; wait() })
+  const reset = nextUpdate(session, update => update.type === 'reset')
+  answerHeld()
+  await reset
+  t.same(await third, [], 'the old history\'s page is not returned')
+  t.same(session.messages, [], 'nor put in front of the new history')
+  t.equal(session.before, undefined)
+})
+
+t.test('a resume refused for now (retryable) or not answered is tried again on a new connection; the session stays open', async t => {
+  const fake = scripted((frame, answer, socket, connection) => {
+    if (frame.method !== 'sessions.open') return
+    if (connection === 1) {
+      answer({ key: 'agent:main:s', agentId: 'main', replay: 'live', messages: [], cursor: 'e:1', running: { runId: 'r1', text: 'so' } })
+      setTimeout(() => socket.close(1012, 'restart'), 5)
+    } else if (connection === 2) {
+      // The store failed: retryable.
+      socket.send(JSON.stringify({ type: 'res', id: frame.id, ok: false, error: { code: 'UNAVAILABLE', message: 'the store is unavailable', retryable: true } }))
+    } else if (connection === 3) {
+      // No answer at all: the client's request times out.
+    } else {
+      t.equal(frame.params.since, 'e:1', 'resumed from its cursor')
+      // The gap was caught up from the store, and the turn that ran has no answer row: no turn runs now.
+      answer({ key: 'agent:main:s', agentId: 'main', replay: 'catchup', messages: [], cursor: 'e:3' })
+      socket.send(JSON.stringify({ type: 'event', event: 'session.message', payload: { sessionKey: 'agent:main:s', messageId: 'm2', message: userMessage('later'), cursor: 'e:3' } }))
+    }
+  })
+  const server = await fakeGateway(t, fake.script)
+  const client = await GatewayClient.connect({ url: server.url, WebSocket: WS, requestTimeoutMs: 300, reconnect: { initialDelayMs: 1, maxDelayMs: 5 } })
+  t.teardown(() => client.close())
+  const session = await client.open('s')
+  t.same(session.running, { runId: 'r1', text: 'so' })
+  const later = nextUpdate(session, update => update.type === 'message')
+  await later
+  t.equal(fake.connections(), 4, 'dialled again after the refusal and after the silence')
+  t.equal(session.closed, false)
+  t.same(texts(session), ['user:later'])
+  t.equal(session.running, undefined, 'a catch-up with no turn running ends the one that was')
+  await reaches(client, 'open')
+})
+
+t.test('backoff starts over only once a connection is of use: a gateway that takes the handshake and refuses every resume is dialled less and less often', async t => {
+  const fake = scripted((frame, answer, socket, connection) => {
+    if (frame.method !== 'sessions.open') return
+    if (connection === 1) {
+      answer({ key: 'agent:main:b', agentId: 'main', replay: 'live', messages: [], cursor: 'e:1' })
+      setTimeout(() => socket.close(1012, 'restart'), 5)
+    } else {
+      socket.send(JSON.stringify({ type: 'res', id: frame.id, ok: false, error: { code: 'UNAVAILABLE', message: 'not now', retryable: true } }))
+    }
+  })
+  const server = await fakeGateway(t, fake.script)
+  const client = await GatewayClient.connect({ url: server.url, WebSocket: WS, reconnect: { initialDelayMs: 20, maxDelayMs: 10_000 } })
+  t.teardown(() => client.close())
+  await client.open('b')
+  const from = Date.now()
+  while (fake.connections() < 6) await new Promise(resolve => setTimeout(resolve, 5))
+  // Five waits of at least half of 20, 40, 80, 160 and 320 ms (jitter takes at most half away).
+  t.ok(Date.now() - from >= 300, `the waits grew (${Date.now() - from} ms for five)`)
+})

@@ -301,18 +301,21 @@ export class GatewayClient {
     this.#hello = hello
     // Reached and accepted: from now on a drop means reconnect, not "unreachable".
     this.#everOpen = true
-    this.#attempt = 0
     const tick = hello.policy.tickIntervalMs
     // The gateway ticks every interval; a link silent for two is dead, whatever TCP thinks.
     this.#watchdog = setInterval(() => {
       if (Date.now() - this.#lastFrameAt > 2 * tick) this.#drop(socket, 'the gateway went silent')
     }, tick)
-    const resumes: Array<Promise<unknown>> = [...this.#sessions.values()].map(async session => await session.resume())
+    const resumes: Array<Promise<unknown>> = [...this.#sessions.values()].map(async session => {
+      if (await session.resume() && socket === this.#socket) this.#drop(socket, 'a session could not be resumed')
+    })
     if (this.#watchingList) resumes.push(this.#request('sessions.subscribe', {}, true))
     for (const key of this.#messageSubscriptions) resumes.push(this.#request('sessions.messages.subscribe', { key }, true))
     // Sessions resume before anything that waited goes out, so a send lands after its session's cursor.
     void Promise.allSettled(resumes).then(() => {
       if (socket !== this.#socket) return
+      // Backoff starts over once a connection is of use, not at every handshake.
+      this.#attempt = 0
       this.#setState('open')
       this.#settleReady.resolve(hello)
       for (const pending of this.#pending.values()) if (!pending.sent) this.#write(pending)

@@ -1,4 +1,4 @@
-import { ServerError } from './errors.js'
+import { ConnectionError, ServerError } from './errors.js'
 import { randomId } from './ids.js'
 import { notify } from './listeners.js'
 import type {
@@ -65,6 +65,9 @@ export class Session {
   closed = false
   readonly #client: SessionHost
   readonly #limit: number
+  /** Counts the times `messages` was replaced: a page loaded for an older history is let go. */
+  #generation = 0
+  #loadingOlder: Promise<HistoryMessage[]> | undefined
   readonly #listeners = new Set<(update: SessionUpdate) => void>()
 
   /** @internal Made by `GatewayClient.open`. */
@@ -127,10 +130,21 @@ export class Session {
     return await this.#client.request('chat.abort', { sessionKey: this.key, ...(runId === undefined ? {} : { runId }) })
   }
 
-  /** Loads the page of rows before the oldest one held, puts it in front of `messages` and returns it. */
+  /**
+   * Loads the page of rows before the oldest one held, puts it in front of `messages` and
+   * returns it. Calls made while one is loading share it (a scroll handler may fire twice).
+   */
   async loadOlder (limit = this.#limit): Promise<HistoryMessage[]> {
+    this.#loadingOlder ??= this.#loadOlder(limit).finally(() => { this.#loadingOlder = undefined })
+    return await this.#loadingOlder
+  }
+
+  async #loadOlder (limit: number): Promise<HistoryMessage[]> {
     if (this.before === undefined) return []
+    const generation = this.#generation
     const page = await this.#client.request('chat.history', { sessionKey: this.key, before: this.before, limit })
+    // The history was replaced while the page came (a reset): the page belongs to the old one.
+    if (generation !== this.#generation) return []
     this.before = page.before
     this.messages = [...page.messages, ...this.messages]
     this.#emit({ type: 'older', messages: page.messages })
@@ -147,17 +161,25 @@ export class Session {
 
   // ── used by GatewayClient ──────────────────────────────────────────────────
 
-  /** @internal Re-opens the session on a new connection, from its cursor. */
-  async resume (): Promise<void> {
+  /**
+   * @internal Re-opens the session on a new connection, from its cursor. True when it must
+   * be tried again on another connection: the gateway could not answer now, or did not answer.
+   */
+  async resume (): Promise<boolean> {
     try {
       await this.#client.resumeRequest({ key: this.key, since: this.cursor, limit: this.#limit }, opened => this.#resumed(opened))
+      return false
     } catch (err) {
       // The gateway refused (the session is no longer this principal's, say): that is final.
-      // A connection that dropped again is not: the next one resumes.
-      if (err instanceof ServerError) {
+      if (err instanceof ServerError && !err.retryable) {
         this.#client.forget(this)
         this.end(err)
+        return false
       }
+      // Refused for now (a store that failed), or no answer on a link that seems up: this
+      // session would go stale, so another connection resumes it. A connection that dropped
+      // again needs nothing: the next one resumes.
+      return err instanceof ServerError || (err instanceof ConnectionError && err.code === 'TIMEOUT')
     }
   }
 
@@ -221,6 +243,7 @@ export class Session {
         this.cursor = payload.cursor
         this.sessionId = payload.sessionId
         this.messages = []
+        this.#generation++
         this.before = undefined
         this.running = undefined
         this.#emit({ type: 'reset', messages: [], deleted: payload.deleted })
@@ -239,9 +262,13 @@ export class Session {
     this.agentId = opened.agentId
     this.sessionId = opened.sessionId
     this.entry = opened.entry
+    // A catch-up does not bring the end of a turn whose answer was never stored: with no turn
+    // running now, none is (one still running sends its text again in the events that follow).
+    if (opened.replay === 'catchup' && opened.running === undefined) this.running = undefined
     // `live`: nothing was missed; `replay` and `catchup`: what was missed follows as events.
     if (opened.replay !== 'reset') return
     this.messages = opened.messages
+    this.#generation++
     this.before = opened.before
     this.cursor = opened.cursor
     this.running = opened.running
