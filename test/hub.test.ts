@@ -862,6 +862,28 @@ t.test('catch-up reads back as many pages as the gap needs, up to `limit` rows; 
   byDefault.unsubscribe()
 })
 
+t.test('a resume that missed more than a page while a turn runs gets the newest page and the running turn', async t => {
+  const agent = gatedAgent()
+  const app = await buildApp(t, { agent, replay: 0 })
+  const gw = app.sessionGateway
+  const first = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('start')] })
+  agent.release()
+  const start = await first.result
+  for (let i = 0; i < 2; i++) {
+    const turn = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user(`turn ${i}`)] })
+    agent.release()
+    await turn.result
+  }
+  const running = await gw.send({ sessionKey: KEY, agentId: 'main', input: [user('still going')] })
+  await agent.waitStarted(4)
+  const sub = await gw.subscribe(KEY, { since: start.cursor, limit: 2 }, () => {})
+  t.equal(sub.replay.kind, 'reset')
+  t.match(sub.replay.kind === 'reset' && sub.replay, { entries: [{ message: { role: 'assistant' } }, { message: { role: 'user', content: [{ text: 'still going' }] } }], running: { runId: running.runId } })
+  sub.unsubscribe()
+  agent.release()
+  await running.result
+})
+
 t.test('rows written by OpenClaw itself (no seq) count as before any cursor', async t => {
   const store = new MemoryStore()
   await store.ensure(KEY, 'main')

@@ -102,8 +102,14 @@ t.test('listing pages across both, newest first, each session once; only session
   const found = await ok(socket, 'sessions.list', { search: 'u2' })
   t.same(found.sessions.map((row: any) => row.key), ['agent:main:u2'], 'filters reach OpenClaw too')
   t.match(await socket.request('sessions.list', { cursor: 'garbage' }), { ok: false, error: { details: { code: 'FSG_INVALID_CURSOR' } } })
-  t.match(await socket.request('sessions.list', { cursor: `up1.${Buffer.from('{"upstream":-1}').toString('base64url')}` }), { ok: false, error: { details: { code: 'FSG_INVALID_CURSOR' } } })
-  t.match(await socket.request('sessions.list', { cursor: `up1.${Buffer.from('{"store":5,"upstream":0}').toString('base64url')}` }), { ok: false, error: { details: { code: 'FSG_INVALID_CURSOR' } } })
+  // With an allow-list a listing's cursor is sealed; without one the merged listing's own cursor is checked.
+  const { socket: open } = await gatewayFor(t, openclaw, {}, { store })
+  const merged = await ok(open, 'sessions.list', { limit: 1 })
+  t.match(merged.cursor, /^up1\./, 'the merged listing\'s cursor')
+  t.ok(Array.isArray((await ok(open, 'sessions.list', { limit: 1, cursor: merged.cursor })).sessions), 'which is taken back')
+  t.match(await open.request('sessions.list', { cursor: 'garbage' }), { ok: false, error: { details: { code: 'FSG_INVALID_CURSOR' } } })
+  t.match(await open.request('sessions.list', { cursor: `up1.${Buffer.from('{"upstream":-1}').toString('base64url')}` }), { ok: false, error: { details: { code: 'FSG_INVALID_CURSOR' } } })
+  t.match(await open.request('sessions.list', { cursor: `up1.${Buffer.from('{"store":5,"upstream":0}').toString('base64url')}` }), { ok: false, error: { details: { code: 'FSG_INVALID_CURSOR' } } })
 })
 
 t.test('an agent of ours mapped to OpenClaw\'s lists and opens its sessions under our id', async t => {
