@@ -7,7 +7,7 @@ import {
   CHALLENGE, clientOf, fakeGateway, gatewayUrl, hello, nextUpdate, reaches, texts, TrackedWebSocket, WS
 } from './client-support.js'
 import { listen } from './gateway-frames.js'
-import { buildApp, gatedAgent, TOKEN } from './helpers.js'
+import { buildApp, gatedAgent, TOKEN, until } from './helpers.js'
 
 async function gateway (t: Parameters<typeof buildApp>[0], options: Parameters<typeof buildApp>[1] = {}): Promise<Awaited<ReturnType<typeof buildApp>>> {
   const app = await buildApp(t, { agent: echoAgent(), ...options })
@@ -582,7 +582,7 @@ t.test('loadOlder(): calls made while a page loads share it, and a page of a his
   t.same([one, two], [[userMessage('m2')], [userMessage('m2')]])
   t.same(texts(session), ['user:m2', 'user:m3'], 'the page is put in front once')
   const third = session.loadOlder()
-  await new Promise<void>(resolve => { const wait = (): void => { if (histories === 2) resolve(); else setTimeout(wait, 2) }; wait() })
+  await until(() => histories === 2, 'the second page to be asked for')
   const reset = nextUpdate(session, update => update.type === 'reset')
   answerHeld()
   await reset
@@ -638,7 +638,7 @@ t.test('backoff starts over only once a connection is of use: a gateway that tak
   t.teardown(() => client.close())
   await client.open('b')
   const from = Date.now()
-  while (fake.connections() < 6) await new Promise(resolve => setTimeout(resolve, 5))
+  await until(() => fake.connections() >= 6, 'six connections')
   // Five waits of at least half of 20, 40, 80, 160 and 320 ms (jitter takes at most half away).
   t.ok(Date.now() - from >= 300, `the waits grew (${Date.now() - from} ms for five)`)
 })

@@ -114,3 +114,12 @@ export function namedPrincipals (...names: string[]): (request: { headers: Recor
     return names.includes(token) ? { id: token } : null
   }
 }
+
+/** Waits until `done()` says so, checking every few ms; bounded, and fails naming `what` when the bound is hit. */
+export async function until (done: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!await done()) {
+    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms in vain for: ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { FileStore, MemoryStore, type RecordOptions } from '../lib/index.js'
-import { buildApp, TOKEN } from './helpers.js'
+import { buildApp, TOKEN, until } from './helpers.js'
 
 // What a finished response's record costs, and for how long: it expires after
 // `responses.recordTtlMs`, goes with its session, and never brings a deleted session back.
@@ -21,12 +21,6 @@ async function respond (app: FastifyInstance, body: Record<string, unknown>): Pr
 async function getResponse (app: FastifyInstance, id: string): Promise<{ statusCode: number, json: any }> {
   const res = await app.inject({ url: `/v1/responses/${id}`, headers: AUTH })
   return { statusCode: res.statusCode, json: res.json() }
-}
-
-/** Waits for `done`, a condition that time makes true (a record's expiry, a sweep); fails after 15 s. */
-async function until (done: () => Promise<boolean>, what: string): Promise<void> {
-  for (const deadline = Date.now() + 15_000; Date.now() < deadline; await sleep(20)) if (await done()) return
-  throw new Error(`still waiting for ${what}`)
 }
 
 /** What a client is told for a response id nobody made, with `id` in its place. */
@@ -55,23 +49,23 @@ t.test('a response is there until recordTtlMs has passed, then answers as an unk
   const app = await buildApp(t, { store: new FileStore({ dir }), responses: { recordTtlMs: 1000 } })
   const { json: made, sessionKey } = await respond(app, { input: 'hello' })
   const file = join(dir, 'records', 'response', `${made.id as string}.json`)
-  await until(async () => await access(file).then(() => true, () => false), 'the record to be written')
+  await until(async () => await access(file).then(() => true, () => false), 'the record to be written', 15_000)
   t.same((await getResponse(app, made.id)).json, made, 'there while its time runs')
 
-  await until(async () => (await getResponse(app, made.id)).statusCode === 404, 'the response to expire')
+  await until(async () => (await getResponse(app, made.id)).statusCode === 404, 'the response to expire', 15_000)
   const expected = await unknown(app, made.id)
   t.same(await getResponse(app, made.id), expected.get, 'GET answers as for an id nobody made')
   const continued = await respond(app, { input: 'more', previous_response_id: made.id })
   t.same({ statusCode: continued.statusCode, json: continued.json }, expected.previous, 'and so does previous_response_id')
   t.ok(await sessionThere(app, sessionKey), 'the session itself stays: only the response expired')
-  await until(async () => await access(file).then(() => false, () => true), 'the sweep to remove the file')
+  await until(async () => await access(file).then(() => false, () => true), 'the sweep to remove the file', 15_000)
 })
 
 t.test('deleting a session deletes its responses: GET and previous_response_id answer as for an unknown id, and the session is not made again', async t => {
   const store = new MemoryStore()
   const app = await buildApp(t, { store })
   const { json: made, sessionKey } = await respond(app, { input: 'hello', user: 'deleted-soon' })
-  await until(async () => await store.getRecord('response', made.id) !== undefined, 'the record to be written')
+  await until(async () => await store.getRecord('response', made.id) !== undefined, 'the record to be written', 15_000)
   t.equal((await getResponse(app, made.id)).statusCode, 200)
   t.same((await app.inject({ method: 'DELETE', url: `/v1/sessions/${encodeURIComponent(sessionKey)}`, headers: AUTH })).json(), { key: sessionKey, deleted: true })
   t.equal(await store.getRecord('response', made.id), undefined, 'its record went with it')
@@ -94,7 +88,7 @@ t.test('a store that keeps records past their session\'s delete: the response is
   const store = new KeepsRecords()
   const app = await buildApp(t, { store })
   const { json: made, sessionKey } = await respond(app, { input: 'hello', user: 'kept-records' })
-  await until(async () => await store.getRecord('response', made.id) !== undefined, 'the record to be written')
+  await until(async () => await store.getRecord('response', made.id) !== undefined, 'the record to be written', 15_000)
   await app.sessionGateway.delete(sessionKey)
   t.ok(await store.getRecord('response', made.id), 'the record outlived its session')
 
@@ -118,7 +112,7 @@ t.test('the sweep: a failure is logged and tried again; a store without one is l
     }
   }
   await buildApp(t, { store: new Failing(), responses: { recordTtlMs: 10 } }, logs(lines))
-  await until(async () => calls >= 2, 'a second sweep')
+  await until(async () => calls >= 2, 'a second sweep', 15_000)
   t.match(JSON.parse(lines[0] as string), { msg: /expired records could not be swept; the next sweep tries again/, err: { message: 'the disk went away' } })
 
   // A store that expires records itself (Redis) has no sweepRecords.
@@ -137,7 +131,7 @@ t.test('the sweep: a failure is logged and tried again; a store without one is l
     }
   }
   const busy = await buildApp(t, { store: new Endless(), responses: { recordTtlMs: 10 } })
-  await until(async () => endless >= 3, 'a sweep of several batches')
+  await until(async () => endless >= 3, 'a sweep of several batches', 15_000)
   await busy.close()
   const stoppedAt = endless
   await sleep(50)

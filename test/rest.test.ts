@@ -3,22 +3,13 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import sessionGateway, { echoAgent, MemoryStore, type Agent } from '../lib/index.js'
 import { listen } from './gateway-frames.js'
-import { buildApp, TOKEN, user } from './helpers.js'
+import { buildApp, TOKEN, until, user } from './helpers.js'
 
 const auth = { authorization: `Bearer ${TOKEN}` }
 
 async function turn (app: FastifyInstance, key: string, text: string): Promise<void> {
   const ticket = await app.sessionGateway.send({ sessionKey: `agent:main:${key}`, agentId: 'main', input: [user(text)] })
   await ticket.result
-}
-
-/** Waits until `done()` says so, checking every few ms; bounded (10 s), and fails when the bound is hit. */
-async function until (done: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (!await done()) {
-    if (Date.now() > deadline) throw new Error(`still not ${what} after 10 s`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
 }
 
 interface Sse { id?: string, event: string, data: any }
@@ -131,7 +122,7 @@ t.test('GET /v1/sessions/{key} shows the running turn', async t => {
   }
   const app = await buildApp(t, { agent })
   const ticket = await app.sessionGateway.send({ sessionKey: 'agent:main:busy', agentId: 'main', input: [user('go')] })
-  await until(async () => (await app.sessionGateway.get('agent:main:busy'))?.running?.text === 'half', 'half way')
+  await until(async () => (await app.sessionGateway.get('agent:main:busy'))?.running?.text === 'half', 'the turn to be half way')
   t.match((await app.inject({ url: '/v1/sessions/busy', headers: auth })).json(), { running: { runId: ticket.runId, text: 'half' } })
   await listen(app)
   const { events } = await readEvents(app, '/v1/sessions/busy/events', auth, seen => seen.length === 1)
@@ -213,7 +204,7 @@ t.test('events resume from Last-Event-ID as sessions.open does from since: repla
 
   // A longer gap with a turn still running: rebuilt rows, then its text so far as one replacing delta.
   const ticket = await app.sessionGateway.send({ sessionKey: 'agent:main:r', agentId: 'main', input: [user('slow')] })
-  await until(async () => (await app.sessionGateway.get('agent:main:r'))?.running?.text === 'so ', 'half way')
+  await until(async () => (await app.sessionGateway.get('agent:main:r'))?.running?.text === 'so ', 'the turn to be half way')
   const catchup = await readEvents(app, `/v1/sessions/r/events?since=${encodeURIComponent(start)}`, auth, seen => seen.some(event => event.data.replace === true))
   t.match(catchup.events[0], { id: start, data: { replay: 'catchup' } })
   t.notOk('running' in catchup.events[0]?.data, 'the running text follows, not in the opening event')
