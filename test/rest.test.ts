@@ -318,6 +318,7 @@ t.test('an event stream asked for as the server closes, while the store is slow,
     }
   }
   const app = Fastify()
+  t.teardown(() => app.close())
   await app.register(sessionGateway, { auth: { token: TOKEN }, store: new SlowStore() })
   // Registered after the plugin's: the store answers once the shutdown has ended the streams it had.
   app.addHook('preClose', done => {

@@ -21,6 +21,8 @@ export class Subscriptions {
    */
   async subscribe (sessionKey: string, options: SubscribeOptions, listener: SessionListener): Promise<Subscription> {
     const since = options.since === undefined ? undefined : parseCursor(options.since)
+    // A page of history: what a reset answers, and the most rows a catch-up rebuilds.
+    const limit = options.limit ?? 50
     return await this.registry.use(sessionKey, async state => {
       // Everything up to the first await happens at one instant of the log: `head`.
       const { head, epoch } = state
@@ -37,21 +39,21 @@ export class Subscriptions {
           this.registry.evictIdle()
         }
       })
-      try {
-        if (since === undefined || (since.epoch === epoch && since.seq === head)) return subscription({ kind: 'live' })
-        if (since.epoch !== epoch || since.seq > head) {
-          const { entries } = await readUpTo(state, options.limit ?? 50, head)
-          return subscription({ kind: 'reset', entries, ...(running === undefined ? {} : { running }) })
-        }
-        const recent = await state.context.log.read(state.key, epoch, since.seq)
-        if (recent !== undefined) return subscription({ kind: 'replay', events: recent.filter(event => event.seq <= head) })
-        const limit = options.limit ?? 50
-        const events = await eventsBetween(state, epoch, since.seq, head, limit)
-        if (events !== undefined) return subscription({ kind: 'catchup', events, ...(running === undefined ? {} : { running }) })
-        // More rows missed than a page of history holds: the newest page instead, as a reset
-        // (a catch-up of a whole long transcript would be held in memory for each resume).
+      // Fresh history: the newest page, and the running turn.
+      const reset = async (): Promise<Subscription> => {
         const { entries } = await readUpTo(state, limit, head)
         return subscription({ kind: 'reset', entries, ...(running === undefined ? {} : { running }) })
+      }
+      try {
+        if (since === undefined || (since.epoch === epoch && since.seq === head)) return subscription({ kind: 'live' })
+        if (since.epoch !== epoch || since.seq > head) return await reset()
+        const recent = await state.context.log.read(state.key, epoch, since.seq)
+        if (recent !== undefined) return subscription({ kind: 'replay', events: recent.filter(event => event.seq <= head) })
+        const events = await eventsBetween(state, epoch, since.seq, head, limit)
+        if (events !== undefined) return subscription({ kind: 'catchup', events, ...(running === undefined ? {} : { running }) })
+        // More rows missed than a page of history holds: a reset too (a catch-up of a whole
+        // long transcript would be held in memory for each resume).
+        return await reset()
       } catch (err) {
         state.watchers.delete(watcher)
         throw err

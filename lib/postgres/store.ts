@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { InvalidCursorError, InvalidInputError, SessionNotFoundError, StoreFailedError } from '../errors.js'
 import { decodeListCursor, encodeListCursor, listRows } from '../stores/list-rows.js'
+import { checkLimit, positionCursor } from '../stores/read-query.js'
 import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RecordOptions, type RowPatch, type SessionRow, type SessionStore, type StoreContext } from '../stores/store.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { checkConnection, connect, inTransaction, reporting, tablesOf, unreachable, type PgConnection, type PgPool, type PostgresConnectionOptions, type Tables } from './connection.js'
@@ -176,7 +177,7 @@ export class PostgresStore implements SessionStore {
 
   async read (key: string, query: ReadQuery): Promise<ReadPage> {
     const limit = checkLimit(query.limit)
-    if (query.before !== undefined && !/^\d{1,15}$/.test(query.before)) throw new InvalidCursorError(query.before.slice(0, 80))
+    if (query.before !== undefined) positionCursor(query.before)
     const generation = query.sessionId
     if (generation !== undefined && !UUID.test(generation)) throw new SessionNotFoundError(`${key} (generation ${generation})`)
     const { sessions, generations, entries } = this.#t
@@ -263,11 +264,6 @@ function toRow (row: Record<string, unknown>): SessionRow {
     ...(row.preview === null ? {} : { preview: row.preview as string }),
     ...(row.epoch === null ? {} : { epoch: row.epoch as string })
   }
-}
-
-function checkLimit (limit: number): number {
-  if (!Number.isSafeInteger(limit) || limit < 1) throw new InvalidInputError('a limit must be a whole number, 1 or more')
-  return limit
 }
 
 function checkRecordId (kind: string, id: string): void {

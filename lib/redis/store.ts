@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { InvalidCursorError, InvalidInputError, InvalidOptionError, SessionNotFoundError, StoreUnavailableError } from '../errors.js'
 import { decodeListCursor, encodeListCursor, listRows, rowFilter } from '../stores/list-rows.js'
+import { checkLimit, positionCursor } from '../stores/read-query.js'
 import { previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RecordOptions, type RowPatch, type SessionRow, type SessionStore } from '../stores/store.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { connect, DEFAULT_KEY_PREFIX, type RedisConnection, type RedisConnectionOptions } from './connection.js'
@@ -188,7 +189,7 @@ export class RedisStore implements SessionStore {
 
   async read (key: string, query: ReadQuery): Promise<ReadPage> {
     const limit = checkLimit(query.limit)
-    if (query.before !== undefined && !/^\d{1,15}$/.test(query.before)) throw new InvalidCursorError(query.before.slice(0, 80))
+    if (query.before !== undefined) positionCursor(query.before)
     const keys = this.#keys.session(key)
     const args = [query.sessionId === undefined ? 'current' : 'given', query.sessionId ?? '', query.before ?? '', limit]
     const found = await this.#redis(async client => await READ.run(client, [keys.row, keys.generations, keys.transcript], args)) as Array<[string, string[]]> | 0 | null
@@ -285,11 +286,6 @@ function pairs (flat: string[]): Record<string, string> {
   const fields: Record<string, string> = {}
   for (let i = 0; i < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string
   return fields
-}
-
-function checkLimit (limit: number): number {
-  if (!Number.isSafeInteger(limit) || limit < 1) throw new InvalidInputError('a limit must be a whole number, 1 or more')
-  return limit
 }
 
 function option (options: RedisStoreOptions, name: 'listScanLimit' | 'deletedTtlSeconds', fallback: number, min: number): number {

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import { InvalidCursorError, InvalidInputError, SessionNotFoundError } from '../errors.js'
+import { InvalidInputError, SessionNotFoundError } from '../errors.js'
 import type { TranscriptEntry } from '../transcript.js'
 import { listRows } from './list-rows.js'
+import { positionCursor } from './read-query.js'
 import { expired, previewOf, RECORD_ID_PATTERN, type ListPage, type ListQuery, type ReadPage, type ReadQuery, type RecordOptions, type RowPatch, type SessionRow, type SessionStore } from './store.js'
 
 /**
@@ -85,7 +86,7 @@ export class MemoryStore implements SessionStore {
     const generation = this.#transcripts.get(query.sessionId ?? row.sessionId)
     if (generation === undefined || generation.key !== key) throw new SessionNotFoundError(`${key} (generation ${query.sessionId})`)
     const transcript = generation.entries
-    const end = query.before === undefined ? transcript.length : Math.min(beforeIndex(query.before), transcript.length)
+    const end = query.before === undefined ? transcript.length : Math.min(positionCursor(query.before), transcript.length)
     const start = Math.max(0, end - query.limit)
     const entries = transcript.slice(start, end).map(entry => JSON.parse(entry) as TranscriptEntry)
     return start > 0 ? { entries, before: String(start) } : { entries }
@@ -122,8 +123,3 @@ function recordKey (kind: string, id: string): string {
   return `${kind}/${id}`
 }
 
-function beforeIndex (before: string): number {
-  // Digits only, as the cursors this store gives: Number() would also take ' ', '0x2' and '1e1'.
-  if (!/^\d{1,15}$/.test(before)) throw new InvalidCursorError(before.slice(0, 80))
-  return Number(before)
-}
